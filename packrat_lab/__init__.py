@@ -1,0 +1,82 @@
+"""packrat_lab: make CPU inference of PyTorch models as fast as the host allows (Packrat, arXiv 2311.18174).
+
+Importing the package is cheap: torch, plotly, ipywidgets and pandas load only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InfeasiblePlanError",
+    "Instance",
+    "Lab",
+    "PackratError",
+    "Plan",
+    "Pool",
+    "Profile",
+    "ProfileError",
+    "RuntimeSetting",
+    "WorkerFailedError",
+    "Workload",
+    "get_workload",
+    "load_ipython_extension",
+    "load_profile",
+    "optimize",
+    "profile",
+    "unload_ipython_extension",
+    "validate",
+]
+
+# public name -> module that defines it (imported on first use)
+_LAZY = {
+    "PackratError": "packrat_lab.errors",
+    "InfeasiblePlanError": "packrat_lab.errors",
+    "ProfileError": "packrat_lab.errors",
+    "WorkerFailedError": "packrat_lab.errors",
+    "Instance": "packrat_lab.plan",
+    "Plan": "packrat_lab.plan",
+    "RuntimeSetting": "packrat_lab.settings",
+    "Profile": "packrat_lab.profiling.table",
+    "load_profile": "packrat_lab.profiling.table",
+    "profile": "packrat_lab.profiling.profiler",
+    "Workload": "packrat_lab.workloads.base",
+    "get_workload": "packrat_lab.workloads.registry",
+    "optimize": "packrat_lab.optimizer",
+    "validate": "packrat_lab.validation",
+    "Pool": "packrat_lab.serving.pool",
+    "Lab": "packrat_lab.ui.lab",
+    "load_ipython_extension": "packrat_lab.ui.magics",
+    "unload_ipython_extension": "packrat_lab.ui.magics",
+}
+
+if TYPE_CHECKING:
+    from packrat_lab.errors import InfeasiblePlanError, PackratError, ProfileError, WorkerFailedError
+    from packrat_lab.optimizer import optimize
+    from packrat_lab.plan import Instance, Plan
+    from packrat_lab.profiling.profiler import profile
+    from packrat_lab.profiling.table import Profile, load_profile
+    from packrat_lab.serving.pool import Pool
+    from packrat_lab.settings import RuntimeSetting
+    from packrat_lab.ui.lab import Lab
+    from packrat_lab.ui.magics import load_ipython_extension, unload_ipython_extension
+    from packrat_lab.validation import validate
+    from packrat_lab.workloads.base import Workload
+    from packrat_lab.workloads.registry import get_workload
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'packrat_lab' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

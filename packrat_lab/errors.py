@@ -1,0 +1,34 @@
+"""Domain errors: each says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+__all__ = [
+    "InfeasiblePlanError",
+    "PackratError",
+    "ProfileError",
+    "ProfileMissingPointError",
+    "WorkerFailedError",
+]
+
+
+class PackratError(Exception):
+    """Base class for packrat_lab's domain failures (not programming errors)."""
+
+
+class InfeasiblePlanError(PackratError, ValueError):
+    """No plan fits the requested cores and batch, or a plan does not fit the host."""
+
+
+class ProfileError(PackratError, ValueError):
+    """A profile file is malformed, truncated or of an unknown format."""
+
+
+class ProfileMissingPointError(ProfileError, KeyError):
+    """A plan needs a (threads, batch) point that the profile never measured."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WorkerFailedError(PackratError, RuntimeError):
+    """A worker process died or raised while running a request."""

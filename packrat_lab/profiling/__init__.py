@@ -1,0 +1,1 @@
+"""Profiling: spec, measurement, runner process, Profile table and file format."""

@@ -1,0 +1,152 @@
+"""One measured point: raw samples kept, statistics derived, quality judged on the data."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Measurement", "median_confidence_interval"]
+
+Z95 = 1.959963984540054
+
+
+def median_confidence_interval(samples: Sequence[float], z: float = Z95) -> tuple[float, float]:
+    """Distribution-free CI of the median from order statistics (no normality assumed)."""
+    n = len(samples)
+    if n == 0:
+        return (math.nan, math.nan)
+    ordered = np.sort(np.asarray(samples, dtype=float))
+    half = z * math.sqrt(n) / 2.0
+    lo = max(0, math.floor(n / 2.0 - half) - 1)
+    hi = min(n - 1, math.ceil(n / 2.0 + half) - 1)
+    return (float(ordered[lo]), float(ordered[hi]))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Latencies (ms) of one (threads, batch, setting) point, as measured in one process."""
+
+    threads: int
+    batch: int
+    setting: str
+    samples_ms: tuple[float, ...]
+    warmup: int = 0
+    stop_reason: str = "unknown"
+    wall_s: float = 0.0
+    target_precision: float = 0.02
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @cached_property
+    def _array(self) -> np.ndarray:
+        return np.asarray(self.samples_ms, dtype=float)
+
+    @property
+    def n(self) -> int:
+        """Number of timed samples."""
+        return len(self.samples_ms)
+
+    @property
+    def median(self) -> float:
+        """Median latency in ms: what the optimizer uses."""
+        return float(np.median(self._array))
+
+    @property
+    def mean(self) -> float:
+        """Mean latency in ms (the Packrat paper's statistic)."""
+        return float(self._array.mean())
+
+    @property
+    def p90(self) -> float:
+        """90th percentile latency in ms."""
+        return float(np.percentile(self._array, 90))
+
+    @property
+    def p99(self) -> float:
+        """99th percentile latency in ms."""
+        return float(np.percentile(self._array, 99))
+
+    @property
+    def iqr(self) -> float:
+        """Interquartile range in ms: the spread shown on hover."""
+        q1, q3 = np.percentile(self._array, [25, 75])
+        return float(q3 - q1)
+
+    @property
+    def median_ci(self) -> tuple[float, float]:
+        """95 % confidence interval of the median."""
+        return median_confidence_interval(self.samples_ms)
+
+    @property
+    def relative_precision(self) -> float:
+        """Half-width of the median's CI relative to the median."""
+        lo, hi = self.median_ci
+        med = self.median
+        if not med or math.isnan(lo):
+            return math.inf
+        return (hi - lo) / 2.0 / med
+
+    @property
+    def noisy(self) -> bool:
+        """True when the median is not known to the target precision (too few or spread samples)."""
+        if self.stop_reason == "summary":
+            return False
+        return self.n < 5 or self.relative_precision > self.target_precision
+
+    @property
+    def warnings(self) -> list[str]:
+        """Human-readable quality warnings, carried with the data instead of raised."""
+        out: list[str] = []
+        if self.stop_reason == "summary":
+            return out
+        if self.n < 5:
+            out.append(f"only {self.n} samples (time cap reached); the median is rough")
+        elif self.relative_precision > self.target_precision:
+            out.append(
+                f"median known to ±{self.relative_precision:.1%}, wider than ±{self.target_precision:.0%}"
+            )
+        return out
+
+    def statistic(self, name: str) -> float:
+        """A statistic by name: median, mean, p90 or p99."""
+        if name not in ("median", "mean", "p90", "p99"):
+            msg = f"unknown statistic {name!r}; valid: 'median', 'mean', 'p90', 'p99'"
+            raise ValueError(msg)
+        return float(getattr(self, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (raw samples included)."""
+        return {
+            "threads": self.threads,
+            "batch": self.batch,
+            "setting": self.setting,
+            "samples_ms": list(self.samples_ms),
+            "warmup": self.warmup,
+            "stop_reason": self.stop_reason,
+            "wall_s": self.wall_s,
+            "target_precision": self.target_precision,
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        """Inverse of to_dict."""
+        samples = tuple(float(s) for s in data["samples_ms"])
+        if not samples:
+            msg = f"measurement at threads={data.get('threads')} batch={data.get('batch')} has no samples"
+            raise ValueError(msg)
+        return cls(
+            threads=int(data["threads"]),
+            batch=int(data["batch"]),
+            setting=str(data.get("setting", "default")),
+            samples_ms=samples,
+            warmup=int(data.get("warmup", 0)),
+            stop_reason=str(data.get("stop_reason", "unknown")),
+            wall_s=float(data.get("wall_s", 0.0)),
+            target_precision=float(data.get("target_precision", 0.02)),
+            meta=dict(data.get("meta", {})),
+        )

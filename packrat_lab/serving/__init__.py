@@ -1,0 +1,1 @@
+"""Serving: worker processes, shared-memory transport, dispatcher, batcher, pool, HTTP."""

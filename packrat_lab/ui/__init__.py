@@ -1,0 +1,1 @@
+"""Notebook UI: the Lab widget and the %packrat magics."""
