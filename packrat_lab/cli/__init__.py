@@ -1,0 +1,60 @@
+"""`packrat-lab` command line: thin over the public API; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# modules that each define `register(subparsers)`; one job per module
+COMMAND_MODULES = (
+    "packrat_lab.cli.profile_cmd",
+    "packrat_lab.cli.plan_cmd",
+    "packrat_lab.cli.validate_cmd",
+    "packrat_lab.cli.serve_cmd",
+    "packrat_lab.cli.load_cmd",
+    "packrat_lab.cli.report_cmd",
+    "packrat_lab.cli.demo_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with one subcommand per registered module that exists."""
+    parser = argparse.ArgumentParser(
+        prog="packrat-lab",
+        description="Profile a PyTorch model on this host's cores, plan ⟨instances, threads, batch⟩, serve it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: bad input is one line on stderr and exit code 2, never a traceback."""
+    from packrat_lab.errors import PackratError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (PackratError, ValueError, FileNotFoundError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"packrat-lab {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"packrat-lab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
