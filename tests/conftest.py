@@ -1,0 +1,18 @@
+"""Shared fixtures: where the Packrat paper's reference profiles live (beside the checkout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = REPO.parent / "shared" / "reference-profiles"
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """The paper's published profiles; skip when ../shared is not beside the checkout."""
+    if not (REFERENCE_DIR / "packrat-paper-bert.csv").exists():
+        pytest.skip(f"reference profiles not found at {REFERENCE_DIR} (../shared beside the checkout)")
+    return REFERENCE_DIR
