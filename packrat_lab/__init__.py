@@ -80,3 +80,13 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt frontend extension shipped in the wheel."""
+    return [{"src": "labextension", "dest": "packrat-lab"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The server extension (the /packrat-lab/ routes); its module imports tornado only when loaded."""
+    return [{"module": "packrat_lab.jupyter_server"}]

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = ["main"]
 
@@ -21,9 +22,18 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with a hint to --help) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `PROG: error: MESSAGE (see PROG --help)` and exit 2."""
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with one subcommand per registered module that exists."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="packrat-lab",
         description="Profile a PyTorch model on this host's cores, plan ⟨instances, threads, batch⟩, serve it.",
     )

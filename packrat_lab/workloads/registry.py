@@ -2,31 +2,96 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from packrat_lab.workloads.base import Workload, WorkloadSpec
 from packrat_lab.workloads.zoo import ZOO
 
-__all__ = ["get_workload"]
+__all__ = ["get_workload", "zoo_names", "zoo_workload"]
+
+_IMPORT_STRING = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_SCRIPT_SUFFIXES = (".pt", ".pth")
+
+
+def zoo_names() -> list[str]:
+    """Names of the built-in models, sorted."""
+    return sorted(ZOO)
+
+
+def _unknown(model: object) -> str:
+    return (
+        f"unknown model {model!r}; valid: {', '.join(zoo_names())}, a TorchScript file (*.pt), "
+        "'module:function', or an nn.Module with example_input= (example: get_workload('resnet50'))"
+    )
 
 
 def zoo_workload(name: str, **options: Any) -> Workload:
     """A zoo model as a Workload (validated name, options recorded in the spec)."""
     entry = ZOO.get(name)
     if entry is None:
-        msg = f"unknown model {name!r}; valid: {', '.join(sorted(ZOO))} (example: 'resnet50')"
-        raise ValueError(msg)
-    spec = WorkloadSpec(
-        "zoo", name, tuple(sorted(options.items())), tuple(entry.sample_shape(**options)), entry.dtype, entry.high
-    )
+        raise ValueError(_unknown(name))
+    try:
+        shape = tuple(entry.sample_shape(**options))
+    except TypeError as exc:
+        msg = f"model {name!r} does not take options {sorted(options)} ({exc}); example: get_workload('bert', seq_len=128)"
+        raise ValueError(msg) from exc
+    spec = WorkloadSpec("zoo", name, tuple(sorted(options.items())), shape, entry.dtype, entry.high)
     return Workload(name, spec)
 
 
-def get_workload(model: Any, **options: Any) -> Workload:
-    """Resolve what a user passes as a model into a Workload."""
-    if isinstance(model, Workload):
-        return model
-    if isinstance(model, str):
+def _from_string(model: str, options: dict[str, Any]) -> Workload:
+    from packrat_lab.workloads import user
+
+    if model in ZOO:
         return zoo_workload(model, **options)
-    msg = f"cannot make a workload from {type(model).__name__}; example: get_workload('resnet50')"
-    raise ValueError(msg)
+    if _IMPORT_STRING.match(model) and not os.path.exists(model):
+        return user.import_workload(model, **options)
+    if model.endswith(_SCRIPT_SUFFIXES) or os.path.isfile(model):
+        return user.torchscript_file_workload(model, **options)
+    raise ValueError(_unknown(model))
+
+
+def get_workload(model: Any, *, torchscript: bool = False, **options: Any) -> Workload:
+    """Resolve what a user passes as a model into a Workload (optionally TorchScript-traced)."""
+    from packrat_lab.workloads import user
+
+    if isinstance(model, Workload):
+        if options:
+            msg = f"options {sorted(options)} cannot change an existing Workload; example: get_workload('bert', seq_len=64)"
+            raise ValueError(msg)
+        workload = model
+    elif isinstance(model, str):
+        workload = _from_string(model, options)
+    elif isinstance(model, os.PathLike):
+        workload = user.torchscript_file_workload(os.fspath(model), **options)
+    elif _is_module(model):
+        workload = user.module_workload(model, options.pop("example_input", None), options.pop("name", None))
+        if options:
+            msg = f"unexpected options {sorted(options)} for an nn.Module; valid: example_input=, name=, torchscript="
+            raise ValueError(msg)
+    else:
+        msg = f"cannot make a workload from {type(model).__name__}; example: get_workload('resnet50')"
+        raise ValueError(msg)
+    return user.traced_workload(workload) if torchscript else workload
+
+
+def _is_module(model: object) -> bool:
+    """nn.Module check that imports torch only when the object could be one."""
+    if type(model).__module__.split(".")[0] in ("builtins", "packrat_lab"):
+        return False
+    import torch
+
+    return isinstance(model, torch.nn.Module)
+
+
+def workload_of_profile(profile: Any) -> Workload:
+    """The workload a profile was measured on, from the spec it recorded (zoo, import, file)."""
+    from packrat_lab.workloads.base import WorkloadSpec
+
+    recorded = (profile.meta or {}).get("workload")
+    if not recorded:
+        msg = f"profile of {profile.model!r} records no workload (a CSV?); name the model, example: --model resnet50"
+        raise ValueError(msg)
+    return Workload(str(recorded["name"]), WorkloadSpec.from_dict(recorded["spec"]))

@@ -1,0 +1,311 @@
+/**
+ * Pure logic of the Packrat sidebar and profile viewer: no JupyterLab or DOM imports,
+ * so the node test runner can check it directly.
+ */
+
+/** One model instance of a pool's plan, as the server extension reports it. */
+export interface IInstance {
+  threads: number;
+  batch: number;
+  cores: number[];
+  setting: string;
+}
+
+/** One live pool as `GET /packrat-lab/pools` reports it (never with a token). */
+export interface IPool {
+  id: string;
+  pid: number;
+  model: string;
+  url: string;
+  started: number;
+  plan: string;
+  display: string;
+  instances: IInstance[];
+  state: string;
+  throughput: number | null;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  cores: number | null;
+  reachable: boolean;
+  error: string | null;
+}
+
+/** One row of the plan map: the optimizer's pick at total batch B. */
+export interface IPlanMapRow {
+  batch: number;
+  config: string;
+  plan: string;
+  instances: number;
+  expected_ms: number | null;
+  fat_ms: number | null;
+  speedup: number | null;
+}
+
+/** The profile viewer's data from `GET /packrat-lab/profile?path=`. */
+export interface IProfileView {
+  path: string;
+  model: string;
+  statistic: string;
+  threads: number[];
+  batches: number[];
+  latency_ms: (number | null)[][];
+  setting: string[][];
+  noisy: [number, number][];
+  cores: number;
+  plan_map: IPlanMapRow[];
+  plan_map_note: string | null;
+}
+
+/**
+ * Poll delays: `initial` after a success, doubling on each consecutive error up to `max`.
+ */
+export class Backoff {
+  constructor(
+    readonly initial = 1000,
+    readonly max = 30000
+  ) {
+    if (!(initial > 0) || !(max >= initial)) {
+      throw new Error(`backoff needs 0 < initial <= max, got ${initial} and ${max}; example: new Backoff(1000, 30000)`);
+    }
+    this._delay = initial;
+  }
+
+  /** The delay to wait before the next poll. */
+  get delay(): number {
+    return this._delay;
+  }
+
+  /** Consecutive failures so far. */
+  get failures(): number {
+    return this._failures;
+  }
+
+  /** A poll succeeded: back to the initial delay. */
+  succeed(): number {
+    this._failures = 0;
+    this._delay = this.initial;
+    return this._delay;
+  }
+
+  /** A poll failed: double the delay, capped at max. */
+  fail(): number {
+    this._failures += 1;
+    this._delay = Math.min(this.max, this.initial * 2 ** this._failures);
+    return this._delay;
+  }
+
+  private _delay: number;
+  private _failures = 0;
+}
+
+/** Fold identical instances: `⟨2,1,4⟩ + ⟨1,2,8⟩` (count, threads, batch) in first-seen order. */
+export function formatPlan(instances: IInstance[]): string {
+  const groups: { key: string; count: number; inst: IInstance }[] = [];
+  for (const inst of instances) {
+    const key = `${inst.threads}x${inst.batch}@${inst.setting}`;
+    const found = groups.find(g => g.key === key);
+    if (found) {
+      found.count += 1;
+    } else {
+      groups.push({ key, count: 1, inst });
+    }
+  }
+  return groups
+    .map(g => `⟨${g.count},${g.inst.threads},${g.inst.batch}⟩${g.inst.setting && g.inst.setting !== 'default' ? ' ' + g.inst.setting : ''}`)
+    .join(' + ');
+}
+
+/** What the switch box asked for: a plan text like `2x1x4`, or a total batch B chosen from the profile. */
+export type PlanRequest = { plan: string } | { batch: number };
+
+const PLAN_PART = /^\s*\d+\s*x\s*\d+\s*x\s*\d+\s*(@\s*[A-Za-z_][\w-]*)?\s*$/;
+
+/** Parse the switch box: an integer is a batch B, `IxTxB(+IxTxB)*` is a plan; anything else throws. */
+export function parsePlanInput(text: string): PlanRequest {
+  const value = text.trim();
+  if (/^\d+$/.test(value)) {
+    const batch = Number(value);
+    if (batch >= 1) {
+      return { batch };
+    }
+  } else if (value && value.split('+').every(part => PLAN_PART.test(part))) {
+    return { plan: value.replace(/\s+/g, '') };
+  }
+  throw new Error(`'${text}' is neither a plan nor a batch; examples: 2x1x4, 1x2x8+2x1x4 or 16`);
+}
+
+/** Human numbers: `12.3 ms`, `1.25 s`, `—` when unknown. */
+export function formatMs(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) {
+    return '—';
+  }
+  if (value >= 1000) {
+    return `${(value / 1000).toFixed(2)} s`;
+  }
+  return value >= 100 ? `${value.toFixed(0)} ms` : `${value.toFixed(1)} ms`;
+}
+
+/** Samples per second, compact. */
+export function formatRate(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) {
+    return '—';
+  }
+  return value >= 100 ? `${value.toFixed(0)}/s` : `${value.toFixed(1)}/s`;
+}
+
+/** One cell of the core map: which instance (index, -1 for idle) owns each core. */
+export interface ICoreCell {
+  core: number;
+  instance: number;
+}
+
+/**
+ * Cores of the host coloured by owning instance. Instances without pinned cores take
+ * consecutive cores, so the map still shows how the plan splits the host.
+ */
+export function coreMap(instances: IInstance[], hostCores: number | null): ICoreCell[] {
+  const owner = new Map<number, number>();
+  let next = 0;
+  instances.forEach((inst, index) => {
+    const cores = inst.cores.length ? inst.cores : Array.from({ length: inst.threads }, () => next++);
+    for (const core of cores) {
+      owner.set(core, index);
+      next = Math.max(next, core + 1);
+    }
+  });
+  const used = owner.size ? Math.max(...owner.keys()) + 1 : 0;
+  const total = Math.max(used, hostCores && hostCores > 0 ? Math.floor(hostCores) : 0);
+  return Array.from({ length: total }, (_, core) => ({ core, instance: owner.get(core) ?? -1 }));
+}
+
+function asNumber(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+function asString(value: unknown, fallback = ''): string {
+  return typeof value === 'string' ? value : fallback;
+}
+
+function parseInstance(raw: unknown): IInstance | null {
+  if (!raw || typeof raw !== 'object') {
+    return null;
+  }
+  const r = raw as Record<string, unknown>;
+  const threads = asNumber(r.threads);
+  const batch = asNumber(r.batch);
+  if (threads === null || batch === null) {
+    return null;
+  }
+  const cores = Array.isArray(r.cores) ? r.cores.filter((c): c is number => typeof c === 'number') : [];
+  return { threads, batch, cores, setting: asString(r.setting, 'default') };
+}
+
+/** Validate `GET /packrat-lab/pools`; malformed pools are dropped, a malformed body throws. */
+export function parsePools(body: unknown): IPool[] {
+  if (!body || typeof body !== 'object' || !Array.isArray((body as { pools?: unknown }).pools)) {
+    throw new Error('unexpected answer from /packrat-lab/pools: no "pools" list');
+  }
+  const pools: IPool[] = [];
+  for (const raw of (body as { pools: unknown[] }).pools) {
+    if (!raw || typeof raw !== 'object') {
+      continue;
+    }
+    const r = raw as Record<string, unknown>;
+    if (typeof r.id !== 'string') {
+      continue;
+    }
+    const instances = Array.isArray(r.instances)
+      ? r.instances.map(parseInstance).filter((i): i is IInstance => i !== null)
+      : [];
+    pools.push({
+      id: r.id,
+      pid: asNumber(r.pid) ?? 0,
+      model: asString(r.model, 'model'),
+      url: asString(r.url),
+      started: asNumber(r.started) ?? 0,
+      plan: asString(r.plan),
+      display: asString(r.display),
+      instances,
+      state: asString(r.state, 'unknown'),
+      throughput: asNumber(r.throughput),
+      p50_ms: asNumber(r.p50_ms),
+      p99_ms: asNumber(r.p99_ms),
+      cores: asNumber(r.cores),
+      reachable: r.reachable !== false,
+      error: typeof r.error === 'string' ? r.error : null
+    });
+  }
+  return pools;
+}
+
+/** Validate `GET /packrat-lab/profile`: the grid must match its axes. */
+export function parseProfileView(body: unknown): IProfileView {
+  const r = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+  const threads = Array.isArray(r.threads) ? (r.threads as unknown[]).map(asNumber) : null;
+  const batches = Array.isArray(r.batches) ? (r.batches as unknown[]).map(asNumber) : null;
+  const grid = Array.isArray(r.latency_ms) ? (r.latency_ms as unknown[]) : null;
+  if (!threads || !batches || !grid || threads.includes(null) || batches.includes(null)) {
+    throw new Error('unexpected profile view: needs threads, batches and latency_ms');
+  }
+  if (grid.length !== threads.length || grid.some(row => !Array.isArray(row) || row.length !== batches.length)) {
+    throw new Error(`profile grid is not ${threads.length}×${batches.length} (threads × batches)`);
+  }
+  const settings = Array.isArray(r.setting) ? (r.setting as unknown[][]) : [];
+  return {
+    path: asString(r.path),
+    model: asString(r.model, 'model'),
+    statistic: asString(r.statistic, 'median'),
+    threads: threads as number[],
+    batches: batches as number[],
+    latency_ms: (grid as unknown[][]).map(row => row.map(asNumber)),
+    setting: threads.map((_, i) => batches.map((__, j) => asString(settings[i]?.[j]))),
+    noisy: Array.isArray(r.noisy) ? (r.noisy as [number, number][]) : [],
+    cores: asNumber(r.cores) ?? Math.max(0, ...(threads as number[])),
+    plan_map: Array.isArray(r.plan_map)
+      ? (r.plan_map as Record<string, unknown>[]).map(row => ({
+          batch: asNumber(row.batch) ?? 0,
+          config: asString(row.config),
+          plan: asString(row.plan),
+          instances: asNumber(row.instances) ?? 0,
+          expected_ms: asNumber(row.expected_ms),
+          fat_ms: asNumber(row.fat_ms),
+          speedup: asNumber(row.speedup)
+        }))
+      : [],
+    plan_map_note: typeof r.plan_map_note === 'string' ? r.plan_map_note : null
+  };
+}
+
+// Viridis at 9 stops (colourblind-safe, perceptually uniform), interpolated linearly.
+const VIRIDIS: [number, number, number][] = [
+  [68, 1, 84],
+  [71, 44, 122],
+  [59, 81, 139],
+  [44, 113, 142],
+  [33, 144, 141],
+  [39, 173, 129],
+  [92, 200, 99],
+  [170, 220, 50],
+  [253, 231, 37]
+];
+
+/** Colour of a latency on a log scale between lo and hi (fast = dark, slow = yellow). */
+export function heatColour(value: number | null, lo: number, hi: number): string {
+  if (value === null || !(value > 0) || !(lo > 0) || !(hi > 0)) {
+    return 'transparent';
+  }
+  const span = Math.log(hi) - Math.log(lo);
+  const x = span > 0 ? Math.min(1, Math.max(0, (Math.log(value) - Math.log(lo)) / span)) : 0;
+  const pos = x * (VIRIDIS.length - 1);
+  const i = Math.min(VIRIDIS.length - 2, Math.floor(pos));
+  const f = pos - i;
+  const [a, b] = [VIRIDIS[i], VIRIDIS[i + 1]];
+  const mix = (k: number) => Math.round(a[k] + (b[k] - a[k]) * f);
+  return `rgb(${mix(0)}, ${mix(1)}, ${mix(2)})`;
+}
+
+/** Smallest and largest measured latency of a grid (nulls ignored); [0, 0] if none. */
+export function gridRange(grid: (number | null)[][]): [number, number] {
+  const values = grid.flat().filter((v): v is number => v !== null && v > 0);
+  return values.length ? [Math.min(...values), Math.max(...values)] : [0, 0];
+}

@@ -1,0 +1,198 @@
+/** The "Packrat" right-sidebar panel: live pools on this host, polled with backoff while visible. */
+
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import { listPools, stopPool, switchPlan } from './api';
+import { Backoff, IPool, coreMap, formatMs, formatPlan, formatRate, parsePlanInput } from './logic';
+
+const INSTANCE_COLOURS = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#000000'];
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string, text = ''): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+/** One pool's card; kept across polls so the switch box keeps its text and focus. */
+class PoolCard {
+  readonly node = el('div', 'jp-PackratPool');
+
+  constructor(
+    readonly id: string,
+    private readonly onChanged: () => void
+  ) {
+    this.node.dataset.poolId = id;
+    const header = el('div', 'jp-PackratPool-header');
+    header.append(this._model, this._state);
+    const actions = el('div', 'jp-PackratPool-actions');
+    this._input.placeholder = 'plan 2x1x4 or batch B';
+    this._input.title = 'A plan like 2x1x4 or 1x2x8+2x1x4, or a total batch B (the best plan from the pool profile)';
+    this._input.addEventListener('keydown', event => {
+      if (event.key === 'Enter') {
+        void this._switch();
+      }
+    });
+    const switchButton = el('button', 'jp-Button jp-mod-styled jp-mod-accept jp-PackratPool-switch', 'Switch');
+    switchButton.addEventListener('click', () => void this._switch());
+    const stopButton = el('button', 'jp-Button jp-mod-styled jp-mod-warn jp-PackratPool-stop', 'Stop');
+    stopButton.addEventListener('click', () => void this._stop());
+    actions.append(this._input, switchButton, stopButton);
+    this.node.append(header, this._plan, this._cores, this._metrics, actions, this._message);
+  }
+
+  update(pool: IPool): void {
+    this._pool = pool;
+    this._model.textContent = pool.model;
+    this._model.title = `pool ${pool.id} · pid ${pool.pid} · ${pool.url}`;
+    this._state.textContent = pool.state;
+    this._state.dataset.state = pool.state;
+    this._plan.textContent = pool.instances.length ? formatPlan(pool.instances) : pool.display || pool.plan;
+    this._plan.title = pool.plan;
+    this._cores.replaceChildren(
+      ...coreMap(pool.instances, pool.cores).map(cell => {
+        const node = el('span', 'jp-PackratPool-core');
+        node.style.background = cell.instance < 0 ? 'var(--jp-layout-color3)' : INSTANCE_COLOURS[cell.instance % INSTANCE_COLOURS.length];
+        node.title = cell.instance < 0 ? `core ${cell.core}: idle` : `core ${cell.core}: instance ${cell.instance + 1}`;
+        return node;
+      })
+    );
+    this._metrics.textContent = `${formatRate(pool.throughput)} · p50 ${formatMs(pool.p50_ms)} · p99 ${formatMs(pool.p99_ms)}`;
+    if (pool.error && !this._busy) {
+      this._say(pool.error, true);
+    }
+  }
+
+  private async _switch(): Promise<void> {
+    let request;
+    try {
+      request = parsePlanInput(this._input.value);
+    } catch (error) {
+      this._say((error as Error).message, true);
+      return;
+    }
+    await this._act(`switching to ${'plan' in request ? request.plan : `batch ${request.batch}`}…`, () => switchPlan(this.id, request));
+  }
+
+  private async _stop(): Promise<void> {
+    const answer = await showDialog({
+      title: 'Stop pool?',
+      body: `Stop ${this._pool?.model ?? 'pool'} (${this._pool?.plan ?? this.id})? Its workers exit and requests are refused.`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop' })]
+    });
+    if (answer.button.accept) {
+      await this._act('stopping…', () => stopPool(this.id));
+    }
+  }
+
+  private async _act(what: string, action: () => Promise<void>): Promise<void> {
+    this._busy = true;
+    this._say(what, false);
+    try {
+      await action();
+      this._say('', false);
+    } catch (error) {
+      this._say((error as Error).message, true);
+    } finally {
+      this._busy = false;
+      this.onChanged();
+    }
+  }
+
+  private _say(text: string, isError: boolean): void {
+    this._message.textContent = text;
+    this._message.classList.toggle('jp-mod-error', isError);
+  }
+
+  private _pool: IPool | null = null;
+  private _busy = false;
+  private readonly _model = el('span', 'jp-PackratPool-model');
+  private readonly _state = el('span', 'jp-PackratPool-state');
+  private readonly _plan = el('div', 'jp-PackratPool-plan');
+  private readonly _cores = el('div', 'jp-PackratPool-cores');
+  private readonly _metrics = el('div', 'jp-PackratPool-metrics');
+  private readonly _input = el('input', 'jp-PackratPool-input');
+  private readonly _message = el('div', 'jp-PackratPool-message');
+}
+
+/** Lists every live pool; polls every second while shown, backing off to 30 s on errors. */
+export class PoolsPanel extends Widget {
+  constructor(readonly backoff = new Backoff(1000, 30000)) {
+    super();
+    this.addClass('jp-PackratPanel');
+    this.id = 'packrat-lab-pools';
+    this.title.caption = 'Packrat pools';
+    const header = el('div', 'jp-PackratPanel-header');
+    header.append(el('h2', 'jp-PackratPanel-title', 'Packrat pools'), this._status);
+    this.node.append(header, this._list, this._empty);
+    this._empty.textContent = 'No pools on this host. Start one from a notebook: Pool(model, plan).';
+  }
+
+  /** Fetch now and schedule the next poll (only while visible). */
+  async refresh(): Promise<void> {
+    window.clearTimeout(this._timer);
+    const generation = ++this._generation;
+    let delay: number;
+    try {
+      this._render(await listPools());
+      delay = this.backoff.succeed();
+      this._status.textContent = '';
+      this._status.classList.remove('jp-mod-error');
+    } catch (error) {
+      delay = this.backoff.fail();
+      this._status.textContent = `${(error as Error).message} · retry in ${Math.round(delay / 1000)} s`;
+      this._status.classList.add('jp-mod-error');
+    }
+    if (generation === this._generation && this.isVisible && !this.isDisposed) {
+      this._timer = window.setTimeout(() => void this.refresh(), delay);
+    }
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    void this.refresh();
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    window.clearTimeout(this._timer);
+    this._generation++;
+  }
+
+  dispose(): void {
+    window.clearTimeout(this._timer);
+    super.dispose();
+  }
+
+  private _render(pools: IPool[]): void {
+    const seen = new Set<string>();
+    for (const pool of pools) {
+      seen.add(pool.id);
+      let card = this._cards.get(pool.id);
+      if (!card) {
+        card = new PoolCard(pool.id, () => void this.refresh());
+        this._cards.set(pool.id, card);
+        this._list.appendChild(card.node); // appended once: moving a node would steal the input's focus
+      }
+      card.update(pool);
+    }
+    for (const [id, card] of this._cards) {
+      if (!seen.has(id)) {
+        card.node.remove();
+        this._cards.delete(id);
+      }
+    }
+    this._empty.hidden = pools.length > 0;
+  }
+
+  private _timer = 0;
+  private _generation = 0;
+  private readonly _cards = new Map<string, PoolCard>();
+  private readonly _list = el('div', 'jp-PackratPanel-list');
+  private readonly _empty = el('div', 'jp-PackratPanel-empty');
+  private readonly _status = el('div', 'jp-PackratPanel-status');
+}

@@ -1,0 +1,163 @@
+/** Unit tests of the sidebar's pure logic (node's test runner, compiled by tsconfig.test.json). */
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import {
+  Backoff,
+  coreMap,
+  formatMs,
+  formatPlan,
+  formatRate,
+  gridRange,
+  heatColour,
+  parsePlanInput,
+  parsePools,
+  parseProfileView
+} from '../src/logic';
+
+const inst = (threads: number, batch: number, cores: number[] = [], setting = 'default') => ({ threads, batch, cores, setting });
+
+describe('Backoff', () => {
+  it('doubles from 1 s to a 30 s cap on errors and resets on success', () => {
+    const b = new Backoff(1000, 30000);
+    assert.equal(b.delay, 1000);
+    assert.deepEqual([b.fail(), b.fail(), b.fail(), b.fail(), b.fail(), b.fail()], [2000, 4000, 8000, 16000, 30000, 30000]);
+    assert.equal(b.failures, 6);
+    assert.equal(b.succeed(), 1000);
+    assert.equal(b.failures, 0);
+    assert.equal(b.fail(), 2000);
+  });
+
+  it('rejects a cap below the first delay', () => {
+    assert.throws(() => new Backoff(5000, 1000), /0 < initial <= max/);
+  });
+});
+
+describe('formatPlan', () => {
+  it('folds identical instances in first-seen order', () => {
+    assert.equal(formatPlan([inst(2, 8), inst(1, 4), inst(1, 4)]), '⟨1,2,8⟩ + ⟨2,1,4⟩');
+  });
+
+  it('keeps instances with another runtime setting apart and names it', () => {
+    assert.equal(formatPlan([inst(1, 4), inst(1, 4, [], 'passive')]), '⟨1,1,4⟩ + ⟨1,1,4⟩ passive');
+  });
+
+  it('is empty for no instances', () => {
+    assert.equal(formatPlan([]), '');
+  });
+});
+
+describe('parsePlanInput', () => {
+  it('reads an integer as a batch and IxTxB as a plan', () => {
+    assert.deepEqual(parsePlanInput(' 16 '), { batch: 16 });
+    assert.deepEqual(parsePlanInput('2x1x4'), { plan: '2x1x4' });
+    assert.deepEqual(parsePlanInput('1 x 2 x 8 + 2x1x4@passive'), { plan: '1x2x8+2x1x4@passive' });
+  });
+
+  it('refuses anything else with examples', () => {
+    for (const bad of ['', '0', '2x1', 'fast', '2x1x4+', '-3']) {
+      assert.throws(() => parsePlanInput(bad), /examples: 2x1x4/, bad);
+    }
+  });
+});
+
+describe('formatting', () => {
+  it('formats milliseconds, seconds and unknowns', () => {
+    assert.equal(formatMs(4.53), '4.5 ms');
+    assert.equal(formatMs(250), '250 ms');
+    assert.equal(formatMs(3274), '3.27 s');
+    assert.equal(formatMs(null), '—');
+    assert.equal(formatMs(Number.NaN), '—');
+    assert.equal(formatRate(12.34), '12.3/s');
+    assert.equal(formatRate(1500), '1500/s');
+    assert.equal(formatRate(undefined), '—');
+  });
+});
+
+describe('coreMap', () => {
+  it('colours pinned cores by instance and leaves the rest idle', () => {
+    const cells = coreMap([inst(1, 4, [2]), inst(1, 4, [0])], 4);
+    assert.deepEqual(
+      cells.map(c => c.instance),
+      [1, -1, 0, -1]
+    );
+  });
+
+  it('lays unpinned instances on consecutive cores', () => {
+    const cells = coreMap([inst(2, 8), inst(1, 4)], null);
+    assert.deepEqual(
+      cells.map(c => c.instance),
+      [0, 0, 1]
+    );
+  });
+});
+
+describe('parsePools', () => {
+  it('keeps well-formed pools, fills defaults and drops malformed ones', () => {
+    const pools = parsePools({
+      pools: [
+        { id: '1-ab', pid: 1, model: 'mlp', plan: '2x1x4', instances: [{ threads: 1, batch: 4, cores: [0] }, { threads: 'x' }], state: 'serving', throughput: 10, p50_ms: 4, p99_ms: null, reachable: true },
+        { pid: 3 },
+        'junk'
+      ]
+    });
+    assert.equal(pools.length, 1);
+    const [p] = pools;
+    assert.equal(p.model, 'mlp');
+    assert.deepEqual(p.instances, [{ threads: 1, batch: 4, cores: [0], setting: 'default' }]);
+    assert.equal(p.p99_ms, null);
+    assert.equal(p.error, null);
+    assert.equal(p.reachable, true);
+  });
+
+  it('throws on a body without a pools list', () => {
+    assert.throws(() => parsePools({ message: 'Forbidden' }), /no "pools" list/);
+    assert.throws(() => parsePools(null), /no "pools" list/);
+  });
+});
+
+describe('parseProfileView', () => {
+  const body = {
+    model: 'mlp',
+    threads: [1, 2],
+    batches: [1, 4],
+    latency_ms: [
+      [1.5, 4.9],
+      [null, 2.6]
+    ],
+    setting: [
+      ['default', 'passive'],
+      ['', 'passive']
+    ],
+    plan_map: [{ batch: 4, config: '⟨2,1,2⟩', plan: '2x1x2', instances: 2, expected_ms: 2.0, fat_ms: 2.6, speedup: 1.3 }]
+  };
+
+  it('reads the grid, axes and plan map', () => {
+    const view = parseProfileView(body);
+    assert.deepEqual(view.latency_ms[1], [null, 2.6]);
+    assert.equal(view.setting[0][1], 'passive');
+    assert.equal(view.plan_map[0].plan, '2x1x2');
+    assert.equal(view.cores, 2);
+    assert.equal(view.statistic, 'median');
+  });
+
+  it('refuses a grid that does not match its axes', () => {
+    assert.throws(() => parseProfileView({ ...body, latency_ms: [[1, 2]] }), /not 2×2/);
+    assert.throws(() => parseProfileView({ model: 'x' }), /needs threads, batches/);
+  });
+});
+
+describe('heat colours', () => {
+  it('maps the fastest to dark viridis and the slowest to yellow on a log scale', () => {
+    assert.equal(heatColour(1, 1, 100), 'rgb(68, 1, 84)');
+    assert.equal(heatColour(100, 1, 100), 'rgb(253, 231, 37)');
+    assert.equal(heatColour(10, 1, 100), 'rgb(33, 144, 141)');
+    assert.equal(heatColour(null, 1, 100), 'transparent');
+  });
+
+  it('finds the range of measured cells', () => {
+    assert.deepEqual(gridRange([[3, null], [1, 9]]), [1, 9]);
+    assert.deepEqual(gridRange([[null]]), [0, 0]);
+  });
+});

@@ -1,0 +1,54 @@
+"""`packrat-lab plan PROFILE --cores T --batch B`: the Packrat plan against the baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from packrat_lab.cli.args import positive_int
+
+
+def register(sub: Any) -> None:
+    """Add the `plan` subcommand."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "plan",
+        help="pick ⟨instances, threads, batch⟩ for T cores and batch B from a profile",
+        description="Solve Packrat's DP on a saved profile (or a threads,batch,latency_ms CSV) and compare with fat, thin and best homogeneous plans.",
+    )
+    parser.add_argument("profile", help="profile file (.packrat.json from `packrat-lab profile`, or a CSV)")
+    parser.add_argument("--cores", "-T", type=positive_int, required=True, help="total cores T")
+    parser.add_argument("--batch", "-B", type=positive_int, required=True, help="total batch B")
+    parser.add_argument("--all-cores", action="store_true", help="threads must sum to exactly T (the paper's code)")
+    parser.add_argument("--statistic", default="median", choices=["median", "mean", "p90", "p99"])
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+    parser.set_defaults(func=run)
+
+
+def format_table(rows: list[dict[str, Any]], cores: int, batch: int) -> str:
+    """A plain-text table for the terminal."""
+    width = max(12, *(len(r["config"]) for r in rows))
+    lines = [f"T={cores} cores, B={batch}", f"{'plan':<12} {'⟨i,t,b⟩':<{width}} {'expected ms':>12} {'samples/s':>10} {'vs fat':>7}"]
+    for r in rows:
+        speed = r["speedup_vs_fat"]
+        lines.append(
+            f"{r['plan']:<12} {r['config']:<{width}} {r['expected_latency_ms']:>12.2f} "
+            f"{r['expected_throughput']:>10.1f} {'' if speed is None else f'{speed:.2f}×':>7}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, solve, print."""
+    from packrat_lab.comparison import compare_plans, comparison_rows
+    from packrat_lab.profiling.table import load_profile
+
+    profile = load_profile(args.profile)
+    plans = compare_plans(profile, args.cores, args.batch, all_cores=args.all_cores, statistic=args.statistic)
+    if args.format == "json":
+        out = plans[0].to_dict()
+        out["baselines"] = {p.name: p.to_dict() for p in plans[1:]}
+        print(json.dumps(out, indent=1, ensure_ascii=False))
+    else:
+        print(format_table(comparison_rows(plans), args.cores, args.batch))
+    return 0

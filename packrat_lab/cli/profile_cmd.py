@@ -1,0 +1,128 @@
+"""`packrat-lab profile MODEL`: measure L[t][b] on this host, show a summary, save the profile."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from packrat_lab.cli.args import batch_list, positive_int
+
+if TYPE_CHECKING:
+    from packrat_lab.profiling.measurement import Measurement
+    from packrat_lab.profiling.table import Profile
+
+__all__ = ["register", "run", "summary_table"]
+
+
+def _positive_float(text: str) -> float:
+    """argparse type for seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"{text!r} is not a number; example: 10"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not value > 0:
+        msg = f"{value} must be positive; example: 10"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _settings(text: str) -> list[str]:
+    """argparse type for 'default,passive'."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        msg = f"{text!r} names no setting; example: default,passive"
+        raise argparse.ArgumentTypeError(msg)
+    return names
+
+
+def register(subparsers: Any) -> None:
+    """Add the `profile` subcommand."""
+    p = subparsers.add_parser(
+        "profile",
+        help="measure a model's latency for every threads × batch × runtime setting",
+        description="Measure each (threads, batch, setting) point in a fresh pinned process and save the profile.",
+    )
+    p.add_argument("model", help="zoo name (mlp, tiny-cnn, resnet50, inception_v3, bert, gpt2), a TorchScript *.pt file, or module:function")
+    p.add_argument("--cores", type=positive_int, default=None, help="profile threads 1..N (default: all usable cores)")
+    p.add_argument("--threads", type=batch_list, default=None, metavar="T,T", help="exact thread counts, e.g. 1,2,4")
+    p.add_argument("--batch", type=batch_list, default=None, metavar="B,B", help="batch sizes, e.g. 1,2,4,8 (default: powers of two up to --max-batch)")
+    p.add_argument("--max-batch", type=positive_int, default=16, help="largest power-of-two batch (default 16)")
+    p.add_argument("--settings", type=_settings, default=None, metavar="S,S", help="runtime settings, e.g. default,passive (default: both)")
+    p.add_argument("--point-time", type=_positive_float, default=10.0, metavar="S", help="time cap per point in seconds (default 10)")
+    p.add_argument("--time-budget", type=_positive_float, default=None, metavar="S", help="stop starting new points after S seconds")
+    p.add_argument("--precision", type=_positive_float, default=0.02, help="target half-width of the median's 95%% CI (default 0.02)")
+    p.add_argument("--seq-len", type=positive_int, default=None, help="sequence length for bert/gpt2")
+    p.add_argument("--torchscript", action="store_true", help="profile the TorchScript-traced model (as the Packrat paper did)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="save the profile as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Profile with a tqdm bar, print the summary, save if asked."""
+    from tqdm.auto import tqdm
+
+    from packrat_lab.profiling.profiler import profile
+
+    options: dict[str, Any] = {}
+    if args.seq_len is not None:
+        options["seq_len"] = args.seq_len
+    bar: Any = None
+
+    def progress(done: int, total: int, m: Measurement) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=f"profile {args.model}", unit="point", file=sys.stderr)
+        bar.set_postfix_str(f"t={m.threads} b={m.batch} {m.setting} {m.median:.2f} ms")
+        bar.update(done - bar.n)
+
+    try:
+        result = profile(
+            args.model,
+            cores=args.cores,
+            threads=args.threads,
+            batches=args.batch,
+            max_batch=args.max_batch,
+            settings=args.settings,
+            point_time_s=args.point_time,
+            time_budget_s=args.time_budget,
+            precision=args.precision,
+            progress=progress,
+            torchscript=args.torchscript,
+            **options,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(summary_table(result))
+    if args.output:
+        path = result.save(args.output)
+        print(f"saved {path}")
+    return 0
+
+
+def summary_table(result: Profile) -> str:
+    """Best median latency per threads × batch, the winning setting, '*' where noisy."""
+    if not result.measurements:
+        return f"{result.model}: no points measured"
+    header = ["threads \\ batch", *(str(b) for b in result.batches)]
+    rows = [header]
+    for t in result.threads:
+        row = [str(t)]
+        for b in result.batches:
+            if not result.points(t, b):
+                row.append("-")
+                continue
+            best = result.best(t, b)
+            mark = "*" if best.noisy else ""
+            row.append(f"{best.median:.2f} {best.setting}{mark}")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    meta = result.meta
+    notes = [f"{result.model}: best median latency in ms (winning runtime setting), * = noisy"]
+    notes.append(f"{meta.get('points', len(result.measurements))} points in {meta.get('wall_s', 0):.1f} s")
+    if meta.get("stopped"):
+        notes[-1] += f", stopped early ({meta['stopped']})"
+    return "\n".join([notes[0], *lines, notes[1]])

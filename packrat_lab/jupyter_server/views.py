@@ -1,0 +1,178 @@
+"""Plain JSON views for the sidebar and the profile viewer: a pool's status, a profile's surface and plan map."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from packrat_lab.registry import PoolEntry
+
+if TYPE_CHECKING:
+    from packrat_lab.profiling.table import Profile
+
+__all__ = ["pool_view", "profile_view", "strip_secrets"]
+
+_SECRET_KEYS = frozenset({"token", "authorization", "auth", "secret"})
+
+
+def strip_secrets(value: Any) -> Any:
+    """A copy of JSON data without any key that could carry a credential."""
+    if isinstance(value, Mapping):
+        return {k: strip_secrets(v) for k, v in value.items() if str(k).lower() not in _SECRET_KEYS}
+    if isinstance(value, list):
+        return [strip_secrets(v) for v in value]
+    return value
+
+
+def _number(data: Mapping[str, Any], *keys: str) -> float | None:
+    """The first finite number found under any of `keys` (pools name their stats differently)."""
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def _instances(plan: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per instance (threads, batch, cores, setting) from a Plan.to_dict()-shaped object."""
+    if not plan:
+        return []
+    rows = plan.get("all_instances")
+    if isinstance(rows, list) and rows:
+        return [
+            {
+                "threads": int(r.get("threads", 0)),
+                "batch": int(r.get("batch", 0)),
+                "cores": [int(c) for c in r.get("cores", []) or []],
+                "setting": (r.get("setting") or {}).get("name", "default")
+                if isinstance(r.get("setting"), Mapping)
+                else str(r.get("setting") or "default"),
+            }
+            for r in rows
+            if isinstance(r, Mapping)
+        ]
+    grouped = plan.get("instances")
+    if isinstance(grouped, list):
+        return [
+            {"threads": int(r["threads"]), "batch": int(r["batch"]), "cores": [], "setting": str(r.get("setting", "default"))}
+            for r in grouped
+            if isinstance(r, Mapping)
+            for _ in range(int(r.get("count", 1)))
+        ]
+    return []
+
+
+def _plan_object(plan_json: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The plan dict inside a `GET /packrat/plan` answer (bare, or under 'plan' / 'current')."""
+    if not plan_json:
+        return None
+    for key in ("plan", "current"):
+        inner = plan_json.get(key)
+        if isinstance(inner, Mapping):
+            return inner
+    return plan_json
+
+
+def pool_view(
+    entry: PoolEntry,
+    plan_json: Mapping[str, Any] | None,
+    stats_json: Mapping[str, Any] | None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """What the sidebar shows for one pool; never contains the pool's token."""
+    stats = stats_json or {}
+    plan = _plan_object(plan_json)
+    text = str(plan.get("plan") or plan.get("text") or entry.plan) if plan else entry.plan
+    state = str(stats.get("state") or (plan_json or {}).get("state") or ("unreachable" if error else "unknown"))
+    instances = _instances(plan)
+    if not instances:
+        try:
+            from packrat_lab.plan import Plan
+
+            instances = _instances(Plan.parse(text).to_dict())
+        except ValueError:
+            instances = []
+    return {
+        **entry.public(),
+        "plan": text,
+        "display": str(plan.get("display", "")) if plan else "",
+        "instances": instances,
+        "state": state,
+        "throughput": _number(stats, "throughput", "throughput_per_s", "samples_per_s", "rps"),
+        "p50_ms": _number(stats, "p50_ms", "latency_p50_ms", "median_ms"),
+        "p99_ms": _number(stats, "p99_ms", "latency_p99_ms"),
+        "cores": _number(stats, "usable_cores", "host_cores", "cores"),
+        "reachable": error is None,
+        "error": error,
+        "stats": strip_secrets(dict(stats)),
+    }
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _plan_map(profile: Profile, cores: int) -> tuple[list[dict[str, Any]], str | None]:
+    """The optimizer's best plan at each profiled B on `cores` cores (empty with a note if it cannot)."""
+    try:
+        from packrat_lab.optimizer import solve_table
+    except ImportError as exc:  # pragma: no cover - the optimizer ships with the package
+        return [], f"optimizer unavailable: {exc}"
+    from packrat_lab.plots.plans import plan_map_info
+
+    try:
+        plans = solve_table(profile, max_threads=cores, max_batch=max(profile.batches)).best_by_batch(cores)
+    except Exception as exc:  # a sparse profile may have no feasible plan at some B
+        return [], f"no plan map: {exc}"
+    plans = [p for p in plans if p.total_batch in set(profile.batches)]
+    if not plans:
+        return [], "no feasible plan at any profiled batch"
+    grid = profile.grid()
+    fat = {}
+    for b in profile.batches:
+        try:
+            fat[b] = grid.lookup(cores, b)[0]
+        except Exception:
+            continue
+    info = plan_map_info(plans, fat)
+    rows = [
+        {
+            "batch": r.batch,
+            "config": r.config,
+            "plan": r.plan_text,
+            "instances": r.instances,
+            "expected_ms": r.expected_ms,
+            "fat_ms": r.fat_ms,
+            "speedup": r.speedup,
+        }
+        for r in info.rows
+    ]
+    return rows, None
+
+
+def _matrix(values: Any, convert: Any) -> list[list[Any]]:
+    return [[convert(v) for v in row] for row in values]
+
+
+def profile_view(profile: Profile, *, path: str = "", cores: int | None = None) -> dict[str, Any]:
+    """The profile viewer's data: latency surface (null where not measured) and the plan map."""
+    from packrat_lab.plots.surface import surface_info
+
+    info = surface_info(profile)
+    cores = int(cores or profile.max_threads)
+    rows, note = _plan_map(profile, cores) if profile.measurements else ([], "empty profile")
+    noisy: Sequence[tuple[int, int]] = info.noisy_points
+    return {
+        "path": path,
+        "model": profile.model,
+        "statistic": info.statistic,
+        "threads": [int(t) for t in info.threads],
+        "batches": [int(b) for b in info.batches],
+        "latency_ms": _matrix(info.latency_ms, lambda v: None if math.isnan(v) else _finite(v)),
+        "setting": _matrix(info.setting, str),
+        "noisy": [[int(t), int(b)] for t, b in noisy],
+        "cores": cores,
+        "plan_map": rows,
+        "plan_map_note": note,
+    }

@@ -1,0 +1,95 @@
+"""Core map: which host cores each instance of a plan holds, one cell per core."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from packrat_lab.plan import Plan
+from packrat_lab.plots._style import IDLE, apply_style, colour
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = ["CoreCell", "CoreMapInfo", "core_map_info", "plot_core_map"]
+
+
+@dataclass(frozen=True)
+class CoreCell:
+    """One core and the instance on it (None when idle)."""
+
+    core: int
+    instance: int | None
+    label: str
+
+
+@dataclass(frozen=True)
+class CoreMapInfo:
+    """A plan laid out on cores, in core order."""
+
+    plan: str
+    cells: tuple[CoreCell, ...]
+
+    @property
+    def idle(self) -> tuple[int, ...]:
+        """Cores no instance holds."""
+        return tuple(c.core for c in self.cells if c.instance is None)
+
+
+def core_map_info(plan: Plan | str, cores: int | Sequence[int] | None = None) -> CoreMapInfo:
+    """Cells per core; instances without pinned cores are laid out contiguously over `cores` in order."""
+    plan = Plan.coerce(plan)
+    pool = list(range(cores)) if isinstance(cores, int) else list(cores) if cores is not None else None
+    pinned = all(inst.cores for inst in plan.instances)
+    owner: dict[int, int] = {}
+    if pinned:
+        for k, inst in enumerate(plan.instances):
+            owner.update({c: k for c in inst.cores})
+        if pool is None:
+            pool = sorted(owner)
+    else:
+        if pool is None:
+            pool = list(range(plan.total_threads))
+        if plan.total_threads > len(pool):
+            msg = f"plan {plan.text} needs {plan.total_threads} cores but only {len(pool)} were given; example: core_map_info(plan, cores={plan.total_threads})"
+            raise ValueError(msg)
+        it = iter(pool)
+        for k, inst in enumerate(plan.instances):
+            owner.update({next(it): k for _ in range(inst.threads)})
+    cells = []
+    for core in sorted(set(pool) | set(owner)):
+        k = owner.get(core)
+        label = "idle" if k is None else f"#{k + 1} ⟨t={plan.instances[k].threads},b={plan.instances[k].batch}⟩"
+        cells.append(CoreCell(core, k, label))
+    return CoreMapInfo(str(plan), tuple(cells))
+
+
+def plot_core_map(info: CoreMapInfo, *, title: str | None = None) -> go.Figure:
+    """One row of cells per core, coloured and labelled by the instance that holds it."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    instances = sorted({c.instance for c in info.cells if c.instance is not None})
+    for k in instances:
+        cells = [c for c in info.cells if c.instance == k]
+        fig.add_trace(
+            go.Bar(
+                x=[str(c.core) for c in cells], y=[1] * len(cells), name=cells[0].label, marker={"color": colour(k)},
+                text=[f"#{k + 1}" for _ in cells], textposition="inside", insidetextanchor="middle",
+                hovertext=[f"core {c.core}: instance {c.label}" for c in cells], hoverinfo="text",
+            )
+        )
+    idle = [c for c in info.cells if c.instance is None]
+    if idle:
+        fig.add_trace(
+            go.Bar(
+                x=[str(c.core) for c in idle], y=[1] * len(idle), name="idle", marker={"color": IDLE},
+                hovertext=[f"core {c.core}: idle" for c in idle], hoverinfo="text",
+            )
+        )
+    order = [str(c.core) for c in info.cells]
+    fig.update_layout(bargap=0.08, barmode="overlay")
+    fig.update_xaxes(title_text="core", type="category", categoryorder="array", categoryarray=order)
+    fig.update_yaxes(visible=False, range=[0, 1])
+    return apply_style(fig, title or f"Core map: {info.plan}", height=220)

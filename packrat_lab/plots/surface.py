@@ -1,0 +1,174 @@
+"""Latency surface L[t][b]: the profile at a glance, as a heatmap or a 3-D surface."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from packrat_lab.plots._style import SEQUENTIAL, apply_style, fmt_ms, hover, log_ticks, tick_text
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from packrat_lab.profiling.table import Profile
+
+__all__ = ["SurfaceInfo", "plot_surface", "surface_info"]
+
+
+@dataclass(frozen=True)
+class SurfaceInfo:
+    """Best-over-settings latency per (threads, batch), with spread, sample count and noise flags."""
+
+    model: str
+    statistic: str
+    threads: tuple[int, ...]
+    batches: tuple[int, ...]
+    latency_ms: np.ndarray  # (nt, nb), nan where not measured
+    iqr_ms: np.ndarray  # (nt, nb), nan where not measured
+    n: np.ndarray  # (nt, nb) int, 0 where not measured
+    setting: np.ndarray  # (nt, nb) object: winning runtime setting name, '' where not measured
+    noisy: np.ndarray  # (nt, nb) bool
+
+    @property
+    def per_batch_normalised(self) -> np.ndarray:
+        """Latency divided by the best thread count's latency at the same batch (1.0 = best)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            best = np.nanmin(np.where(np.isnan(self.latency_ms), np.inf, self.latency_ms), axis=0)
+            return self.latency_ms / np.where(np.isfinite(best), best, np.nan)
+
+    @property
+    def noisy_points(self) -> list[tuple[int, int]]:
+        """(threads, batch) of every noisy point."""
+        return [(self.threads[i], self.batches[j]) for i, j in zip(*np.nonzero(self.noisy), strict=True)]
+
+    def hover_text(self) -> list[list[str]]:
+        """Per-cell hover: latency, spread, n, winning setting, noise warning."""
+        rows = []
+        for i, t in enumerate(self.threads):
+            row = []
+            for j, b in enumerate(self.batches):
+                lat = self.latency_ms[i, j]
+                if math.isnan(lat):
+                    row.append(f"threads {t} · batch {b}<br>not measured")
+                    continue
+                row.append(
+                    hover(
+                        [
+                            f"<b>threads {t} · batch {b}</b>",
+                            f"{self.statistic} latency {fmt_ms(lat)}",
+                            f"IQR {fmt_ms(self.iqr_ms[i, j])} · n={int(self.n[i, j])}",
+                            f"setting: {self.setting[i, j]}",
+                            "⚠ noisy: median not known to target precision" if self.noisy[i, j] else "",
+                        ]
+                    )
+                )
+            rows.append(row)
+        return rows
+
+
+def surface_info(profile: Profile, *, statistic: str = "median") -> SurfaceInfo:
+    """Collect the surface from a profile; the winning setting per point is the fastest one."""
+    threads, batches = profile.threads, profile.batches
+    shape = (len(threads), len(batches))
+    lat = np.full(shape, np.nan)
+    iqr = np.full(shape, np.nan)
+    n = np.zeros(shape, dtype=int)
+    setting = np.full(shape, "", dtype=object)
+    noisy = np.zeros(shape, dtype=bool)
+    for i, t in enumerate(threads):
+        for j, b in enumerate(batches):
+            if not profile.points(t, b):
+                continue
+            best = profile.best(t, b, statistic)
+            lat[i, j] = best.statistic(statistic)
+            iqr[i, j] = best.iqr
+            n[i, j] = best.n
+            setting[i, j] = best.setting
+            noisy[i, j] = best.noisy
+    return SurfaceInfo(profile.model, statistic, tuple(threads), tuple(batches), lat, iqr, n, setting, noisy)
+
+
+def plot_surface(info: SurfaceInfo, *, kind: str = "heatmap", colour: str = "log", title: str | None = None) -> go.Figure:
+    """Heatmap (or 3-D surface) of latency over threads × batch; noisy points get an × marker.
+
+    colour: 'log' (log-scaled latency), 'linear', or 'per-batch' (each column divided by its best).
+    """
+    import plotly.graph_objects as go
+
+    if kind not in ("heatmap", "3d"):
+        msg = f"surface kind {kind!r} is not known; valid: 'heatmap' or '3d'"
+        raise ValueError(msg)
+    if colour not in ("log", "linear", "per-batch"):
+        msg = f"surface colour {colour!r} is not known; valid: 'log', 'linear' or 'per-batch'"
+        raise ValueError(msg)
+    values, colorbar = _colour_values(info, colour)
+    text = info.hover_text()
+    xs = [str(b) for b in info.batches]
+    fig = go.Figure()
+    if kind == "heatmap":
+        fig.add_trace(
+            go.Heatmap(
+                x=xs, y=list(info.threads), z=values, text=text, hoverinfo="text", colorscale=SEQUENTIAL,
+                colorbar=colorbar, xgap=1, ygap=1, name="latency", hoverongaps=False,
+            )
+        )
+        noisy = info.noisy_points
+        if noisy:
+            fig.add_trace(
+                go.Scatter(
+                    x=[str(b) for _, b in noisy], y=[t for t, _ in noisy], mode="markers", name="noisy point (± > target)",
+                    marker={"symbol": "x", "size": 11, "line": {"width": 1, "color": "#222"}, "color": "white"},
+                    hoverinfo="skip",
+                )
+            )
+        fig.update_xaxes(title_text="batch size b (per instance)", type="category")
+        fig.update_yaxes(title_text="intra-op threads t", dtick=1 if len(info.threads) <= 16 else None)
+    else:
+        fig.add_trace(
+            go.Surface(
+                x=xs, y=list(info.threads), z=values, text=text, hoverinfo="text", colorscale=SEQUENTIAL,
+                colorbar=colorbar, name="latency",
+            )
+        )
+        noisy = info.noisy_points
+        if noisy:
+            idx = {(t, b): (info.threads.index(t), info.batches.index(b)) for t, b in noisy}
+            fig.add_trace(
+                go.Scatter3d(
+                    x=[str(b) for _, b in noisy], y=[t for t, _ in noisy],
+                    z=[values[idx[p][0]][idx[p][1]] for p in noisy], mode="markers", name="noisy point",
+                    marker={"symbol": "x", "size": 5, "color": "#D55E00"}, hoverinfo="skip",
+                )
+            )
+        ztitle = {"log": "log₁₀ latency (ms)", "linear": "latency (ms)", "per-batch": "× best at this batch"}[colour]
+        fig.update_layout(
+            scene={
+                "xaxis": {"title": {"text": "batch b"}, "type": "category"},
+                "yaxis": {"title": {"text": "threads t"}},
+                "zaxis": {"title": {"text": ztitle}},
+            }
+        )
+    what = {"log": "", "linear": "", "per-batch": ", normalised per batch"}[colour]
+    default_title = f"Latency surface of {info.model} ({info.statistic}{what})"
+    return apply_style(fig, title or default_title, height=460 if kind == "heatmap" else 560)
+
+
+def _colour_values(info: SurfaceInfo, colour: str) -> tuple[list[list[float | None]], dict[str, object]]:
+    """Z values and colour bar for the chosen colour mode (None where not measured)."""
+    if colour == "per-batch":
+        z = info.per_batch_normalised
+        bar: dict[str, object] = {"title": {"text": "× best<br>at batch"}}
+    elif colour == "log":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.log10(info.latency_ms)
+        finite = info.latency_ms[np.isfinite(info.latency_ms)]
+        ticks = log_ticks(float(finite.min()), float(finite.max())) if finite.size else []
+        bar = {"title": {"text": "latency<br>(ms)"}, "tickvals": [math.log10(v) for v in ticks], "ticktext": tick_text(ticks)}
+    else:
+        z = info.latency_ms
+        bar = {"title": {"text": "latency<br>(ms)"}}
+    rows = [[None if math.isnan(v) else float(v) for v in row] for row in z]
+    return rows, bar

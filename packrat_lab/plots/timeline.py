@@ -1,0 +1,182 @@
+"""Live timeline of a pool: latency, throughput, queue depth and estimated B, with reconfiguration markers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from packrat_lab.plots._style import apply_style, colour
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = ["MARKER_STYLE", "RECONFIGURATION", "TimelineInfo", "TimelineMarker", "plot_timeline", "timeline_info"]
+
+# accepted names for each field of a stats sample (the pool's stats() and dict snapshots)
+FIELDS: dict[str, tuple[str, ...]] = {
+    "time": ("time", "t", "timestamp", "ts"),
+    "p50_ms": ("p50_ms", "latency_p50_ms", "p50"),
+    "p99_ms": ("p99_ms", "latency_p99_ms", "p99"),
+    "throughput": ("throughput", "throughput_rps", "rps", "requests_per_s"),
+    "queue_depth": ("queue_depth", "queue", "queued"),
+    "estimated_batch": ("estimated_batch", "batch_estimate", "estimated_b", "estimate"),
+}
+
+# reconfiguration steps: colour and dash of the vertical marker
+MARKER_STYLE: dict[str, tuple[str, str]] = {
+    "passive-start": (colour(1), "dash"),
+    "switch": (colour(0), "solid"),
+    "drained": (colour(2), "dot"),
+    "warm": (colour(4), "dot"),
+    "worker-failed": (colour(5), "solid"),
+    "worker-replaced": (colour(3), "dash"),
+}
+RECONFIGURATION = ("passive-start", "switch", "drained")
+
+
+@dataclass(frozen=True)
+class TimelineMarker:
+    """A reconfiguration event on the time axis."""
+
+    time: float
+    kind: str
+    label: str
+
+
+@dataclass(frozen=True)
+class TimelineInfo:
+    """Series over time (seconds since t0) plus event markers, trimmed to a window."""
+
+    t0: float
+    time: tuple[float, ...]
+    p50_ms: tuple[float | None, ...]
+    p99_ms: tuple[float | None, ...]
+    throughput: tuple[float | None, ...]
+    queue_depth: tuple[float | None, ...]
+    estimated_batch: tuple[float | None, ...]
+    markers: tuple[TimelineMarker, ...]
+
+
+def _field(sample: Any, name: str) -> Any:
+    """A field of a sample by any of its accepted names (mapping key or attribute)."""
+    for key in FIELDS[name]:
+        value = sample.get(key) if isinstance(sample, Mapping) else getattr(sample, key, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """Float or None (NaN and missing both become gaps)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _event_label(event: Any) -> tuple[float, str, str]:
+    """(time, kind, label) of an Event(time, kind, plan, detail) or a dict with those keys."""
+    get = event.get if isinstance(event, Mapping) else lambda k, d=None: getattr(event, k, d)
+    time, kind, plan, detail = get("time"), str(get("kind", "event")), get("plan"), get("detail")
+    label = kind if plan is None else f"{kind} {plan}"
+    if detail and not isinstance(detail, Mapping):
+        label = f"{label} ({detail})"
+    return float(time), kind, label
+
+
+def timeline_info(
+    samples: Iterable[Any],
+    events: Iterable[Any] = (),
+    *,
+    window_s: float | None = None,
+    t0: float | None = None,
+    kinds: Sequence[str] | None = None,
+) -> TimelineInfo:
+    """Series from stats samples (dicts or objects with time/p50_ms/p99_ms/throughput/queue_depth/estimated_batch).
+
+    Keeps the last `window_s` seconds (so a live widget stays bounded); t0 defaults to the first kept sample;
+    `kinds` keeps only those event kinds (e.g. RECONFIGURATION).
+    """
+    rows: list[tuple[float, Any]] = []
+    for sample in samples:
+        time = _field(sample, "time")
+        if time is None:
+            msg = f"stats sample {sample!r} has no time; example: {{'time': 12.5, 'p50_ms': 4.1, 'p99_ms': 9.0}}"
+            raise ValueError(msg)
+        rows.append((float(time), sample))
+    rows.sort(key=lambda r: r[0])
+    marks = sorted((_event_label(e) for e in events), key=lambda m: m[0])
+    if kinds is not None:
+        marks = [m for m in marks if m[1] in kinds]
+    end = max([r[0] for r in rows[-1:]] + [m[0] for m in marks[-1:]], default=0.0)
+    start = end - window_s if window_s is not None else -math.inf
+    rows = [r for r in rows if r[0] >= start]
+    marks = [m for m in marks if m[0] >= start]
+    if t0 is None:
+        t0 = min([r[0] for r in rows[:1]] + [m[0] for m in marks[:1]], default=0.0)
+
+    def series(name: str) -> tuple[float | None, ...]:
+        return tuple(_number(_field(s, name)) for _, s in rows)
+
+    return TimelineInfo(
+        t0,
+        tuple(t - t0 for t, _ in rows),
+        series("p50_ms"),
+        series("p99_ms"),
+        series("throughput"),
+        series("queue_depth"),
+        series("estimated_batch"),
+        tuple(TimelineMarker(t - t0, kind, label) for t, kind, label in marks),
+    )
+
+
+def plot_timeline(info: TimelineInfo, *, title: str = "Live pool timeline") -> go.Figure:
+    """Three stacked panels sharing time: latency (p50, p99), throughput, queue depth and estimated B."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+        subplot_titles=("latency (ms)", "throughput (requests/s)", "queue depth and estimated B"),
+    )
+    import plotly.graph_objects as go
+
+    x = list(info.time)
+    traces: Sequence[tuple[int, str, tuple[float | None, ...], dict[str, Any]]] = (
+        (1, "p50", info.p50_ms, {"color": colour(0)}),
+        (1, "p99", info.p99_ms, {"color": colour(5), "dash": "dash"}),
+        (2, "throughput", info.throughput, {"color": colour(2)}),
+        (3, "queue depth", info.queue_depth, {"color": colour(4)}),
+        (3, "estimated B", info.estimated_batch, {"color": colour(3), "shape": "hv"}),
+    )
+    for row, name, ys, line in traces:
+        fig.add_trace(
+            go.Scatter(x=x, y=list(ys), name=name, mode="lines", line=line, connectgaps=False,
+                       hovertemplate=f"{name}: %{{y:.3g}}<br>t=%{{x:.1f}} s<extra></extra>"),
+            row=row, col=1,
+        )
+    for marker in info.markers:
+        col, dash = MARKER_STYLE.get(marker.kind, ("#555", "dot"))
+        fig.add_vline(x=marker.time, line={"color": col, "dash": dash, "width": 1.5}, row="all", col=1)
+    # one invisible legend entry per marker kind so the legend explains the vertical lines
+    for kind in dict.fromkeys(m.kind for m in info.markers):
+        col, dash = MARKER_STYLE.get(kind, ("#555", "dot"))
+        fig.add_trace(
+            go.Scatter(x=[None], y=[None], mode="lines", name=kind, line={"color": col, "dash": dash}, hoverinfo="skip"),
+            row=1, col=1,
+        )
+    if info.markers:  # hover on a marker's time shows what happened
+        fig.add_trace(
+            go.Scatter(
+                x=[m.time for m in info.markers], y=[0] * len(info.markers), mode="markers", name="events",
+                marker={"symbol": "triangle-up", "size": 9, "color": [MARKER_STYLE.get(m.kind, ("#555", ""))[0] for m in info.markers]},
+                hovertext=[f"t={m.time:.1f} s: {m.label}" for m in info.markers], hoverinfo="text", showlegend=False,
+            ),
+            row=3, col=1,
+        )
+    fig.update_xaxes(title_text="time (s)", row=3, col=1)
+    fig.update_yaxes(rangemode="tozero")
+    apply_style(fig, title, height=600)
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.1, "xanchor": "left", "x": 0.0})
+    return fig

@@ -1,0 +1,153 @@
+"""profile(): measure L[t][b] of one model instance on this host, point by point, in isolation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from packrat_lab.errors import InfeasiblePlanError
+from packrat_lab.host import HostInfo, assign_cores, detect_host, fingerprint
+from packrat_lab.profiling.measurement import Measurement
+from packrat_lab.profiling.runner import PointCancelled, run_point
+from packrat_lab.profiling.spec import PointSpec, ProfileGrid, default_batches
+from packrat_lab.profiling.stopping import StoppingRule
+from packrat_lab.profiling.table import Profile
+from packrat_lab.settings import RuntimeSetting, resolve_settings
+
+__all__ = ["ProgressCallback", "profile"]
+
+ProgressCallback = Callable[[int, int, Measurement], object]
+Cancel = threading.Event | Callable[[], bool] | None
+SettingsArg = Mapping[str, Mapping[str, str]] | Sequence[str] | None
+MIN_POINT_TIME_S = 0.5
+
+
+def _cancel_check(cancel: Cancel) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    if callable(cancel):
+        return lambda: bool(cancel())
+    msg = f"cancel must be a threading.Event or a callable, got {type(cancel).__name__}; example: cancel=threading.Event()"
+    raise ValueError(msg)
+
+
+def resolve_threads(threads: Sequence[int] | None, cores: int | None, host: HostInfo) -> tuple[int, ...]:
+    """Thread counts to measure, checked against the usable cores (never oversubscribe)."""
+    usable = host.usable_cores
+    if cores is not None:
+        if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+            msg = f"cores must be a positive integer, got {cores!r}; example: cores={usable}"
+            raise ValueError(msg)
+        if cores > usable:
+            msg = f"cores={cores} is more than the {usable} usable cores of this host; example: cores={usable}"
+            raise InfeasiblePlanError(msg)
+    limit = cores or usable
+    chosen = tuple(range(1, limit + 1)) if threads is None else tuple(sorted(set(threads)))
+    too_many = [t for t in chosen if isinstance(t, int) and t > limit]
+    if too_many:
+        msg = f"threads={too_many[-1]} needs {too_many[-1]} cores but only {limit} are usable here; example: threads=[1, {limit}]"
+        raise InfeasiblePlanError(msg)
+    return chosen
+
+
+def _settings_tuple(settings: SettingsArg) -> tuple[RuntimeSetting, ...]:
+    if settings is None or isinstance(settings, Mapping):
+        return tuple(resolve_settings(settings).values())
+    if isinstance(settings, str):
+        return tuple(resolve_settings([s.strip() for s in settings.split(",") if s.strip()]).values())
+    return tuple(resolve_settings(list(settings)).values())
+
+
+def profile(
+    model: Any,
+    *,
+    cores: int | None = None,
+    threads: Sequence[int] | None = None,
+    batches: Sequence[int] | None = None,
+    max_batch: int = 16,
+    extra_batches: Sequence[int] = (),
+    settings: SettingsArg = None,
+    warmup: int = 10,
+    min_samples: int = 10,
+    max_samples: int = 100,
+    precision: float = 0.02,
+    point_time_s: float = 10.0,
+    time_budget_s: float | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: Cancel = None,
+    torchscript: bool = False,
+    **workload_options: Any,
+) -> Profile:
+    """Measure every (threads, batch, setting) point in its own pinned process; partial on cancel."""
+    from packrat_lab.workloads.registry import get_workload
+
+    host = detect_host()
+    thread_counts = resolve_threads(threads, cores, host)
+    batch_sizes = tuple(batches) if batches is not None else tuple(default_batches(max_batch, extra_batches))
+    if batches is not None and extra_batches:
+        batch_sizes = tuple(sorted(set(batch_sizes) | set(extra_batches)))
+    grid = ProfileGrid(thread_counts, tuple(sorted(set(batch_sizes))), _settings_tuple(settings))
+    rule = StoppingRule(precision, min(min_samples, max_samples), max_samples, point_time_s)
+    if warmup < 0:
+        msg = f"warmup must be >= 0 iterations, got {warmup!r}; example: warmup=10"
+        raise ValueError(msg)
+    if time_budget_s is not None and not time_budget_s > 0:
+        msg = f"time_budget_s must be positive seconds, got {time_budget_s!r}; example: time_budget_s=600"
+        raise ValueError(msg)
+    is_cancelled = _cancel_check(cancel)
+    options = dict(workload_options)
+    if torchscript:
+        options["torchscript"] = True
+    workload = get_workload(model, **options)
+
+    result = Profile(workload.name, [], {s.name: s for s in grid.settings}, fingerprint(host))
+    started = time.perf_counter()
+    stopped: str | None = None
+    total = len(grid)
+    for done, (t, b, setting) in enumerate(grid, start=1):
+        if is_cancelled():
+            stopped = "cancelled"
+            break
+        cap = point_time_s
+        if time_budget_s is not None:
+            left = time_budget_s - (time.perf_counter() - started)
+            if left < MIN_POINT_TIME_S:
+                stopped = "time-budget"
+                break
+            cap = min(cap, left)
+        spec = PointSpec(
+            workload.spec,
+            t,
+            b,
+            setting,
+            assign_cores([t], host)[0],
+            StoppingRule(rule.precision, rule.min_samples, rule.max_samples, cap),
+            warmup_min=min(3, warmup),
+            warmup_max=warmup,
+        )
+        try:
+            measurement = run_point(spec, cancelled=is_cancelled)
+        except PointCancelled:
+            stopped = "cancelled"
+            break
+        result.add(measurement)
+        if progress is not None:
+            progress(done, total, measurement)
+
+    result.meta = {
+        "workload": workload.to_dict(),
+        "settings": {s.name: s.env_dict for s in grid.settings},
+        "grid": grid.to_dict(),
+        "rule": rule.to_dict(),
+        "warmup": warmup,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "points": len(result.measurements),
+        "points_planned": total,
+        "cancelled": stopped == "cancelled",
+        "stopped": stopped,
+    }
+    return result

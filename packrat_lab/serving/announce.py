@@ -1,0 +1,89 @@
+"""Make a running pool visible to JupyterLab: serve its management routes and register it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from packrat_lab import registry
+
+__all__ = ["ENV_DISABLE", "Handle", "announce"]
+
+log = logging.getLogger(__name__)
+
+# set PACKRAT_LAB_ANNOUNCE=0 to keep pools private (no management server, no registry entry)
+ENV_DISABLE = "PACKRAT_LAB_ANNOUNCE"
+
+
+class _Server(Protocol):
+    url: str
+    token: str | None
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Handle:
+    """A pool's announcement: its management server and registry entry; close() undoes both."""
+
+    server: _Server | None
+    entry: registry.PoolEntry | None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str | None:
+        """Where the pool's management routes answer (None when not announced)."""
+        return None if self.entry is None else self.entry.url
+
+    def update_plan(self, plan: str) -> None:
+        """Record the pool's new plan in its registry entry after a switch."""
+        if self.entry is not None and not self._closed:
+            self.entry = registry.update(self.entry.id, plan=plan) or self.entry
+
+    def close(self) -> None:
+        """Unregister first (so the sidebar stops listing it), then stop the server; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.entry is not None:
+            registry.unregister(self.entry.id)
+        if self.server is not None:
+            try:
+                self.server.stop()
+            except Exception:  # a failing stop must not hide the pool's own close errors
+                log.exception("stopping the pool's management server failed")
+
+
+def _describe(pool: Any) -> tuple[str, str]:
+    """Model name and plan text of a pool, read defensively (only public attributes)."""
+    workload = getattr(pool, "workload", None)
+    model = str(getattr(workload, "name", None) or getattr(pool, "model", None) or "model")
+    plan = getattr(pool, "plan", None)
+    return model, str(getattr(plan, "text", plan))
+
+
+def announce(pool: Any, *, enabled: bool | None = None) -> Handle:
+    """Start `serve_pool(pool)` on 127.0.0.1 with a fresh token and register it; never raises."""
+    if enabled is None:
+        enabled = os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "no", "off")
+    if not enabled:
+        return Handle(None, None)
+    server: _Server | None = None
+    try:
+        from packrat_lab.serving.http import serve_pool
+
+        server = serve_pool(pool, host="127.0.0.1", port=0, token=secrets.token_urlsafe(24), background=True)
+        model, plan = _describe(pool)
+        entry = registry.register(model=model, plan=plan, url=server.url, token=server.token or "")
+    except Exception:  # the pool serves fine without the sidebar; say why it is not listed
+        log.warning("pool not announced to JupyterLab (its sidebar will not list it)", exc_info=True)
+        if server is not None:
+            try:
+                server.stop()
+            except Exception:
+                log.debug("stopping a half-announced server failed", exc_info=True)
+        return Handle(None, None)
+    return Handle(server, entry)

@@ -1,0 +1,147 @@
+"""Dynamic batcher: single samples queue up and leave as one batch of at most B."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from packrat_lab.errors import WorkerFailedError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["DynamicBatcher", "should_flush"]
+
+Dispatch = Callable[["torch.Tensor"], "Future[torch.Tensor]"]
+
+
+def should_flush(
+    queued: int, oldest_arrival: float | None, now: float, max_batch: int, max_delay_s: float
+) -> bool:
+    """Send a batch when B samples wait or the oldest has waited `max_delay_s`."""
+    if queued == 0 or oldest_arrival is None:
+        return False
+    return queued >= max_batch or now - oldest_arrival >= max_delay_s
+
+
+@dataclass(eq=False)
+class _Request:
+    sample: torch.Tensor
+    future: Future[torch.Tensor]
+    arrival: float
+
+
+class DynamicBatcher:
+    """Forms batches from single requests for a dispatch function, one batch in flight at a time.
+
+    While a batch runs the next one collects, so under load batches grow toward B by themselves
+    (and the estimator sees the queue). `max_batch` is a callable so a plan switch changes B live.
+    """
+
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        max_batch: Callable[[], int],
+        max_delay_s: float = 0.005,
+        *,
+        max_in_flight: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_delay_s < 0:
+            msg = f"max queue delay must be ≥ 0 s, got {max_delay_s!r}; example: max_queue_delay_ms=5.0"
+            raise ValueError(msg)
+        self._dispatch = dispatch
+        self._max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self.max_in_flight = max_in_flight
+        self._clock = clock
+        self._queue: deque[_Request] = deque()
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._closed = False
+        self.histogram: Counter[int] = Counter()
+        self._thread = threading.Thread(target=self._loop, name="packrat-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, sample: torch.Tensor) -> Future[torch.Tensor]:
+        """Queue one sample (no batch dimension); the future gets its output row."""
+        future: Future[torch.Tensor] = Future()
+        with self._cond:
+            if self._closed:
+                future.set_exception(
+                    WorkerFailedError("the pool is closed; start a new Pool to serve requests")
+                )
+                return future
+            self._queue.append(_Request(sample, future, self._clock()))
+            self._cond.notify_all()
+        return future
+
+    def depth(self) -> int:
+        """Samples waiting to be batched (what the estimator samples)."""
+        with self._cond:
+            return len(self._queue)
+
+    def close(self) -> None:
+        """Stop forming batches; requests still queued fail with WorkerFailedError."""
+        with self._cond:
+            self._closed = True
+            left = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for request in left:
+            if not request.future.done():
+                request.future.set_exception(WorkerFailedError("the pool closed before this request ran"))
+        self._thread.join(timeout=5)
+
+    def _take(self) -> list[_Request] | None:
+        """Wait for a batch to be due and for room in flight; None once closed."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                max_batch = max(1, self._max_batch())
+                oldest = self._queue[0].arrival if self._queue else None
+                now = self._clock()
+                if self._in_flight < self.max_in_flight and should_flush(
+                    len(self._queue), oldest, now, max_batch, self.max_delay_s
+                ):
+                    taken = [self._queue.popleft() for _ in range(min(max_batch, len(self._queue)))]
+                    self._in_flight += 1
+                    return taken
+                if oldest is None or self._in_flight >= self.max_in_flight:
+                    self._cond.wait()
+                else:
+                    self._cond.wait(max(0.0, oldest + self.max_delay_s - now))
+
+    def _loop(self) -> None:
+        import torch
+
+        while True:
+            taken = self._take()
+            if taken is None:
+                return
+            self.histogram[len(taken)] += 1
+            try:
+                future = self._dispatch(torch.stack([r.sample for r in taken]))
+            except Exception as exc:  # noqa: BLE001 - a failed dispatch fails its requests, not the batcher
+                future = Future()
+                future.set_exception(exc)
+            future.add_done_callback(lambda f, t=taken: self._deliver(f, t))
+
+    def _deliver(self, future: Future[torch.Tensor], taken: list[_Request]) -> None:
+        exc = future.exception()
+        if exc is None:
+            out = future.result()
+            for row, request in enumerate(taken):
+                request.future.set_result(out[row])
+        else:
+            for request in taken:
+                request.future.set_exception(exc)
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify_all()

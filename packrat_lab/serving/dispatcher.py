@@ -1,0 +1,100 @@
+"""Splitting a batch by the plan and reassembling the pieces in order (parent side)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from packrat_lab.serving.transport import Layout
+
+__all__ = ["Job", "Piece", "proportional_split", "split_rows"]
+
+
+def proportional_split(rows: int, batches: Sequence[int]) -> list[int]:
+    """Share `rows` ≤ B among instances in proportion to their b_k (largest remainder, ties to the first)."""
+    total = sum(batches)
+    if not 0 <= rows <= total:
+        msg = f"cannot split {rows} rows over batches {list(batches)}; example: proportional_split(4, [4, 4])"
+        raise ValueError(msg)
+    if rows == total:
+        return list(batches)
+    exact = [rows * b / total for b in batches]
+    shares = [int(x) for x in exact]
+    left = rows - sum(shares)
+    order = sorted(range(len(batches)), key=lambda k: (-(exact[k] - shares[k]), k))
+    for k in order[:left]:
+        shares[k] += 1
+    return shares
+
+
+def split_rows(rows: int, batches: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(instance index, start row, row count) for a batch of `rows`: chunks of B, each split by the plan."""
+    if rows < 1:
+        msg = f"a batch needs at least one row, got {rows}; example: split_rows(8, [4, 4])"
+        raise ValueError(msg)
+    total = sum(batches)
+    out: list[tuple[int, int, int]] = []
+    for chunk_start in range(0, rows, total):
+        start = chunk_start
+        for k, share in enumerate(proportional_split(min(total, rows - chunk_start), batches)):
+            if share:
+                out.append((k, start, share))
+                start += share
+    return out
+
+
+class Job:
+    """One batch in flight: an output tensor filled piece by piece, a Future set when all are in."""
+
+    def __init__(self, rows: int, out_layout: Layout, pieces: int) -> None:
+        import torch
+
+        self.future: Future[torch.Tensor] = Future()
+        self.out = torch.empty((rows, *out_layout.sample_shape), dtype=getattr(torch, out_layout.dtype))
+        self._remaining = pieces
+        self._lock = threading.Lock()
+
+    def fill(self, start: int, rows: torch.Tensor) -> None:
+        """Copy one piece's output rows in place; resolve the future after the last one."""
+        if self.future.done():
+            return
+        self.out[start : start + rows.shape[0]].copy_(rows)
+        with self._lock:
+            self._remaining -= 1
+            if self._remaining == 0 and not self.future.done():
+                self.future.set_result(self.out)
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail the whole batch once (other pieces still finish but are ignored)."""
+        with self._lock:
+            if self.future.done():
+                return
+            self.future.set_exception(exc)
+
+
+@dataclass(eq=False)
+class Piece:
+    """Rows [start, start+rows) of a job, for one worker; `src` is a view of the caller's input."""
+
+    job: Job
+    src: torch.Tensor
+    start: int
+
+    @property
+    def rows(self) -> int:
+        """How many rows this piece carries."""
+        return int(self.src.shape[0])
+
+    def complete(self, out: torch.Tensor) -> None:
+        """The worker finished: copy its output rows into the job."""
+        self.job.fill(self.start, out[: self.rows])
+
+    def fail(self, exc: BaseException) -> None:
+        """The worker failed this piece."""
+        self.job.fail(exc)

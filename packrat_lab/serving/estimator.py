@@ -1,0 +1,77 @@
+"""Packrat's batch-size estimator: EWMA of queue depth → power of two → mode of the last n."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+
+__all__ = ["BatchSizeEstimator", "floor_pow2"]
+
+
+def floor_pow2(value: float) -> int:
+    """Largest power of two ≤ value, and at least 1 (an idle queue still serves batch 1)."""
+    if value < 2:
+        return 1
+    return 1 << (int(value).bit_length() - 1)
+
+
+class BatchSizeEstimator:
+    """Watches request-queue depth samples and proposes the batch size B to plan for.
+
+    Defaults follow the paper: α = 0.1, one sample every 5 ms (the pool's sampler calls
+    `update` on that period), rounding down to a power of two, the mode of the last 10
+    rounded values (ties go to the most recent). `max_batch` caps the estimate.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.1,
+        window: int = 10,
+        interval_s: float = 0.005,
+        max_batch: int | None = None,
+    ) -> None:
+        if not 0.0 < alpha <= 1.0:
+            msg = f"alpha must be in (0, 1], got {alpha!r}; example: BatchSizeEstimator(alpha=0.1)"
+            raise ValueError(msg)
+        if window < 1:
+            msg = f"window must be ≥ 1, got {window!r}; example: BatchSizeEstimator(window=10)"
+            raise ValueError(msg)
+        if interval_s <= 0:
+            msg = f"interval_s must be > 0, got {interval_s!r}; example: BatchSizeEstimator(interval_s=0.005)"
+            raise ValueError(msg)
+        self.alpha = alpha
+        self.window = window
+        self.interval_s = interval_s
+        self.max_batch = max_batch
+        self.ewma: float | None = None
+        self._recent: deque[int] = deque(maxlen=window)
+
+    def update(self, depth: float) -> int:
+        """Feed one queue-depth sample; return the current estimate."""
+        self.ewma = depth if self.ewma is None else self.alpha * depth + (1.0 - self.alpha) * self.ewma
+        rounded = floor_pow2(self.ewma)
+        if self.max_batch is not None:
+            rounded = min(rounded, floor_pow2(self.max_batch))
+        self._recent.append(rounded)
+        return self.estimate
+
+    @property
+    def estimate(self) -> int:
+        """Mode of the recent rounded values (most recent wins a tie); 1 before any sample."""
+        if not self._recent:
+            return 1
+        counts = Counter(self._recent)
+        top = max(counts.values())
+        for value in reversed(self._recent):
+            if counts[value] == top:
+                return value
+        return 1  # unreachable
+
+    @property
+    def recent(self) -> list[int]:
+        """The rounded values the mode is taken over, oldest first."""
+        return list(self._recent)
+
+    def reset(self) -> None:
+        """Forget history (e.g. after a reconfiguration)."""
+        self.ewma = None
+        self._recent.clear()

@@ -1,0 +1,144 @@
+"""serve_pool: run the v2 + management routes for one pool on a tornado loop in its own thread.
+
+The loop lives in a background thread in both modes, so a notebook kernel (which has its own
+asyncio loop) stays responsive, and the foreground mode only waits for that thread (Ctrl-C stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Any
+
+__all__ = ["Server", "serve_pool"]
+
+
+class Server:
+    """A running HTTP server for one pool: `.url`, `.port`, `.token`, `.stop()`; a context manager."""
+
+    def __init__(self, service: Any, sockets: list[socket.socket], host: str) -> None:
+        self.service = service
+        self.host = host
+        self.port = int(sockets[0].getsockname()[1])
+        self._sockets = sockets
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"packrat-http-{self.port}", daemon=True)
+        service.on_stop = self._request_stop
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:8000."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def token(self) -> str:
+        """The token mutating management routes require."""
+        return str(self.service.token)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread still serves."""
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._started.set()
+
+    async def _main(self) -> None:
+        from tornado.httpserver import HTTPServer
+
+        from packrat_lab.serving.http.app import make_app
+
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        server = HTTPServer(make_app(self.service), xheaders=False)
+        server.add_sockets(self._sockets)
+        self._started.set()
+        await self._stop_event.wait()
+        server.stop()
+        try:
+            await asyncio.wait_for(server.close_all_connections(), timeout=2.0)
+        except asyncio.TimeoutError:
+            pass
+
+    def start(self) -> Server:
+        """Start serving in the background; returns once the socket accepts connections."""
+        self._thread.start()
+        self._started.wait(10.0)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _request_stop(self) -> None:
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and free the port (the pool stays open: it belongs to the caller)."""
+        self._request_stop()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self.service.close()
+
+    def wait(self) -> None:
+        """Block until the server stops (POST /packrat/stop, or Ctrl-C, which stops it)."""
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+        except KeyboardInterrupt:
+            self.stop()
+            raise
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<packrat_lab Server {self.url} model={self.service.model_name!r} {state}>"
+
+
+def serve_pool(
+    pool: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    background: bool = True,
+    *,
+    profile: Any = None,
+) -> Server:
+    """Serve `pool` over Open Inference Protocol v2 plus management routes; port 0 picks a free one.
+
+    background=False blocks until the server is stopped (Ctrl-C raises KeyboardInterrupt after
+    stopping it); the pool is never closed here except by POST /packrat/stop.
+    """
+    from tornado.netutil import bind_sockets
+
+    from packrat_lab.serving.http.service import PoolService
+
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        msg = f"port must be 0..65535, got {port!r}; example: 8000 (0 picks a free port)"
+        raise ValueError(msg)
+    try:
+        sockets = bind_sockets(port, address=host, family=socket.AF_UNSPEC)
+    except OSError as exc:
+        msg = f"cannot listen on {host}:{port} ({exc.strerror}); example: --port 0 for a free port"
+        raise ValueError(msg) from None
+    service = PoolService(pool, token=token, profile=profile)
+    server = Server(service, sockets[:1], host).start()
+    for extra in sockets[1:]:
+        extra.close()
+    if not background:
+        server.wait()
+    return server

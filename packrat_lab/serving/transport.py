@@ -1,0 +1,141 @@
+"""Shared-memory transport: tensors cross processes as rows in named segments, not pickles.
+
+Each worker owns an input and an output segment sized for `capacity` rows. The parent writes
+request rows straight into the input segment through a tensor view, sends a tiny control message
+over a Pipe, and copies the result rows out of the output segment. Segment names carry the pool's
+prefix so leftovers can be found (and removed) by prefix. This module imports torch only inside
+functions, so the worker entry module stays torch-free until the runtime environment is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+from math import prod
+from multiprocessing import shared_memory
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["SHM_DIR", "Layout", "Segment", "leftover_segments", "new_prefix", "remove_segments"]
+
+SHM_DIR = "/dev/shm"
+_ITEMSIZE = {
+    "float32": 4,
+    "float64": 8,
+    "float16": 2,
+    "bfloat16": 2,
+    "int64": 8,
+    "int32": 4,
+    "uint8": 1,
+    "bool": 1,
+}
+
+
+def new_prefix() -> str:
+    """A short per-pool prefix for segment names (POSIX names stay short for macOS's 31 chars)."""
+    return f"prl{secrets.token_hex(4)}_"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Shape of one row and its dtype name; `nbytes(rows)` sizes a segment."""
+
+    sample_shape: tuple[int, ...]
+    dtype: str
+
+    def nbytes(self, rows: int) -> int:
+        """Bytes needed for `rows` rows (at least 1 so empty outputs still map)."""
+        return max(1, rows * prod(self.sample_shape) * _ITEMSIZE[self.dtype])
+
+
+class Segment:
+    """One named shared-memory block seen as a (capacity, *sample_shape) tensor."""
+
+    def __init__(self, name: str, layout: Layout, capacity: int, *, create: bool) -> None:
+        self.name = name
+        self.layout = layout
+        self.capacity = capacity
+        self.owner = create
+        self._shm: shared_memory.SharedMemory | None = shared_memory.SharedMemory(
+            name=name, create=create, size=layout.nbytes(capacity) if create else 0
+        )
+        self._tensor: torch.Tensor | None = None
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """A zero-copy tensor view of the whole block (created on first use)."""
+        if self._tensor is None:
+            import numpy as np
+            import torch
+
+            assert self._shm is not None, "segment already closed"
+            count = self.capacity * prod(self.layout.sample_shape)
+            dtype = getattr(torch, self.layout.dtype)
+            if self.layout.dtype == "bfloat16":  # numpy has no bfloat16: view raw bytes
+                raw = np.frombuffer(self._shm.buf, dtype=np.uint16, count=count)
+                self._tensor = torch.from_numpy(raw).view(dtype)
+            else:
+                raw = np.frombuffer(self._shm.buf, dtype=np.dtype(self.layout.dtype), count=count)
+                self._tensor = torch.from_numpy(raw)
+            self._tensor = self._tensor.view(self.capacity, *self.layout.sample_shape)
+        return self._tensor
+
+    def close(self, unlink: bool = False) -> None:
+        """Drop the mapping (and the name when `unlink`); safe to call twice."""
+        self._tensor = None
+        shm, self._shm = self._shm, None
+        if shm is None:
+            return
+        with contextlib.suppress(BufferError):  # a view still alive elsewhere: the OS frees it later
+            shm.close()
+        if unlink:
+            unlink_name(self.name)
+
+    def describe(self) -> dict[str, object]:
+        """What the other side needs to attach: name, layout, capacity."""
+        return {
+            "name": self.name,
+            "shape": list(self.layout.sample_shape),
+            "dtype": self.layout.dtype,
+            "capacity": self.capacity,
+        }
+
+    @classmethod
+    def attach(cls, info: dict[str, object]) -> Segment:
+        """Open a segment the other process created (inverse of describe)."""
+        layout = Layout(tuple(int(d) for d in info["shape"]), str(info["dtype"]))  # type: ignore[attr-defined]
+        # On Python < 3.13 attaching registers the name with the resource tracker again; spawned
+        # workers share the parent's tracker, so that is the same entry and needs no undoing.
+        return cls(str(info["name"]), layout, int(info["capacity"]), create=False)  # type: ignore[call-overload]
+
+
+def unlink_name(name: str) -> None:
+    """Remove a segment by name, ignoring one that is already gone."""
+    try:
+        shm = shared_memory.SharedMemory(name=name, create=False)
+    except FileNotFoundError:
+        return
+    with contextlib.suppress(BufferError):
+        shm.close()
+    with contextlib.suppress(FileNotFoundError):
+        shm.unlink()  # also unregisters it from the resource tracker
+
+
+def leftover_segments(prefix: str) -> list[str]:
+    """Names of segments in /dev/shm that start with `prefix` (what a crash would leave)."""
+    try:
+        return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def remove_segments(prefix: str) -> list[str]:
+    """Unlink every segment with this prefix; returns the names removed."""
+    names = leftover_segments(prefix)
+    for name in names:
+        unlink_name(name)
+    return names

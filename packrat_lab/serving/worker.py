@@ -1,0 +1,215 @@
+"""Worker process: one plan instance, pinned, with its own threads, setting and model copy.
+
+This module is the spawn entry point. It must not import torch (or anything that does) at
+module top: the instance's runtime setting (OMP_WAIT_POLICY, ...) has to be in os.environ and the
+affinity set before torch and its OpenMP runtime load in the child.
+
+Protocol over one duplex Pipe (small tuples only; tensors travel through `transport.Segment`):
+parent → worker: ("run", req_id, rows) | ("resize", batch) | ("stop",)
+worker → parent: ("ready", info) | ("done", req_id, rows, ms) | ("error", req_id, message)
+| ("resized", info) | ("failed", message)
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from packrat_lab.serving.transport import Layout, Segment
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    import torch
+
+    from packrat_lab.workloads.base import WorkloadSpec
+
+__all__ = ["WorkerConfig", "WorkerState", "worker_main"]
+
+PARENT_POLL_S = 0.2
+
+
+class WorkerState(str, enum.Enum):
+    """Life of a worker as the pool sees it."""
+
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a spawned worker needs; picklable and torch-free."""
+
+    worker_id: int
+    threads: int
+    batch: int
+    cores: tuple[int, ...]
+    env: tuple[tuple[str, str], ...]
+    spec: WorkloadSpec
+    workload_name: str
+    warmup: int
+    prefix: str
+    parent_pid: int
+
+
+def _first_tensor(value: Any) -> torch.Tensor:
+    """The model's output tensor (models returning tuples or ModelOutput give their first one)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, dict) or hasattr(value, "to_tuple"):
+        value = value.to_tuple() if hasattr(value, "to_tuple") else tuple(value.values())
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    msg = f"model returned {type(value).__name__}; a pool needs a tensor (or a tuple starting with one)"
+    raise TypeError(msg)
+
+
+class _Runner:
+    """The model plus this worker's segments; runs requests on zero-copy views."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        import torch
+
+        from packrat_lab.workloads.base import Workload, build_from_spec
+
+        self.config = config
+        self.model = build_from_spec(config.spec)
+        if isinstance(self.model, torch.nn.Module):
+            self.model.eval()
+        self.workload = Workload(config.workload_name, config.spec)
+        self.generation = 0
+        self.batch = config.batch
+        example = self.workload.example_input(config.batch)
+        out = self._forward(example)
+        if out.dim() == 0 or out.shape[0] != config.batch:
+            msg = f"model output shape {tuple(out.shape)} does not keep the batch dimension {config.batch}"
+            raise ValueError(msg)
+        self.in_layout = Layout(tuple(config.spec.sample_shape), config.spec.dtype)
+        self.out_layout = Layout(tuple(out.shape[1:]), str(out.dtype).removeprefix("torch."))
+        self.inp: Segment | None = None
+        self.out: Segment | None = None
+        self._allocate(config.batch)
+        for _ in range(max(0, config.warmup - 1)):
+            self._forward(example)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        with torch.inference_mode():
+            return _first_tensor(self.model(x))
+
+    def _allocate(self, capacity: int) -> None:
+        """New segments for `capacity` rows (a new generation name), old ones unlinked."""
+        self.close()
+        self.generation += 1
+        base = f"{self.config.prefix}w{self.config.worker_id}g{self.generation}"
+        self.inp = Segment(base + "i", self.in_layout, capacity, create=True)
+        self.out = Segment(base + "o", self.out_layout, capacity, create=True)
+
+    def info(self) -> dict[str, Any]:
+        """What the parent needs to attach and account for this worker."""
+        assert self.inp is not None and self.out is not None
+        return {
+            "pid": os.getpid(),
+            "input": self.inp.describe(),
+            "output": self.out.describe(),
+            "batch": self.batch,
+        }
+
+    def run(self, rows: int) -> None:
+        """Run the model on the first `rows` input rows, writing the output rows in place."""
+        assert self.inp is not None and self.out is not None
+        if not 0 < rows <= self.inp.capacity:
+            msg = f"request of {rows} rows does not fit this worker's {self.inp.capacity}-row segment"
+            raise ValueError(msg)
+        y = self._forward(self.inp.tensor[:rows])
+        self.out.tensor[:rows].copy_(y)
+
+    def resize(self, batch: int) -> None:
+        """Serve a new batch slice: grow segments if needed, warm once at the new size."""
+        assert self.inp is not None
+        self.batch = batch
+        if batch > self.inp.capacity:
+            self._allocate(batch)
+        self._forward(self.workload.example_input(batch))
+
+    def close(self) -> None:
+        """Unlink this worker's segments (it created them, so it removes them)."""
+        for seg in (self.inp, self.out):
+            if seg is not None:
+                seg.close(unlink=True)
+        self.inp = self.out = None
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    sys.exit(0)
+
+
+def _parent_gone(config: WorkerConfig) -> bool:
+    return os.getppid() != config.parent_pid
+
+
+def worker_main(conn: Connection, config: WorkerConfig) -> None:
+    """Spawn entry: set env and affinity, then load torch, build, warm, and serve until told or orphaned."""
+    os.environ.update(dict(config.env))
+    signal.signal(signal.SIGTERM, _exit_on_term)  # terminate() still runs the cleanup below
+    if config.cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, config.cores)
+    import torch
+
+    torch.set_num_threads(config.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set (torch was imported by the parent's __main__)
+        pass
+    runner: _Runner | None = None
+    try:
+        runner = _Runner(config)
+        conn.send(("ready", runner.info()))
+        _serve(conn, config, runner)
+    except Exception as exc:  # noqa: BLE001 - report any startup failure instead of dying silently
+        try:
+            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _serve(conn: Connection, config: WorkerConfig, runner: _Runner) -> None:
+    """The request loop: one request at a time, parent death checked while idle."""
+    while True:
+        if not conn.poll(PARENT_POLL_S):
+            if _parent_gone(config):
+                return
+            continue
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "stop":
+            return
+        if kind == "run":
+            _, req_id, rows = message
+            start = time.perf_counter()
+            try:
+                runner.run(rows)
+            except Exception as exc:  # noqa: BLE001 - the request fails, the worker lives on
+                conn.send(("error", req_id, f"{type(exc).__name__}: {exc}"))
+                continue
+            conn.send(("done", req_id, rows, (time.perf_counter() - start) * 1000.0))
+        elif kind == "resize":
+            runner.resize(int(message[1]))
+            conn.send(("resized", runner.info()))

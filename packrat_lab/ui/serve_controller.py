@@ -1,0 +1,272 @@
+"""State of the Lab's Serve step: a background pool, its load generator, and a bounded stats history."""
+
+from __future__ import annotations
+
+import collections
+import enum
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from packrat_lab.ui._util import Listeners
+from packrat_lab.ui.backend import stat
+
+if TYPE_CHECKING:
+    from packrat_lab.plan import Plan
+    from packrat_lab.profiling.table import Profile
+    from packrat_lab.ui.backend import Backend, PoolLike
+
+__all__ = ["COUNTERS", "ServeController", "ServeState"]
+
+COUNTERS = ("served", "failed", "lost", "in_flight")
+_LOAD_CHUNK_S = 1.0  # the load generator re-reads the rate slider this often
+
+
+class ServeState(enum.Enum):
+    """Where the pool is."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    RECONFIGURING = "reconfiguring"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class ServeController:
+    """Owns one pool at a time; samples pool.stats() into a bounded window for the live timeline."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        clock: Callable[[], float] = time.time,
+        window_s: float = 60.0,
+        max_samples: int = 1200,
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.window_s = window_s
+        self.state = ServeState.STOPPED
+        self.pool: PoolLike | None = None
+        self.plan: Plan | None = None
+        self.error: str | None = None
+        self.samples: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_samples)
+        self.events: list[Any] = []
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.rate = 20.0
+        self.poisson = True
+        self.auto = False
+        self.changed = Listeners()
+        self._load_on = threading.Event()
+        self._stop_sampling = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """A pool exists and serves."""
+        return self.state in (ServeState.RUNNING, ServeState.RECONFIGURING)
+
+    @property
+    def busy(self) -> bool:
+        """A start, switch or stop is in flight."""
+        return self.state in (ServeState.STARTING, ServeState.RECONFIGURING, ServeState.STOPPING)
+
+    @property
+    def load_running(self) -> bool:
+        """The built-in load generator is sending requests."""
+        return self._load_on.is_set()
+
+    def start(self, model: Any, plan: Plan, profile: Profile | None = None, *, sample_interval_s: float | None = 0.33) -> None:
+        """Start a pool running `plan` in the background; sample its stats every `sample_interval_s`."""
+        if self.running or self.busy:
+            msg = "a pool is already running; press Stop first"
+            raise RuntimeError(msg)
+        self.state, self.plan, self.error = ServeState.STARTING, plan, None
+        self.samples.clear()
+        self.events = []
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.changed()
+        self._spawn(self._start, model, plan, profile, sample_interval_s)
+
+    def _start(self, model: Any, plan: Plan, profile: Profile | None, sample_interval_s: float | None) -> None:
+        try:
+            pool = self.backend.pool(model, plan, profile)
+            if self.auto:
+                pool.set_auto(True)
+        except Exception as exc:
+            self.state, self.error = ServeState.FAILED, f"pool failed to start: {_first_line(exc)}"
+            self.changed()
+            return
+        self.pool, self.state = pool, ServeState.RUNNING
+        self._stop_sampling.clear()
+        self.sample()
+        if sample_interval_s:
+            self._spawn(self._sample_loop, sample_interval_s, name="packrat-sampler")
+
+    def stop(self) -> None:
+        """Stop the load, then close the pool (waits for it)."""
+        self.stop_load()
+        self._stop_sampling.set()
+        pool = self.pool
+        if pool is None:
+            if self.state is not ServeState.FAILED:
+                self.state = ServeState.STOPPED
+            self.changed()
+            return
+        self.state = ServeState.STOPPING
+        self.changed()
+        try:
+            pool.close()
+        except Exception as exc:
+            self.error = f"pool did not close cleanly: {_first_line(exc)}"
+        self.pool, self.state = None, ServeState.STOPPED
+        self.changed()
+
+    def join(self, timeout: float = 10.0) -> None:
+        """Wait for background starts and switches (tests)."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            if thread.name == "packrat-serve":
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    # ---- actions on a running pool ---------------------------------------------------------
+    def reconfigure(self, plan: Plan) -> None:
+        """Switch the pool to `plan` live (active-passive) without blocking the kernel."""
+        if self.state is not ServeState.RUNNING or self.pool is None:
+            msg = "start a pool before reconfiguring it"
+            raise RuntimeError(msg)
+        self.state, self.error = ServeState.RECONFIGURING, None
+        self.changed()
+        self._spawn(self._reconfigure, self.pool, plan)
+
+    def _reconfigure(self, pool: PoolLike, plan: Plan) -> None:
+        try:
+            pool.reconfigure(plan)
+            self.plan = plan
+        except Exception as exc:
+            self.error = f"reconfiguration to {plan} failed: {_first_line(exc)}"
+        if self.state is ServeState.RECONFIGURING:
+            self.state = ServeState.RUNNING
+        self.sample()
+
+    def set_auto(self, enabled: bool) -> None:
+        """Let the pool's batch-size estimator pick plans (kept for the next pool too)."""
+        self.auto = enabled
+        if self.pool is not None:
+            try:
+                self.pool.set_auto(enabled)
+            except Exception as exc:
+                self.error = f"auto mode: {_first_line(exc)}"
+        self.changed()
+
+    def start_load(self, rate: float | None = None, poisson: bool | None = None) -> None:
+        """Send requests at `rate` per second (Poisson arrivals unless poisson=False) until stop_load."""
+        if rate is not None:
+            self.set_rate(rate)
+        if poisson is not None:
+            self.poisson = poisson
+        if not self.running:
+            msg = "start a pool before sending load"
+            raise RuntimeError(msg)
+        if not self._load_on.is_set():
+            self._load_on.set()
+            self._spawn(self._load_loop, name="packrat-load")
+        self.changed()
+
+    def stop_load(self) -> None:
+        """Stop sending requests after the current chunk."""
+        if self._load_on.is_set():
+            self._load_on.clear()
+            self.changed()
+
+    def set_rate(self, rate: float) -> None:
+        """Requests per second for the next load chunk."""
+        if not rate > 0:
+            msg = f"rate must be positive requests per second, got {rate!r}; example: 50"
+            raise ValueError(msg)
+        self.rate = float(rate)
+
+    def _load_loop(self) -> None:
+        while self._load_on.is_set() and self.pool is not None:
+            try:
+                self.backend.run_load(self.pool, rate=self.rate, duration_s=_LOAD_CHUNK_S, poisson=self.poisson)
+            except Exception as exc:
+                self.error = f"load generator stopped: {_first_line(exc)}"
+                self._load_on.clear()
+                self.changed()
+
+    # ---- sampling --------------------------------------------------------------------------
+    def sample(self) -> dict[str, Any] | None:
+        """Read the pool's stats and events once; the timeline and counters come from here."""
+        pool = self.pool
+        if pool is None:
+            return None
+        try:
+            stats = pool.stats()
+            events = list(pool.events())
+        except Exception as exc:
+            self.error = f"cannot read pool stats: {_first_line(exc)}"
+            self.changed()
+            return None
+        now = self.clock()
+        row = {"time": now}
+        for name in ("p50_ms", "p99_ms", "throughput_rps", "queue_depth", "estimated_batch", *COUNTERS):
+            value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
+            row[name] = None if value is None else stat(stats, name)
+        with self._lock:
+            self.samples.append(row)
+            self.events = [e for e in events if _event_time(e) >= now - self.window_s]
+            self.counters = {name: int(stat(stats, name)) for name in COUNTERS}
+        self.changed()
+        return row
+
+    def _sample_loop(self, interval_s: float) -> None:
+        while not self._stop_sampling.wait(interval_s):
+            if self.pool is None:
+                return
+            self.sample()
+
+    def window(self) -> tuple[list[dict[str, Any]], list[Any]]:
+        """Samples and events of the last `window_s` seconds (what the timeline draws)."""
+        with self._lock:
+            if not self.samples:
+                return [], list(self.events)
+            end = self.samples[-1]["time"]
+            return [s for s in self.samples if s["time"] >= end - self.window_s], list(self.events)
+
+    def _spawn(self, target: Callable[..., None], *args: Any, name: str | None = None) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True, name=name or "packrat-serve")
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def status(self) -> str:
+        """One line that says what is happening."""
+        plan = f" {self.plan}" if self.plan is not None else ""
+        if self.error and self.state is not ServeState.RUNNING:
+            return f"<span style='color:#b00020'>{self.error}</span>"
+        note = f" <span style='color:#b00020'>{self.error}</span>" if self.error else ""
+        if self.state is ServeState.STOPPED:
+            return "No pool running. Pick a plan and press Start pool." + note
+        if self.state is ServeState.STARTING:
+            return f"Starting worker processes for{plan}…"
+        if self.state is ServeState.RECONFIGURING:
+            return f"Switching live (active-passive) from{plan}: new workers warm up, then traffic moves over…"
+        if self.state is ServeState.STOPPING:
+            return "Draining and stopping the pool…"
+        load = f"sending {self.rate:g} req/s" if self.load_running else "no load (press Send load)"
+        auto = ", auto-reconfiguration on" if self.auto else ""
+        return f"Serving{plan}; {load}{auto}." + note
+
+
+def _event_time(event: Any) -> float:
+    value = event.get("time") if isinstance(event, dict) else getattr(event, "time", 0.0)
+    return float(value or 0.0)

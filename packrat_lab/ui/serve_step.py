@@ -1,0 +1,167 @@
+"""Step 3 of the Lab: serve a plan in a background pool, drive it with load, switch plans live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from packrat_lab.ui._util import column, row
+from packrat_lab.ui.serve_controller import ServeController, ServeState
+
+if TYPE_CHECKING:
+    from packrat_lab.plan import Plan
+
+__all__ = ["ServeStep"]
+
+_PLAN_HINT = "e.g. 2x1x4 (instances × threads × batch)"
+
+
+class ServeStep:
+    """The Serve tab: plan, Start/Stop, load generator, Reconfigure, Auto, counters and live timeline."""
+
+    def __init__(
+        self,
+        controller: ServeController,
+        *,
+        model: Callable[[], Any],
+        known_plans: Callable[[], dict[str, Plan]],
+        profile: Callable[[], Any] = lambda: None,
+    ) -> None:
+        import ipywidgets as widgets
+
+        from packrat_lab.ui.figures import new_widget
+
+        self.controller = controller
+        self._model = model
+        self._known_plans = known_plans
+        self._profile = profile
+        self.plan = widgets.Combobox(description="Plan", placeholder=_PLAN_HINT, ensure_option=False)
+        self.start = widgets.Button(description="Start pool", button_style="primary", icon="play")
+        self.stop = widgets.Button(description="Stop", icon="stop")
+        self.rate = widgets.FloatLogSlider(value=controller.rate, base=10, min=0, max=3, step=0.05,
+                                           description="Rate (req/s)", readout_format=".3g")
+        self.poisson = widgets.Checkbox(value=controller.poisson, description="Poisson arrivals", indent=False)
+        self.load = widgets.ToggleButton(value=False, description="Send load", icon="paper-plane")
+        self.target = widgets.Combobox(description="Switch to", placeholder=_PLAN_HINT, ensure_option=False)
+        self.apply = widgets.Button(description="Reconfigure", icon="exchange", tooltip="Active-passive switch, live")
+        self.auto = widgets.Checkbox(value=controller.auto, description="Auto (estimator picks B)", indent=False)
+        self.counters = widgets.HTML()
+        self.message = widgets.HTML()
+        self.figure = new_widget(height=560)
+        for control in (self.plan, self.rate, self.target):
+            control.style.description_width = "90px"
+        self.start.on_click(lambda _: self.start_pool())
+        self.stop.on_click(lambda _: controller.stop())
+        self.load.observe(self._on_load, names="value")
+        self.rate.observe(lambda change: controller.set_rate(float(change["new"])), names="value")
+        self.poisson.observe(lambda change: setattr(controller, "poisson", bool(change["new"])), names="value")
+        self.apply.on_click(lambda _: self.reconfigure())
+        self.auto.observe(lambda change: controller.set_auto(bool(change["new"])), names="value")
+        for box in (self.plan, self.target):
+            box.observe(lambda _: self.render(), names="value")
+        controller.changed.add(self.render)
+        self.widget = column(
+            [
+                row([self.plan, self.start, self.stop]),
+                row([self.rate, self.poisson, self.load]),
+                row([self.target, self.apply, self.auto]),
+                self.counters,
+                self.message,
+                self.figure,
+            ],
+        )
+        self.refresh_plans()
+
+    # ---- plan text <-> Plan --------------------------------------------------------------
+    def refresh_plans(self) -> None:
+        """Offer the Plan step's plans (by text) in both plan boxes."""
+        known = self._known_plans()
+        options = list(dict.fromkeys(plan.text for plan in known.values()))
+        self.plan.options = options
+        self.target.options = options
+        if known and not self.plan.value:
+            self.plan.value = next(iter(known.values())).text
+        self.render()
+
+    def _resolve(self, text: str) -> Plan:
+        """A known plan with this text (keeps its expected latency), else the parsed text."""
+        from packrat_lab.plan import Plan
+
+        for plan in self._known_plans().values():
+            if plan.text == text.strip():
+                return plan
+        return Plan.parse(text)
+
+    def _valid(self, text: str) -> bool:
+        try:
+            self._resolve(text)
+        except ValueError:
+            return False
+        return True
+
+    # ---- actions -------------------------------------------------------------------------
+    def start_pool(self) -> None:
+        """Start button: a pool for the plan in the box, with the model from step 1."""
+        try:
+            self.controller.start(self._model(), self._resolve(self.plan.value), self._profile())
+        except (ValueError, RuntimeError) as exc:
+            self.message.value = f"<span style='color:#b00020'>{exc}</span>"
+
+    def reconfigure(self) -> None:
+        """Reconfigure button: switch live to the plan in the 'Switch to' box."""
+        try:
+            self.controller.reconfigure(self._resolve(self.target.value))
+        except (ValueError, RuntimeError) as exc:
+            self.message.value = f"<span style='color:#b00020'>{exc}</span>"
+
+    def _on_load(self, change: dict[str, Any]) -> None:
+        try:
+            if change["new"]:
+                self.controller.start_load(float(self.rate.value), bool(self.poisson.value))
+            else:
+                self.controller.stop_load()
+        except (ValueError, RuntimeError) as exc:
+            self.message.value = f"<span style='color:#b00020'>{exc}</span>"
+
+    # ---- view ----------------------------------------------------------------------------
+    def render(self) -> None:
+        """Enable what is possible now, update counters, status and the timeline."""
+        c = self.controller
+        idle = c.state in (ServeState.STOPPED, ServeState.FAILED)
+        self.plan.disabled = not idle
+        self.start.disabled = not idle or not self._valid(self.plan.value or "")
+        self.stop.disabled = idle or c.state is ServeState.STOPPING
+        self.load.disabled = not c.running
+        if self.load.value != c.load_running:
+            self.load.value = c.load_running
+        self.load.description = "Stop load" if c.load_running else "Send load"
+        self.load.button_style = "warning" if c.load_running else ""
+        self.target.disabled = not c.running
+        self.apply.disabled = c.state is not ServeState.RUNNING or not self._valid(self.target.value or "")
+        self.counters.value = self._counters_html()
+        self.message.value = c.status()
+        self.draw()
+
+    def _counters_html(self) -> str:
+        c = self.controller.counters
+        cells = [("served", c["served"], "#009E73"), ("failed", c["failed"], "#D55E00"),
+                 ("lost", c["lost"], "#D55E00"), ("in flight", c["in_flight"], "#0072B2")]
+        spans = "".join(
+            f"<span style='display:inline-block;min-width:96px;margin-right:12px'>"
+            f"<span style='font-size:20px;font-weight:600;color:{colour if value else '#333'}'>{value:,}</span>"
+            f"<br><span style='color:#666;font-size:11px;text-transform:uppercase'>{label}</span></span>"
+            for label, value, colour in cells
+        )
+        return f"<div style='padding:4px 0'>{spans}</div>"
+
+    def draw(self) -> None:
+        """Redraw the timeline from the bounded window of samples."""
+        from packrat_lab.plots import plot_timeline, timeline_info
+        from packrat_lab.ui.figures import empty_figure, show_figure
+
+        samples, events = self.controller.window()
+        if not samples:
+            show_figure(self.figure, empty_figure("The live timeline appears here once a pool runs", height=560))
+            return
+        info = timeline_info(samples, events, window_s=self.controller.window_s)
+        show_figure(self.figure, plot_timeline(info))

@@ -1,0 +1,266 @@
+"""The real HTTP server and real clients (tritonclient, urllib) against an in-process fake pool."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+tritonclient_http = pytest.importorskip("tritonclient.http")
+from http_fakes import FakePool  # noqa: E402
+from test_http_metrics import assert_exposition, parse_samples  # noqa: E402
+
+from packrat_lab.serving.http import Server, serve_pool  # noqa: E402
+
+
+def call(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP request; returns status, headers and body whatever the status."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[FakePool]:
+    p = FakePool("mlp", "2x1x4", width=16, layers=2)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def server(pool: FakePool) -> Iterator[Server]:
+    s = serve_pool(pool, token="secret-token")
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def client(server: Server) -> Iterator[Any]:
+    c = tritonclient_http.InferenceServerClient(server.url.removeprefix("http://"))
+    yield c
+    c.close()
+
+
+def expected(pool: FakePool, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return pool.module(torch.from_numpy(x)).numpy()
+
+
+def test_server_binds_loopback_and_reports_url_and_token(server: Server) -> None:
+    assert server.url.startswith("http://127.0.0.1:")
+    assert server.port > 0
+    assert server.token == "secret-token"
+
+
+def test_default_token_is_random(pool: FakePool) -> None:
+    with serve_pool(pool) as a, serve_pool(pool) as b:
+        assert len(a.token) >= 20
+        assert a.token != b.token
+
+
+def test_health_and_metadata_through_tritonclient(client: Any) -> None:
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("mlp")
+    meta = client.get_server_metadata()
+    assert "binary_tensor_data" in meta["extensions"]
+    model = client.get_model_metadata("mlp")
+    assert model["inputs"] == [{"name": "INPUT", "datatype": "FP32", "shape": [-1, 16]}]
+    assert model["outputs"] == [{"name": "OUTPUT", "datatype": "FP32", "shape": [-1, 16]}]
+    config = client.get_model_config("mlp")
+    assert config["max_batch_size"] == 8
+    assert client.get_model_repository_index() == [{"name": "mlp", "version": "1", "state": "READY"}]
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+@pytest.mark.parametrize("binary", [True, False])
+def test_infer_equals_model_output(client: Any, pool: FakePool, rows: int, binary: bool) -> None:
+    x = np.random.default_rng(rows).standard_normal((rows, 16)).astype(np.float32)
+    inp = tritonclient_http.InferInput("INPUT", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    outputs = None if binary else [tritonclient_http.InferRequestedOutput("OUTPUT", binary_data=False)]
+    result = client.infer("mlp", [inp], outputs=outputs, request_id="r1")
+    response = result.get_response()
+    assert response["id"] == "r1"
+    assert ("data" in response["outputs"][0]) is (not binary)
+    np.testing.assert_allclose(result.as_numpy("OUTPUT"), expected(pool, x), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_model_is_404(client: Any, server: Server) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match="unknown model 'resnet'") as info:
+        client.get_model_metadata("resnet")
+    assert info.value.status() == "404"
+    status, _, body = call(f"{server.url}/v2/models/resnet/infer", "POST", b"{}")
+    assert status == 404
+    assert "this server serves 'mlp'" in json.loads(body)["error"]
+
+
+def _good_infer(server: Server, pool: FakePool) -> None:
+    x = np.ones((2, 16), np.float32)
+    body = {"inputs": [{"name": "INPUT", "shape": [2, 16], "datatype": "FP32", "data": x.ravel().tolist()}]}
+    status, _, raw = call(f"{server.url}/v2/models/mlp/infer", "POST", body)
+    assert status == 200
+    out = np.array(json.loads(raw)["outputs"][0]["data"], np.float32).reshape(2, 16)
+    np.testing.assert_allclose(out, expected(pool, x), rtol=1e-5, atol=1e-6)
+
+
+def _tensor(shape: list[int], datatype: str = "FP32", name: str = "INPUT") -> dict[str, Any]:
+    count = int(np.prod(shape))
+    data = [1] * count if datatype.startswith(("INT", "UINT")) else [0.5] * count
+    return {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_tensor([2, 15]), "shape [2, 15] but model 'mlp' takes [N, 16]"),
+        (_tensor([16]), "shape [16] but model 'mlp' takes [N, 16]"),
+        (_tensor([0, 16]), "with N >= 1"),
+        (_tensor([1, 16], "INT64"), "datatype INT64 but model 'mlp' takes FP32"),
+        (_tensor([1, 16], "FP64"), "datatype FP64 but model 'mlp' takes FP32"),
+        (_tensor([1, 16], name="x"), "one input named 'INPUT', got ['x']"),
+        (b'{"inputs": [', "not valid JSON"),
+        ({"inputs": []}, "non-empty 'inputs'"),
+        ({**_tensor([1, 16]), "outputs": [{"name": "LOGITS"}]}, "no output 'LOGITS'"),
+    ],
+)
+def test_bad_request_is_400_and_the_pool_keeps_serving(
+    server: Server, pool: FakePool, body: Any, message: str
+) -> None:
+    status, headers, raw = call(f"{server.url}/v2/models/mlp/infer", "POST", body)
+    assert status == 400
+    assert headers["Content-Type"].startswith("application/json")
+    assert message in json.loads(raw)["error"]
+    _good_infer(server, pool)
+
+
+def test_wrong_binary_size_is_400(server: Server, pool: FakePool) -> None:
+    x = np.ones((1, 16), np.float32)
+    head = json.dumps(
+        {"inputs": [{"name": "INPUT", "shape": [1, 16], "datatype": "FP32", "parameters": {"binary_data_size": 60}}]}
+    ).encode()
+    for raw_bytes, length in ((x.tobytes(), str(len(head))), (x.tobytes(), "abc"), (x.tobytes()[:60], "9999")):
+        status, _, raw = call(
+            f"{server.url}/v2/models/mlp/infer", "POST", head + raw_bytes, {"Inference-Header-Content-Length": length}
+        )
+        assert status == 400
+        assert "Inference-Header-Content-Length" in json.loads(raw)["error"] or "binary_data_size 60" in json.loads(raw)["error"]
+    _good_infer(server, pool)
+
+
+def test_tritonclient_wrong_shape_raises_with_server_message(client: Any) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    inp = tritonclient_http.InferInput("INPUT", [1, 8], "FP32")
+    inp.set_data_from_numpy(np.ones((1, 8), np.float32))
+    with pytest.raises(InferenceServerException, match="takes \\[N, 16\\]") as info:
+        client.infer("mlp", [inp])
+    assert info.value.status() == "400"
+
+
+def test_plan_read_is_open_and_set_needs_the_token(server: Server, pool: FakePool) -> None:
+    status, _, raw = call(f"{server.url}/packrat/plan")
+    assert status == 200
+    assert json.loads(raw)["plan"]["plan"] == pool.plan.text
+    before = pool.plan.text
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Packrat-Token": ""}):
+        status, _, raw = call(f"{server.url}/packrat/plan", "PUT", {"plan": "1x1x4"}, headers)
+        assert status == 403
+        assert "token" in json.loads(raw)["error"]
+    assert pool.plan.text == before
+    status, _, raw = call(f"{server.url}/packrat/plan", "PUT", {"plan": "1x1x4"}, {"Authorization": "Bearer secret-token"})
+    assert status == 200
+    assert json.loads(raw)["plan"]["plan"] == "1x1x4" == pool.plan.text
+    status, _, raw = call(f"{server.url}/packrat/plan", "POST", {"plan": "2x1x2"}, {"X-Packrat-Token": "secret-token"})
+    assert status == 200
+    assert pool.plan.text == "2x1x2"
+    events = json.loads(call(f"{server.url}/packrat/events")[2])["events"]
+    assert [e["plan"] for e in events if e["kind"] == "switch"][-2:] == ["1x1x4", "2x1x2"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"plan": "8x1x4"}, "needs 8 cores"),
+        ({"plan": "2by4"}, "not of the form COUNTxTHREADSxBATCH"),
+        ({"batch": 8}, "needs a profile"),
+        ({"batch": 0}, "positive integer"),
+        ({"size": 3}, "needs 'plan' or 'batch'"),
+        (b"[1]", "JSON object"),
+    ],
+)
+def test_refused_plan_is_400_and_old_plan_keeps_serving(
+    server: Server, pool: FakePool, body: Any, message: str
+) -> None:
+    before = pool.plan.text
+    status, _, raw = call(f"{server.url}/packrat/plan", "PUT", body, {"X-Packrat-Token": "secret-token"})
+    assert status == 400
+    assert message in json.loads(raw)["error"]
+    assert pool.plan.text == before
+    _good_infer(server, pool)
+
+
+def test_stats_and_metrics_count_requests(server: Server, pool: FakePool) -> None:
+    stats = json.loads(call(f"{server.url}/packrat/stats")[2])
+    assert stats["plan"] == pool.plan.text
+    assert stats["p99_ms"] is None  # inf is not JSON
+    status, headers, raw = call(f"{server.url}/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    before = parse_samples(raw.decode().splitlines())
+    assert_exposition(raw.decode().splitlines())
+    _good_infer(server, pool)
+    _good_infer(server, pool)
+    after_lines = call(f"{server.url}/metrics")[2].decode().splitlines()
+    assert_exposition(after_lines)
+    after = parse_samples(after_lines)
+    key = 'packrat_http_requests_total{route="infer",code="200"}'
+    assert after[key] == before.get(key, 0) + 2
+    assert after["packrat_request_duration_seconds_count"] == before["packrat_request_duration_seconds_count"] + 2
+    assert after["packrat_pool_served_total"] == before["packrat_pool_served_total"] + 4
+    assert any(k.startswith("packrat_plan_info{") for k in after)
+
+
+def test_auto_route(server: Server, pool: FakePool) -> None:
+    assert call(f"{server.url}/packrat/auto", "PUT", {"auto": True})[0] == 403
+    status, _, _ = call(f"{server.url}/packrat/auto", "PUT", {"auto": True}, {"X-Packrat-Token": "secret-token"})
+    assert status == 200
+    assert pool.auto is True
+    assert call(f"{server.url}/packrat/auto", "PUT", {"auto": "yes"}, {"X-Packrat-Token": "secret-token"})[0] == 400
+
+
+def test_unknown_route_is_json_404(server: Server) -> None:
+    status, _, raw = call(f"{server.url}/v3/things")
+    assert status == 404
+    assert "no route GET /v3/things" in json.loads(raw)["error"]
+
+
+def test_stop_route_needs_token_then_closes_pool_and_server() -> None:
+    pool = FakePool("mlp", "1x1x1", width=8, layers=1)
+    server = serve_pool(pool, token="t0k")
+    assert call(f"{server.url}/packrat/stop", "POST", b"")[0] == 403
+    assert pool.state == "serving"
+    status, _, raw = call(f"{server.url}/packrat/stop", "POST", b"", {"Authorization": "Bearer t0k"})
+    assert status == 200
+    assert json.loads(raw) == {"stopped": True}
+    assert pool.state == "closed"
+    deadline = time.monotonic() + 10
+    while server.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not server.running
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{server.url}/v2/health/live", timeout=5)
+    server.stop()

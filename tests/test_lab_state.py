@@ -1,0 +1,368 @@
+"""The Lab's steps change state as a user expects: fake profiler, optimizer and pool; no browser."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from packrat_lab.plan import Plan
+from packrat_lab.profiling.measurement import Measurement
+from packrat_lab.profiling.table import Profile, profile_from_latencies
+from packrat_lab.ui._util import Throttle, fmt_duration, namespace_models, parse_batches
+
+pytest.importorskip("ipywidgets")
+pytest.importorskip("anywidget")
+
+from packrat_lab.ui.lab import Lab
+from packrat_lab.ui.plan_step import PlanController
+from packrat_lab.ui.profile_step import ProfileController, ProfileRequest, ProfileState
+from packrat_lab.ui.serve_controller import ServeController, ServeState
+
+
+def latency(t: int, b: int) -> float:
+    """A synthetic surface: more threads help a little, batch costs linearly."""
+    return 2.0 * b / t**0.5 + 1.0
+
+
+class FakePool:
+    """Records what the UI asks of a pool; counts one served request per stats() call."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.reconfigured: list[str] = []
+        self.auto: list[bool] = []
+        self.closed = False
+        self.served = 0
+        self._events: list[dict[str, Any]] = []
+
+    def reconfigure(self, plan: Plan) -> None:
+        self.reconfigured.append(plan.text)
+        for kind in ("passive-start", "switch", "drained"):
+            self._events.append({"time": 1000.0 + len(self._events), "kind": kind, "plan": plan.text})
+        self.plan = plan
+
+    def stats(self) -> dict[str, Any]:
+        self.served += 1
+        return {"served": self.served, "failed": 0, "lost": 0, "in_flight": 1, "queue_depth": 2,
+                "p50_ms": 3.0, "p99_ms": 9.0, "throughput_rps": 50.0, "estimated_batch": 4}
+
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._events)
+
+    def set_auto(self, enabled: bool) -> None:
+        self.auto.append(enabled)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeBackend:
+    """Stands in for the real API; a `gate` makes the profiler wait so tests see it running."""
+
+    def __init__(self, fail_profile: bool = False) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail_profile = fail_profile
+        self.pools: list[FakePool] = []
+        self.loads: list[float] = []
+        self.validated: list[list[str]] = []
+
+    def profile(self, model: Any, *, cores: int, batches: Sequence[int], point_time_s: float,
+                progress: Callable[[int, int, Measurement], None], cancel: threading.Event, **_: Any) -> Profile:
+        if self.fail_profile:
+            msg = "worker crashed"
+            raise RuntimeError(msg)
+        points = [(t, b) for b in batches for t in range(1, cores + 1)]
+        result = Profile(str(model))
+        for done, (t, b) in enumerate(points, start=1):
+            if cancel.is_set():
+                break
+            self.gate.wait(5)
+            m = Measurement(t, b, "default", (latency(t, b),) * 5, stop_reason="precision")
+            result.add(m)
+            progress(done, len(points), m)
+        return result
+
+    def plans(self, profile: Profile, *, cores: int, batch: int) -> dict[str, Plan]:
+        def named(text: str, name: str) -> Plan:
+            plan = Plan.parse(text)
+            worst = max(latency(i.threads, i.batch) for i in plan.instances)
+            return replace(plan, name=name, expected_latency_ms=worst)
+
+        if batch % cores:
+            msg = f"no plan for B={batch} on {cores} cores"
+            raise ValueError(msg)
+        return {"packrat": named(f"{cores}x1x{batch // cores}", "packrat"), "fat": named(f"1x{cores}x{batch}", "fat")}
+
+    def validate(self, model: Any, plans: Sequence[Plan], *, progress: Callable[[str], None]) -> dict[str, float]:
+        self.validated.append([p.name for p in plans])
+        progress("validating")
+        return {p.name: (p.expected_latency_ms or 1.0) * 1.1 for p in plans}
+
+    def pool(self, model: Any, plan: Plan, profile: Profile | None) -> FakePool:
+        pool = FakePool(plan)
+        self.pools.append(pool)
+        return pool
+
+    def run_load(self, pool: FakePool, *, rate: float, duration_s: float, poisson: bool) -> None:
+        self.loads.append(rate)
+        threading.Event().wait(0.01)
+
+
+def make_lab(backend: FakeBackend, **kwargs: Any) -> Lab:
+    return Lab(backend=backend, host_cores=2, namespace={}, **kwargs)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def test_parse_batches_sorts_and_rejects_bad_parts() -> None:
+    assert parse_batches("8, 1,2 ,2") == [1, 2, 8]
+    with pytest.raises(ValueError, match="'x'"):
+        parse_batches("1, x")
+    with pytest.raises(ValueError, match="at least one"):
+        parse_batches(" , ")
+
+
+def test_fmt_duration() -> None:
+    assert fmt_duration(None) == "…"
+    assert fmt_duration(42.4) == "42 s"
+    assert fmt_duration(185) == "3 min 5 s"
+
+
+def test_throttle_delivers_a_late_call_instead_of_dropping_it() -> None:
+    now = [0.0]
+    calls: list[float] = []
+    fired = threading.Event()
+    throttle = Throttle(lambda: (calls.append(now[0]), fired.set()), 0.05, clock=lambda: now[0])
+    throttle()
+    assert calls == [0.0]
+    fired.clear()
+    throttle()  # too soon: deferred to a timer
+    assert calls == [0.0]
+    assert fired.wait(2)
+    assert len(calls) == 2
+    throttle(force=True)
+    assert len(calls) == 3
+
+
+def test_namespace_models_finds_workloads_and_modules() -> None:
+    import torch
+
+    from packrat_lab.workloads.registry import get_workload
+
+    ns = {"net": torch.nn.Linear(2, 2), "wl": get_workload("mlp"), "x": 3, "_hidden": torch.nn.ReLU()}
+    assert sorted(namespace_models(ns)) == ["net", "wl"]
+
+
+# ---- profile step --------------------------------------------------------------------------
+
+def test_profile_runs_in_background_and_reports_progress() -> None:
+    backend = FakeBackend()
+    backend.gate.clear()
+    controller = ProfileController(backend)
+    controller.start(ProfileRequest("mlp", "mlp", 2, (1, 2), 10.0))
+    assert controller.state is ProfileState.RUNNING
+    assert controller.total == 2 * 2 * 2
+    assert controller.remaining_s is not None
+    backend.gate.set()
+    assert controller.join(5)
+    assert controller.state is ProfileState.DONE
+    assert controller.profile is not None
+    assert controller.profile.threads == [1, 2] and controller.profile.batches == [1, 2]
+    assert "4 points" in controller.status()
+
+
+def test_profile_cancel_keeps_partial_points() -> None:
+    backend = FakeBackend()
+    backend.gate.clear()
+    controller = ProfileController(backend)
+    controller.start(ProfileRequest("mlp", "mlp", 2, (1, 2, 4), 10.0))
+    controller.cancel()
+    assert controller.state is ProfileState.CANCELLING
+    backend.gate.set()
+    assert controller.join(5)
+    assert controller.state is ProfileState.CANCELLED
+    assert controller.profile is not None and len(controller.profile.measurements) == 1
+
+
+def test_profile_failure_is_a_status_line_not_a_traceback() -> None:
+    controller = ProfileController(FakeBackend(fail_profile=True))
+    controller.start(ProfileRequest("mlp", "mlp", 1, (1,), 5.0))
+    assert controller.join(5)
+    assert controller.state is ProfileState.FAILED
+    assert "worker crashed" in controller.status()
+
+
+def test_profile_widget_disables_profile_for_bad_batches_and_while_running() -> None:
+    backend = FakeBackend()
+    lab = make_lab(backend)
+    step = lab.profile_step
+    assert not step.run.disabled and step.cancel.disabled
+    step.batches.value = "1, two"
+    assert step.run.disabled
+    assert "'two'" in step.message.value
+    step.batches.value = "1, 2"
+    backend.gate.clear()
+    step.run.click()
+    assert step.run.disabled and not step.cancel.disabled and step.cores.disabled
+    backend.gate.set()
+    assert lab.profiling.join(5)
+    assert not step.run.disabled and step.cancel.disabled
+    assert step.progress.value == 1.0
+    lab.close()
+
+
+def test_surface_fills_in_as_points_arrive_and_toggles_to_3d() -> None:
+    lab = make_lab(FakeBackend(), batches=(1, 2))
+    lab.profile_step.run.click()
+    assert lab.profiling.join(5)
+    figure = lab.profile_step.figure
+    assert figure.data[0].type == "heatmap"
+    assert len(figure.data[0].z) == 2  # two thread counts
+    lab.profile_step.kind.value = "3d"
+    assert figure.data[0].type == "surface"
+    lab.close()
+
+
+# ---- plan step -----------------------------------------------------------------------------
+
+def test_finished_profile_feeds_plan_step_and_validate_overlays_measured() -> None:
+    backend = FakeBackend()
+    lab = make_lab(backend, batches=(1, 2, 4))
+    assert lab.plan_step.validate.disabled
+    lab.profile_step.run.click()
+    assert lab.profiling.join(5)
+    planning = lab.planning
+    assert planning.batch == 4 and list(planning.plans) == ["packrat", "fat"]
+    assert lab.plan_step.chosen.value == "packrat"
+    assert [t.name for t in lab.plan_step.bars.data] == ["expected (from profile)"]
+    assert not lab.plan_step.validate.disabled
+    lab.plan_step.validate.click()
+    assert planning.join(5)
+    assert backend.validated == [["packrat", "fat"]]
+    assert planning.measured["fat"] == pytest.approx(planning.plans["fat"].expected_latency_ms * 1.1)
+    assert len(lab.plan_step.bars.data) == 2
+    lab.close()
+
+
+def test_infeasible_batch_shows_why_and_disables_validate() -> None:
+    controller = PlanController(FakeBackend())
+    profile = profile_from_latencies("m", {(1, 1): 1.0, (2, 1): 1.0, (1, 2): 2.0, (2, 2): 2.0})
+    controller.set_profile(profile, cores=2, model="m")
+    assert controller.chosen == "packrat"
+    controller.set_batch(3)
+    assert controller.plans == {} and controller.chosen is None
+    assert "no plan for B=3" in controller.status()
+    assert not controller.can_validate
+
+
+def test_plan_map_has_one_winner_per_profiled_batch() -> None:
+    controller = PlanController(FakeBackend())
+    profile = profile_from_latencies("m", {(t, b): latency(t, b) for t in (1, 2) for b in (2, 4, 8)})
+    controller.set_profile(profile, cores=2, model="m")
+    best, fat = controller.plan_map()
+    assert [p.total_batch for p in best] == [2, 4, 8]
+    assert all(p.name == "fat" for p in fat)
+
+
+# ---- serve step ----------------------------------------------------------------------------
+
+def started(backend: FakeBackend, plan: str = "2x1x2") -> ServeController:
+    controller = ServeController(backend, clock=iter(range(1000, 10_000)).__next__)
+    controller.start("mlp", Plan.parse(plan), sample_interval_s=None)
+    controller.join()
+    assert controller.state is ServeState.RUNNING
+    return controller
+
+
+def test_serve_start_samples_counters_and_stop_closes_pool() -> None:
+    backend = FakeBackend()
+    controller = started(backend)
+    controller.sample()
+    assert controller.counters["served"] == 2
+    assert len(controller.samples) == 2
+    controller.stop()
+    assert backend.pools[0].closed and controller.state is ServeState.STOPPED
+    with pytest.raises(RuntimeError, match="start a pool"):
+        controller.reconfigure(Plan.parse("1x2x4"))
+
+
+def test_reconfigure_switches_live_and_events_become_markers() -> None:
+    backend = FakeBackend()
+    controller = started(backend)
+    controller.reconfigure(Plan.parse("1x2x4"))
+    controller.join()
+    assert backend.pools[0].reconfigured == ["1x2x4"]
+    assert controller.plan is not None and controller.plan.text == "1x2x4"
+    samples, events = controller.window()
+    assert [e["kind"] for e in events] == ["passive-start", "switch", "drained"]
+    controller.stop()
+
+
+def test_window_is_bounded() -> None:
+    backend = FakeBackend()
+    controller = ServeController(backend, clock=iter(range(0, 100_000, 10)).__next__, window_s=60, max_samples=50)
+    controller.start("mlp", Plan.parse("1x1x1"), sample_interval_s=None)
+    controller.join()
+    for _ in range(100):
+        controller.sample()
+    assert len(controller.samples) == 50
+    samples, _ = controller.window()
+    assert len(samples) == 7  # 60 s window at one sample per 10 s
+    controller.stop()
+
+
+def test_load_generator_uses_the_rate_and_stops() -> None:
+    backend = FakeBackend()
+    controller = started(backend)
+    controller.start_load(rate=123.0)
+    assert controller.load_running
+    deadline = threading.Event()
+    while not backend.loads and not deadline.wait(0.01):
+        pass
+    controller.stop()
+    assert not controller.load_running
+    assert backend.loads and set(backend.loads) == {123.0}
+    with pytest.raises(ValueError, match="positive"):
+        controller.set_rate(0)
+
+
+def test_serve_widget_buttons_follow_the_pool_state() -> None:
+    backend = FakeBackend()
+    lab = make_lab(backend, batches=(1, 2))
+    step = lab.serve_step
+    step.plan.value = ""
+    assert step.start.disabled and step.stop.disabled and step.load.disabled and step.apply.disabled
+    step.plan.value = "not a plan"
+    assert step.start.disabled
+    step.plan.value = "2x1x1"
+    assert not step.start.disabled
+    step.start.click()
+    lab.serving.join()
+    assert lab.serving.state is ServeState.RUNNING
+    assert step.start.disabled and not step.stop.disabled and not step.load.disabled
+    step.target.value = "1x2x2"
+    assert not step.apply.disabled
+    step.apply.click()
+    lab.serving.join()
+    assert backend.pools[0].reconfigured == ["1x2x2"]
+    step.auto.value = True
+    assert backend.pools[0].auto == [True]
+    assert "served" in step.counters.value
+    assert step.figure.data[0].name == "p50"
+    step.stop.click()
+    assert backend.pools[0].closed and not step.start.disabled
+    lab.close()
+
+
+def test_lab_offers_profiled_plans_in_serve_step() -> None:
+    lab = make_lab(FakeBackend(), batches=(2, 4))
+    lab.profile_step.run.click()
+    assert lab.profiling.join(5)
+    assert lab.serve_step.plan.value == "2x1x2"
+    assert set(lab.serve_step.target.options) >= {"2x1x2", "1x2x4", "2x1x1"}
+    lab.close()
