@@ -165,6 +165,7 @@ def test_int64_example_input_records_vocabulary_bound() -> None:
     assert int(w.example_input(64).max()) < 50
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_file_and_errors(tmp_path: Path) -> None:
     path = tmp_path / "scale.pt"
     torch.jit.save(torch.jit.trace(Scale().eval(), torch.randn(2, 8)), str(path))

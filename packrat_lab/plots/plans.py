@@ -67,10 +67,12 @@ def _labelled(plans: PlansArg) -> list[tuple[str, Plan]]:
 
 
 def _measured_map(measured: Any) -> Mapping[Any, float] | None:
-    """A validation report (anything with `.results` of plan + median_ms) becomes {plan name: median}."""
+    """A validation report (anything with `.results` of plan + median_ms) becomes {plan name and text: median}."""
     results = getattr(measured, "results", None)
     if results is not None:
-        return {r.plan.name: float(r.median_ms) for r in results}
+        found = {r.plan.text: float(r.median_ms) for r in results}
+        found.update({r.plan.name: float(r.median_ms) for r in results})
+        return found
     return measured  # type: ignore[no-any-return]
 
 

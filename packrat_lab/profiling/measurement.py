@@ -50,22 +50,22 @@ class Measurement:
         """Number of timed samples."""
         return len(self.samples_ms)
 
-    @property
+    @cached_property
     def median(self) -> float:
         """Median latency in ms: what the optimizer uses."""
         return float(np.median(self._array))
 
-    @property
+    @cached_property
     def mean(self) -> float:
         """Mean latency in ms (the Packrat paper's statistic)."""
         return float(self._array.mean())
 
-    @property
+    @cached_property
     def p90(self) -> float:
         """90th percentile latency in ms."""
         return float(np.percentile(self._array, 90))
 
-    @property
+    @cached_property
     def p99(self) -> float:
         """99th percentile latency in ms."""
         return float(np.percentile(self._array, 99))

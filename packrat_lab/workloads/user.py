@@ -82,10 +82,19 @@ def _trace(module: torch.nn.Module, example: torch.Tensor, name: str) -> Path:
 
     path = artifact_path(name, ".pt")
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # TracerWarnings about Python control flow are expected
+        warnings.simplefilter("ignore")  # TracerWarnings and torch.jit's deprecation notice are expected
         traced = torch.jit.trace(module.eval(), example, check_trace=False)
-    torch.jit.save(traced, str(path))
+        torch.jit.save(traced, str(path))
     return path
+
+
+def _jit_load(path: str | Path) -> Any:
+    """torch.jit.load without its deprecation notice (TorchScript is what the user asked for)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu")
 
 
 def module_workload(module: torch.nn.Module, example_input: ExampleInput, name: str | None = None) -> Workload:
@@ -128,7 +137,7 @@ def torchscript_file_workload(
         msg = f"TorchScript file {str(path)!r} does not exist; example: {example}"
         raise ValueError(msg)
     try:
-        torch.jit.load(str(path), map_location="cpu")
+        _jit_load(path)
     except Exception as exc:
         msg = f"{str(path)!r} is not a TorchScript file torch.jit.load can read ({type(exc).__name__}); save one with torch.jit.save(torch.jit.trace(model, x), 'model.pt')"
         raise ValueError(msg) from exc
@@ -180,7 +189,7 @@ def traced_workload(workload: Workload) -> Workload:
     model = workload.build()
     with torch.no_grad():
         path = _trace(model, workload.example_input(2), workload.name)
-        traced = torch.jit.load(str(path), map_location="cpu")
+        traced = _jit_load(path)
         probe = workload.example_input(3, seed=1)
         expected, got = model(probe), traced(probe)
     if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
