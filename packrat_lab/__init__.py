@@ -14,6 +14,7 @@ __all__ = [
     "InfeasiblePlanError",
     "Instance",
     "Lab",
+    "LoadReport",
     "PackratError",
     "Plan",
     "Pool",
@@ -27,6 +28,8 @@ __all__ = [
     "load_profile",
     "optimize",
     "profile",
+    "run_load",
+    "serve_pool",
     "unload_ipython_extension",
     "validate",
 ]
@@ -48,6 +51,9 @@ _LAZY = {
     "optimize": "packrat_lab.optimizer",
     "validate": "packrat_lab.validation",
     "Pool": "packrat_lab.serving.pool",
+    "serve_pool": "packrat_lab.serving.http.server",
+    "run_load": "packrat_lab.loadgen",
+    "LoadReport": "packrat_lab.loadgen",
     "Lab": "packrat_lab.ui.lab",
     "load_ipython_extension": "packrat_lab.ui.magics",
     "unload_ipython_extension": "packrat_lab.ui.magics",
@@ -55,10 +61,12 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from packrat_lab.errors import InfeasiblePlanError, PackratError, ProfileError, WorkerFailedError
+    from packrat_lab.loadgen import LoadReport, run_load
     from packrat_lab.optimizer import optimize
     from packrat_lab.plan import Instance, Plan
     from packrat_lab.profiling.profiler import profile
     from packrat_lab.profiling.table import Profile, load_profile
+    from packrat_lab.serving.http.server import serve_pool
     from packrat_lab.serving.pool import Pool
     from packrat_lab.settings import RuntimeSetting
     from packrat_lab.ui.lab import Lab

@@ -88,7 +88,9 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def arrival_times(rate: float, duration_s: float, *, poisson: bool = True, seed: int = 0, max_requests: int = 100_000) -> np.ndarray:
+def arrival_times(
+    rate: float, duration_s: float, *, poisson: bool = True, seed: int = 0, max_requests: int = 100_000
+) -> np.ndarray:
     """Send offsets in seconds within [0, duration_s): exponential gaps if poisson, else evenly spaced."""
     if not (isinstance(rate, (int, float)) and rate > 0 and math.isfinite(rate)):
         msg = f"rate must be a positive number of requests per second, got {rate!r}; example: 50"
@@ -144,7 +146,9 @@ def _http_sender_factory(
     return f"{base}/v2/models/{name}", make
 
 
-def _pool_sender_factory(pool: Any, batch: int, seed: int, timeout_s: float) -> tuple[str, Callable[[], Sender]]:
+def _pool_sender_factory(
+    pool: Any, batch: int, seed: int, timeout_s: float
+) -> tuple[str, Callable[[], Sender]]:
     """A sender for an in-process Pool: pool.submit for one sample, pool.infer for a batch."""
     inputs = [pool.workload.example_input(batch, seed=seed + k) for k in range(8)]
 
@@ -219,7 +223,7 @@ def _drive(
     def worker() -> None:
         try:
             send = make_sender()
-        except Exception as exc:  # e.g. cannot connect: every request this thread takes fails
+        except Exception as exc:  # noqa: BLE001 - e.g. cannot connect: every request this thread takes fails
             send = _failing(exc)
         while True:
             job = jobs.get()
@@ -230,11 +234,12 @@ def _drive(
                 counts["sent"] += 1
             try:
                 send(i)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure is one error in the report
                 with lock:
                     counts["errors"] += 1
-                    if len(errors) < 5:
-                        errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    text = f"{type(exc).__name__}: {exc}"[:300]
+                    if len(errors) < 5 and text not in errors:  # distinct samples
+                        errors.append(text)
             else:
                 done = time.perf_counter()
                 with lock:

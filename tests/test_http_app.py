@@ -14,13 +14,15 @@ import pytest
 import torch
 
 tritonclient_http = pytest.importorskip("tritonclient.http")
-from http_fakes import FakePool  # noqa: E402
-from test_http_metrics import assert_exposition, parse_samples  # noqa: E402
+from http_fakes import FakePool
+from test_http_metrics import assert_exposition, parse_samples
 
-from packrat_lab.serving.http import Server, serve_pool  # noqa: E402
+from packrat_lab.serving.http import Server, serve_pool
 
 
-def call(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def call(
+    url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """One raw HTTP request; returns status, headers and body whatever the status."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
@@ -150,14 +152,33 @@ def test_bad_request_is_400_and_the_pool_keeps_serving(
 def test_wrong_binary_size_is_400(server: Server, pool: FakePool) -> None:
     x = np.ones((1, 16), np.float32)
     head = json.dumps(
-        {"inputs": [{"name": "INPUT", "shape": [1, 16], "datatype": "FP32", "parameters": {"binary_data_size": 60}}]}
+        {
+            "inputs": [
+                {
+                    "name": "INPUT",
+                    "shape": [1, 16],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 60},
+                }
+            ]
+        }
     ).encode()
-    for raw_bytes, length in ((x.tobytes(), str(len(head))), (x.tobytes(), "abc"), (x.tobytes()[:60], "9999")):
+    for raw_bytes, length in (
+        (x.tobytes(), str(len(head))),
+        (x.tobytes(), "abc"),
+        (x.tobytes()[:60], "9999"),
+    ):
         status, _, raw = call(
-            f"{server.url}/v2/models/mlp/infer", "POST", head + raw_bytes, {"Inference-Header-Content-Length": length}
+            f"{server.url}/v2/models/mlp/infer",
+            "POST",
+            head + raw_bytes,
+            {"Inference-Header-Content-Length": length},
         )
         assert status == 400
-        assert "Inference-Header-Content-Length" in json.loads(raw)["error"] or "binary_data_size 60" in json.loads(raw)["error"]
+        assert (
+            "Inference-Header-Content-Length" in json.loads(raw)["error"]
+            or "binary_data_size 60" in json.loads(raw)["error"]
+        )
     _good_infer(server, pool)
 
 
@@ -181,10 +202,14 @@ def test_plan_read_is_open_and_set_needs_the_token(server: Server, pool: FakePoo
         assert status == 403
         assert "token" in json.loads(raw)["error"]
     assert pool.plan.text == before
-    status, _, raw = call(f"{server.url}/packrat/plan", "PUT", {"plan": "1x1x4"}, {"Authorization": "Bearer secret-token"})
+    status, _, raw = call(
+        f"{server.url}/packrat/plan", "PUT", {"plan": "1x1x4"}, {"Authorization": "Bearer secret-token"}
+    )
     assert status == 200
     assert json.loads(raw)["plan"]["plan"] == "1x1x4" == pool.plan.text
-    status, _, raw = call(f"{server.url}/packrat/plan", "POST", {"plan": "2x1x2"}, {"X-Packrat-Token": "secret-token"})
+    status, _, raw = call(
+        f"{server.url}/packrat/plan", "POST", {"plan": "2x1x2"}, {"X-Packrat-Token": "secret-token"}
+    )
     assert status == 200
     assert pool.plan.text == "2x1x2"
     events = json.loads(call(f"{server.url}/packrat/events")[2])["events"]
@@ -229,17 +254,25 @@ def test_stats_and_metrics_count_requests(server: Server, pool: FakePool) -> Non
     after = parse_samples(after_lines)
     key = 'packrat_http_requests_total{route="infer",code="200"}'
     assert after[key] == before.get(key, 0) + 2
-    assert after["packrat_request_duration_seconds_count"] == before["packrat_request_duration_seconds_count"] + 2
+    assert (
+        after["packrat_request_duration_seconds_count"]
+        == before["packrat_request_duration_seconds_count"] + 2
+    )
     assert after["packrat_pool_served_total"] == before["packrat_pool_served_total"] + 4
     assert any(k.startswith("packrat_plan_info{") for k in after)
 
 
 def test_auto_route(server: Server, pool: FakePool) -> None:
     assert call(f"{server.url}/packrat/auto", "PUT", {"auto": True})[0] == 403
-    status, _, _ = call(f"{server.url}/packrat/auto", "PUT", {"auto": True}, {"X-Packrat-Token": "secret-token"})
+    status, _, _ = call(
+        f"{server.url}/packrat/auto", "PUT", {"auto": True}, {"X-Packrat-Token": "secret-token"}
+    )
     assert status == 200
     assert pool.auto is True
-    assert call(f"{server.url}/packrat/auto", "PUT", {"auto": "yes"}, {"X-Packrat-Token": "secret-token"})[0] == 400
+    assert (
+        call(f"{server.url}/packrat/auto", "PUT", {"auto": "yes"}, {"X-Packrat-Token": "secret-token"})[0]
+        == 400
+    )
 
 
 def test_unknown_route_is_json_404(server: Server) -> None:

@@ -73,8 +73,12 @@ def test_two_binary_inputs_are_sliced_in_order() -> None:
 
 @pytest.mark.parametrize(
     ("outputs", "binary_output", "expect_binary"),
-    [((), True, True), ((), False, False), ((RequestedOutput("OUTPUT", False),), True, False),
-     ((RequestedOutput("OUTPUT", True),), False, True)],
+    [
+        ((), True, True),
+        ((), False, False),
+        ((RequestedOutput("OUTPUT", False),), True, False),
+        ((RequestedOutput("OUTPUT", True),), False, True),
+    ],
 )
 def test_response_binary_choice_follows_request(
     outputs: tuple[RequestedOutput, ...], binary_output: bool, expect_binary: bool
@@ -116,11 +120,17 @@ def _json_body(**entry: object) -> bytes:
         (_json_body(shape=[1, -2]), None, "negative dimension"),
         (_json_body(data=["a", "b"]), None, "'a' that is not FP32"),
         (_json_body(datatype="INT64"), None, "0.5 that is not INT64"),
-        (json.dumps({"inputs": [{"name": "INPUT", "shape": [1], "datatype": "FP32"}]}).encode(), None, "neither 'data'"),
+        (
+            json.dumps({"inputs": [{"name": "INPUT", "shape": [1], "datatype": "FP32"}]}).encode(),
+            None,
+            "neither 'data'",
+        ),
         (_json_body(), 5000, "Inference-Header-Content-Length is 5000"),
     ],
 )
-def test_bad_requests_raise_protocol_errors_naming_the_problem(body: bytes, header: int | None, message: str) -> None:
+def test_bad_requests_raise_protocol_errors_naming_the_problem(
+    body: bytes, header: int | None, message: str
+) -> None:
     with pytest.raises(ProtocolError, match=message) as info:
         decode_infer_request(body, header)
     assert info.value.status == 400
@@ -133,7 +143,9 @@ def test_wrong_binary_size_is_rejected() -> None:
     head = json.loads(body[:header])
     head["inputs"][0]["parameters"]["binary_data_size"] = 20
     new_head = json.dumps(head).encode()
-    with pytest.raises(ProtocolError, match="binary_data_size 20 but shape \\[2, 3\\] of FP32 needs 24 bytes"):
+    with pytest.raises(
+        ProtocolError, match="binary_data_size 20 but shape \\[2, 3\\] of FP32 needs 24 bytes"
+    ):
         decode_infer_request(new_head + body[header:], len(new_head))
 
 

@@ -114,6 +114,7 @@ def test_big_zoo_models_build_seeded_and_run_batch_one(name: str, options: dict[
     assert torch.equal(first, again)  # seeded: every process builds the same weights
 
 
+@pytest.mark.slow
 def test_inception_v3_layout() -> None:
     from packrat_lab.workloads.inception import InceptionV3
 

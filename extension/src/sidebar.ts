@@ -127,7 +127,9 @@ export class PoolsPanel extends Widget {
     this.id = 'packrat-lab-pools';
     this.title.caption = 'Packrat pools';
     const header = el('div', 'jp-PackratPanel-header');
-    header.append(el('h2', 'jp-PackratPanel-title', 'Packrat pools'), this._status);
+    const title = el('h2', 'jp-PackratPanel-title', 'Packrat pools ');
+    title.append(this._count);
+    header.append(title, this._status);
     this.node.append(header, this._list, this._empty);
     this._empty.textContent = 'No pools on this host. Start one from a notebook: Pool(model, plan).';
   }
@@ -187,6 +189,7 @@ export class PoolsPanel extends Widget {
       }
     }
     this._empty.hidden = pools.length > 0;
+    this._count.textContent = pools.length ? String(pools.length) : '';
   }
 
   private _timer = 0;
@@ -195,4 +198,5 @@ export class PoolsPanel extends Widget {
   private readonly _list = el('div', 'jp-PackratPanel-list');
   private readonly _empty = el('div', 'jp-PackratPanel-empty');
   private readonly _status = el('div', 'jp-PackratPanel-status');
+  private readonly _count = el('span', 'jp-PackratPanel-count');
 }

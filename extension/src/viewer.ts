@@ -55,7 +55,10 @@ export function renderSurface(view: IProfileView): HTMLElement {
 export function renderPlanMap(view: IProfileView): HTMLElement {
   const wrap = document.createElement('div');
   if (!view.plan_map.length) {
-    wrap.append(cell('td', view.plan_map_note ?? 'no plan map', 'jp-PackratProfile-note'));
+    const note = document.createElement('p');
+    note.className = 'jp-PackratProfile-note';
+    note.textContent = view.plan_map_note ?? 'no plan map';
+    wrap.append(note);
     return wrap;
   }
   const best = Math.max(1, ...view.plan_map.map(r => r.speedup ?? 1));
@@ -97,9 +100,13 @@ export class ProfileView extends Widget {
       const view = await fetchProfile(this.context.path);
       const title = document.createElement('h2');
       title.textContent = `${view.model} · latency surface (${view.statistic}, ms)`;
+      const legend = document.createElement('p');
+      legend.className = 'jp-PackratProfile-note';
+      legend.textContent =
+        'Colour: latency on a log scale, dark = fast. Dashed outline: noisy point. Hover a cell for its runtime setting.';
       const mapTitle = document.createElement('h2');
-      mapTitle.textContent = `Plan map on ${view.cores} cores`;
-      this.node.replaceChildren(title, renderSurface(view), mapTitle, renderPlanMap(view));
+      mapTitle.textContent = `Plan map on ${view.cores} cores: the optimizer's ⟨instances, threads, batch⟩ at each total batch B`;
+      this.node.replaceChildren(title, renderSurface(view), legend, mapTitle, renderPlanMap(view));
     } catch (error) {
       const message = document.createElement('div');
       message.className = 'jp-PackratProfile-error';

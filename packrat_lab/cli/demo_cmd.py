@@ -69,6 +69,16 @@ def _plan_tables(profile: Any, cores: int, batches: list[int]) -> dict[int, list
     return found
 
 
+def _validation_batch(tables: dict[int, list[Any]]) -> int:
+    """The largest B where the plan differs from a fat baseline (the interesting comparison), else the largest B."""
+    def interesting(plans: list[Any]) -> bool:
+        fat = next((p for p in plans if p.name == "fat"), None)
+        return fat is not None and plans[0].text != fat.text
+
+    candidates = [b for b, plans in tables.items() if interesting(plans)]
+    return max(candidates or tables)
+
+
 def _validate(model: str, plans: list[Any]) -> Any:
     """Measure the plans for real when validation and the pool exist; None (and why) otherwise."""
     missing = [m for m in ("packrat_lab.validation", "packrat_lab.serving.pool") if importlib.util.find_spec(m) is None]
@@ -77,8 +87,10 @@ def _validate(model: str, plans: list[Any]) -> Any:
         return None
     from packrat_lab import validate
 
-    unique = list({p.text: p for p in plans}.values())  # the same plan twice measures nothing new
-    report = validate(model, unique, repeats=10, warmup=2, progress=lambda line: _say(f"  {line}"))
+    unique: dict[str, Any] = {}
+    for plan in plans:  # the same plan twice measures nothing new; the first name (packrat) is kept
+        unique.setdefault(plan.text, plan)
+    report = validate(model, list(unique.values()), repeats=10, warmup=2, progress=lambda line: _say(f"  {line}"))
     _say(report.to_markdown())
     return report
 
@@ -114,10 +126,10 @@ def run(args: argparse.Namespace) -> int:
     tables = _plan_tables(result, cores, plan_batches)
     measured = None
     if tables and not args.no_validate:
-        batch = max(tables)
+        batch = _validation_batch(tables)
         _say(f"validating the plans for B={batch} (each in its own pool, instances running together):")
         measured = _validate(args.model, tables[batch])
-    report_batch = max(tables) if tables else None
+    report_batch = (measured.batch if measured is not None else _validation_batch(tables)) if tables else None
     path = write_report(result, out / "report.html", cores=cores, batch=report_batch, measured=measured)
     _say(f"\nwrote {path.resolve()}")
     _say(f"open it in a browser, or run: packrat-lab report {profile_path} -o other.html")

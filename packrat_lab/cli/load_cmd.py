@@ -33,16 +33,35 @@ def register(subparsers: Any) -> None:
         "seconds against a v2 server URL (127.0.0.1/localhost only unless --allow-remote) or a pool "
         "started here with --pool MODEL:PLAN.",
     )
-    p.add_argument("url", nargs="?", default=None, help="server URL, e.g. http://127.0.0.1:8000 or .../v2/models/mlp")
-    p.add_argument("--pool", default=None, metavar="MODEL:PLAN", help="start a local pool instead, e.g. mlp:2x1x4")
+    p.add_argument(
+        "url", nargs="?", default=None, help="server URL, e.g. http://127.0.0.1:8000 or .../v2/models/mlp"
+    )
+    p.add_argument(
+        "--pool", default=None, metavar="MODEL:PLAN", help="start a local pool instead, e.g. mlp:2x1x4"
+    )
     p.add_argument("--rate", type=_positive_float, required=True, help="requests per second, e.g. 50")
-    p.add_argument("--duration", type=_positive_float, default=10.0, metavar="S", help="seconds of load (default 10)")
-    p.add_argument("--poisson", action=argparse.BooleanOptionalAction, default=True, help="Poisson arrivals (default) or evenly spaced (--no-poisson)")
-    p.add_argument("--concurrency", type=positive_int, default=16, help="most requests in flight (default 16)")
+    p.add_argument(
+        "--duration", type=_positive_float, default=10.0, metavar="S", help="seconds of load (default 10)"
+    )
+    p.add_argument(
+        "--poisson",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Poisson arrivals (default) or evenly spaced (--no-poisson)",
+    )
+    p.add_argument(
+        "--concurrency", type=positive_int, default=16, help="most requests in flight (default 16)"
+    )
     p.add_argument("--batch", type=positive_int, default=1, help="rows per request (default 1)")
     p.add_argument("--model", default=None, help="model name on the server (default: the first it lists)")
     p.add_argument("--seed", type=int, default=0, help="seed of arrivals and inputs (default 0)")
-    p.add_argument("--timeout", type=_positive_float, default=30.0, metavar="S", help="per-request timeout and drain time (default 30)")
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="per-request timeout and drain time (default 30)",
+    )
     p.add_argument("--allow-remote", action="store_true", help="allow a URL that is not 127.0.0.1/localhost")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
@@ -55,15 +74,15 @@ def run(args: argparse.Namespace) -> int:
     if (args.url is None) == (args.pool is None):
         msg = "give either a URL (example: http://127.0.0.1:8000) or --pool MODEL:PLAN (example: mlp:2x1x4)"
         raise ValueError(msg)
-    options = dict(
-        rate=args.rate,
-        duration_s=args.duration,
-        poisson=args.poisson,
-        concurrency=args.concurrency,
-        seed=args.seed,
-        batch=args.batch,
-        timeout_s=args.timeout,
-    )
+    options: dict[str, Any] = {
+        "rate": args.rate,
+        "duration_s": args.duration,
+        "poisson": args.poisson,
+        "concurrency": args.concurrency,
+        "seed": args.seed,
+        "batch": args.batch,
+        "timeout_s": args.timeout,
+    }
     if args.url is not None:
         report = run_load(args.url, model=args.model, allow_remote=args.allow_remote, **options)
     else:

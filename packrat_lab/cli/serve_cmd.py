@@ -21,14 +21,28 @@ def register(subparsers: Any) -> None:
         "management routes under /packrat/, Prometheus at /metrics). Ctrl-C closes the pool cleanly.",
     )
     p.add_argument("model", help="zoo name, e.g. mlp or tiny-cnn")
-    p.add_argument("--plan", default=None, help="plan text, e.g. 2x1x4 or 1x2x8+2x1x4 (default: the optimizer's plan for --batch)")
-    p.add_argument("--profile", default=None, metavar="FILE", help="profile file: enables {'batch': B} plans and --auto")
-    p.add_argument("--batch", type=positive_int, default=None, help="with --profile and no --plan: plan for this batch")
-    p.add_argument("--auto", action="store_true", help="reconfigure automatically when the estimated batch changes")
+    p.add_argument(
+        "--plan",
+        default=None,
+        help="plan text, e.g. 2x1x4 or 1x2x8+2x1x4 (default: the optimizer's plan for --batch)",
+    )
+    p.add_argument(
+        "--profile", default=None, metavar="FILE", help="profile file: enables {'batch': B} plans and --auto"
+    )
+    p.add_argument(
+        "--batch", type=positive_int, default=None, help="with --profile and no --plan: plan for this batch"
+    )
+    p.add_argument(
+        "--auto", action="store_true", help="reconfigure automatically when the estimated batch changes"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--token", default=None, help="token for management routes (default: a random one, printed)")
-    p.add_argument("--max-queue-delay-ms", type=float, default=5.0, help="dynamic batcher's max wait (default 5)")
+    p.add_argument(
+        "--token", default=None, help="token for management routes (default: a random one, printed)"
+    )
+    p.add_argument(
+        "--max-queue-delay-ms", type=float, default=5.0, help="dynamic batcher's max wait (default 5)"
+    )
     p.set_defaults(func=run)
 
 

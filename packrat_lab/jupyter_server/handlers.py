@@ -17,11 +17,14 @@ from packrat_lab.jupyter_server.views import pool_view, profile_view, strip_secr
 
 __all__ = ["setup_handlers"]
 
-FORWARD_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 3.0  # status reads: a pool that cannot answer this fast is shown as unreachable
+SWITCH_TIMEOUT_S = 300.0  # a plan switch answers once the new workers are warm (seconds on big models)
 _PLAN_EXAMPLE = '{"plan": "2x1x4"} or {"batch": 8}'
 
 
-async def _call(entry: registry.PoolEntry, method: str, route: str, body: Any = None) -> tuple[int, Any, str | None]:
+async def _call(
+    entry: registry.PoolEntry, method: str, route: str, body: Any = None, timeout: float = READ_TIMEOUT_S
+) -> tuple[int, Any, str | None]:
     """One request to a pool's management route with its token: (status, JSON or None, error)."""
     headers = {"Accept": "application/json"}
     if entry.token:
@@ -37,8 +40,8 @@ async def _call(entry: registry.PoolEntry, method: str, route: str, body: Any = 
         method=method,
         headers=headers,
         body=payload,
-        request_timeout=FORWARD_TIMEOUT_S,
-        connect_timeout=FORWARD_TIMEOUT_S,
+        request_timeout=timeout,
+        connect_timeout=READ_TIMEOUT_S,
     )
     try:
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
@@ -60,6 +63,16 @@ def _message(data: Any, default: str) -> str:
             if isinstance(data.get(key), str):
                 return str(data[key])
     return default
+
+
+def _host_cores() -> int | None:
+    """Cores usable on this host (the core map's width); None if the host cannot be read."""
+    try:
+        from packrat_lab.host import detect_host
+
+        return int(detect_host().usable_cores)
+    except (OSError, ValueError):
+        return None
 
 
 class _PoolsBase(APIHandler):
@@ -85,12 +98,14 @@ class PoolsHandler(_PoolsBase):
     @tornado.web.authenticated
     async def get(self) -> None:
         entries = registry.list_pools()
+        cores = _host_cores()
 
         async def one(entry: registry.PoolEntry) -> dict[str, Any]:
             (_, plan, plan_err), (_, stats, stats_err) = await asyncio.gather(
                 _call(entry, "GET", "/packrat/plan"), _call(entry, "GET", "/packrat/stats")
             )
-            return pool_view(entry, plan if not plan_err else None, stats if not stats_err else None, plan_err or stats_err)
+            error = plan_err or stats_err
+            return pool_view(entry, None if plan_err else plan, None if stats_err else stats, error, cores)
 
         pools = await asyncio.gather(*(one(e) for e in entries))
         self.reply(200, {"pools": list(pools)})
@@ -102,7 +117,7 @@ class PoolStopHandler(_PoolsBase):
     @tornado.web.authenticated
     async def post(self, pool_id: str) -> None:
         entry = self.entry(pool_id)
-        status, data, error = await _call(entry, "POST", "/packrat/stop")
+        status, data, error = await _call(entry, "POST", "/packrat/stop", timeout=SWITCH_TIMEOUT_S)
         if error:
             self.reply(status, {"message": error})
             return
@@ -116,7 +131,7 @@ class PoolPlanHandler(_PoolsBase):
     async def post(self, pool_id: str) -> None:
         entry = self.entry(pool_id)
         body = self._body()
-        status, data, error = await _call(entry, "PUT", "/packrat/plan", body)
+        status, data, error = await _call(entry, "PUT", "/packrat/plan", body, timeout=SWITCH_TIMEOUT_S)
         if error:
             self.reply(status, {"message": error})
             return

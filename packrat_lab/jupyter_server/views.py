@@ -79,8 +79,9 @@ def pool_view(
     plan_json: Mapping[str, Any] | None,
     stats_json: Mapping[str, Any] | None,
     error: str | None = None,
+    host_cores: int | None = None,
 ) -> dict[str, Any]:
-    """What the sidebar shows for one pool; never contains the pool's token."""
+    """What the sidebar shows for one pool (host_cores sizes its core map); never contains the token."""
     stats = stats_json or {}
     plan = _plan_object(plan_json)
     text = str(plan.get("plan") or plan.get("text") or entry.plan) if plan else entry.plan
@@ -99,10 +100,10 @@ def pool_view(
         "display": str(plan.get("display", "")) if plan else "",
         "instances": instances,
         "state": state,
-        "throughput": _number(stats, "throughput", "throughput_per_s", "samples_per_s", "rps"),
+        "throughput": _number(stats, "throughput_rps", "throughput", "samples_per_s"),
         "p50_ms": _number(stats, "p50_ms", "latency_p50_ms", "median_ms"),
         "p99_ms": _number(stats, "p99_ms", "latency_p99_ms"),
-        "cores": _number(stats, "usable_cores", "host_cores", "cores"),
+        "cores": _number(stats, "usable_cores") or host_cores,
         "reachable": error is None,
         "error": error,
         "stats": strip_secrets(dict(stats)),
@@ -119,13 +120,13 @@ def _plan_map(profile: Profile, cores: int) -> tuple[list[dict[str, Any]], str |
         from packrat_lab.optimizer import solve_table
     except ImportError as exc:  # pragma: no cover - the optimizer ships with the package
         return [], f"optimizer unavailable: {exc}"
+    from packrat_lab.errors import ProfileMissingPointError
     from packrat_lab.plots.plans import plan_map_info
 
     try:
-        plans = solve_table(profile, max_threads=cores, max_batch=max(profile.batches)).best_by_batch(cores)
-    except Exception as exc:  # a sparse profile may have no feasible plan at some B
+        plans = solve_table(profile, cores, max(profile.batches)).best_by_batch(cores, profile.batches)
+    except (ValueError, ArithmeticError) as exc:  # e.g. cores beyond what the profile measured
         return [], f"no plan map: {exc}"
-    plans = [p for p in plans if p.total_batch in set(profile.batches)]
     if not plans:
         return [], "no feasible plan at any profiled batch"
     grid = profile.grid()
@@ -133,7 +134,7 @@ def _plan_map(profile: Profile, cores: int) -> tuple[list[dict[str, Any]], str |
     for b in profile.batches:
         try:
             fat[b] = grid.lookup(cores, b)[0]
-        except Exception:
+        except ProfileMissingPointError:
             continue
     info = plan_map_info(plans, fat)
     rows = [

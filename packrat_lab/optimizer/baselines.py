@@ -64,7 +64,9 @@ def thin_plan(profile: Profile, cores: int, batch: int, *, statistic: str = "med
             if split is not None:
                 picks = [(1, int(np.flatnonzero(grid.batches == b)[0])) for b in split]
                 return build_plan(grid, picks, "thin", {"cores": cores, "batch": batch})
-    raise _missing(f"thin baseline ({parts} one-thread instances for batch {batch})", 1, share, profile, cores)
+    raise _missing(
+        f"thin baseline ({parts} one-thread instances for batch {batch})", 1, share, profile, cores
+    )
 
 
 def _split(total: int, parts: int, sizes: np.ndarray) -> list[int] | None:

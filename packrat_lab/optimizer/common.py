@@ -39,11 +39,11 @@ class DenseGrid:
     @property
     def cores(self) -> int:
         """T, the largest thread count the dense axis covers."""
-        return self.latency.shape[0] - 1
+        return int(self.latency.shape[0]) - 1
 
     def measured(self) -> str:
         """What the profile measured, for error messages."""
-        return f"measured threads {self.threads.tolist()} and batches {self.batches.tolist()}"
+        return f"measured threads {self.profile.threads} and batches {self.profile.batches}"
 
     def setting_of(self, threads: int, j: int) -> RuntimeSetting:
         """The RuntimeSetting that won at (threads, batches[j])."""
@@ -54,7 +54,9 @@ class DenseGrid:
 def dense_grid(profile: Profile, cores: int, batch: int, statistic: str = "median") -> DenseGrid:
     """Best-over-settings latencies of the profile on thread axis 0..cores, batches up to `batch`."""
     if not profile.measurements:
-        msg = f"profile of {profile.model!r} has no measurements; example: packrat-lab profile mlp -o mlp.json"
+        msg = (
+            f"profile of {profile.model!r} has no measurements; example: packrat-lab profile mlp -o mlp.json"
+        )
         raise ProfileError(msg)
     grid = profile.grid(statistic)
     keep_b = grid.batches <= batch
@@ -67,7 +69,9 @@ def dense_grid(profile: Profile, cores: int, batch: int, statistic: str = "media
     return DenseGrid(profile, statistic, grid.threads, grid.batches[keep_b].astype(np.intp), latency, setting)
 
 
-def infeasible(grid: DenseGrid, cores: int, batch: int, all_cores: bool, hint: str = "") -> InfeasiblePlanError:
+def infeasible(
+    grid: DenseGrid, cores: int, batch: int, all_cores: bool, hint: str = ""
+) -> InfeasiblePlanError:
     """The one-line error for a (T, B) no plan can serve."""
     rule = f"threads summing to exactly {cores}" if all_cores else f"at most {cores} threads"
     msg = f"no plan serves batch B={batch} on T={cores} cores ({rule}): the profile {grid.measured()}"

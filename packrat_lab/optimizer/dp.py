@@ -47,17 +47,20 @@ def fill_at_most(latency: np.ndarray, batches: np.ndarray, batch: int) -> np.nda
     if nb:
         cols = off + np.arange(batch + 1)[None, :] - batches[:, None]  # column of B' - b, per (j, B')
         flat_f, flat_l = f.ravel(), lm.ravel()
-        t = np.ones(cols.shape, dtype=np.intp)  # t* per lane
-        lpos = (np.arange(nb) * rows)[:, None] + t  # flat index of lm[j, t*]
-        cstart = cols * rows + 1
+        lpos = (np.arange(nb) * rows)[:, None] + np.ones(cols.shape, dtype=np.intp)  # lm[j, t*], t* = 1
+        cidx = cols * rows + 1  # F[T' - t*][B' - b] for T' = 1, t* = 1
+        before = np.full(cols.shape, inf_code, dtype=code.dtype)  # Lm[t* - 1]
         for tp in range(1, cores + 1):
-            cidx = cstart + (tp - t)  # flat index of F[T' - t*][B' - b]
-            step = flat_l[lpos] > flat_f[cidx]  # not crossed yet at t*: move up by one
-            t += step
+            a, c = flat_l[lpos], flat_f[cidx]
+            step = a > c  # not crossed yet at t*: t* moves up by one
+            before = np.where(step, a, before)
             lpos += step
-            row = np.minimum(flat_l[lpos - 1], flat_f[cidx - step]).min(axis=0)
+            cidx -= step
+            at = np.where(step, flat_f[cidx], c)  # F[T' - t*]
+            row = np.minimum(before, at).min(axis=0)
             row[0] = 0
             f[off:, 1 + tp] = row
+            cidx += 1  # next row: T' + 1
     return values[f[off:, 1:].T]
 
 

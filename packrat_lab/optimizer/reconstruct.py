@@ -39,7 +39,11 @@ class IdlePicker:
         while left > 0:
             for j in order:
                 b = int(self.batches[j])
-                if b <= left and self.cost[j] < _BIG and self.best[left] == self.cost[j] + self.best[left - b]:
+                if (
+                    b <= left
+                    and self.cost[j] < _BIG
+                    and self.best[left] == self.cost[j] + self.best[left - b]
+                ):
                     picks.append((int(self.tmin[j]), int(j)))
                     left -= b
                     break
@@ -89,7 +93,11 @@ class ExactPicker:
             return None
         picks = []
         tl, bl = cores, batch
-        items = [(t, j) for t in range(self.ok.shape[0] - 1, 0, -1) for j in np.argsort(-self.batches, kind="stable")]
+        items = [
+            (t, j)
+            for t in range(self.ok.shape[0] - 1, 0, -1)
+            for j in np.argsort(-self.batches, kind="stable")
+        ]
         while bl > 0 or tl > 0:
             here = c[tl + 1, self.off + bl]
             for t, j in items:

@@ -58,7 +58,11 @@ class PlanTable:
         picker = self._pickers.get((cores, v))
         if picker is None:
             lat, bs = self.grid.latency, self.grid.batches
-            picker = ExactPicker(lat, bs, cores, self.batch, v) if self.all_cores else IdlePicker(lat, bs, cores, self.batch, v)
+            picker = (
+                ExactPicker(lat, bs, cores, self.batch, v)
+                if self.all_cores
+                else IdlePicker(lat, bs, cores, self.batch, v)
+            )
             self._pickers[(cores, v)] = picker
         picks = picker.pick(cores, batch) if isinstance(picker, ExactPicker) else picker.pick(batch)
         if picks is None:  # pragma: no cover - v came from the table, so a plan meets it
@@ -91,7 +95,7 @@ class PlanTable:
         if col.size:
             near = int(col[np.argmin(np.abs(col - cores))])
             return f"example: cores={near} works for batch {batch}"
-        return f"profile the batch sizes you need, e.g. packrat-lab profile MODEL --batch {batch}"
+        return f"profile the batch sizes you need, e.g. packrat-lab profile {self.grid.profile.model} --batch {batch}"
 
 
 def solve_table(

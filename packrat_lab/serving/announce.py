@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +51,8 @@ class Handle:
         self._closed = True
         if self.entry is not None:
             registry.unregister(self.entry.id)
+        if threading.current_thread().name.startswith("packrat-http"):
+            return  # closed by POST /packrat/stop: the server stops itself once it has answered
         if self.server is not None:
             try:
                 self.server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter, deque
@@ -131,9 +132,9 @@ class DynamicBatcher:
             except Exception as exc:  # noqa: BLE001 - a failed dispatch fails its requests, not the batcher
                 future = Future()
                 future.set_exception(exc)
-            future.add_done_callback(lambda f, t=taken: self._deliver(f, t))
+            future.add_done_callback(functools.partial(self._deliver, taken=taken))
 
-    def _deliver(self, future: Future[torch.Tensor], taken: list[_Request]) -> None:
+    def _deliver(self, future: Future[torch.Tensor], *, taken: list[_Request]) -> None:
         exc = future.exception()
         if exc is None:
             out = future.result()

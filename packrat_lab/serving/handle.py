@@ -111,7 +111,9 @@ class WorkerHandle:
             msg = f"worker {self.config.worker_id} ({self.instance.threads} threads, batch {self.batch}) not ready after {timeout} s"
             raise WorkerFailedError(msg)
         if self.state is not WorkerState.READY and self.state is not WorkerState.DRAINING:
-            msg = f"worker {self.config.worker_id} failed to start: {self.error or self.state.value}"
+            code = None if self._process is None else self._process.exitcode
+            why = self.error or f"exited with code {code} before it was ready (in a script, create pools under if __name__ == '__main__':)"
+            msg = f"worker {self.config.worker_id} failed to start: {why}"
             raise WorkerFailedError(msg)
 
     # -- queueing -----------------------------------------------------------------------------

@@ -73,13 +73,15 @@ class Segment:
             import torch
 
             assert self._shm is not None, "segment already closed"
+            buf = self._shm.buf
+            assert buf is not None
             count = self.capacity * prod(self.layout.sample_shape)
             dtype = getattr(torch, self.layout.dtype)
             if self.layout.dtype == "bfloat16":  # numpy has no bfloat16: view raw bytes
-                raw = np.frombuffer(self._shm.buf, dtype=np.uint16, count=count)
+                raw = np.frombuffer(buf, dtype=np.uint16, count=count)
                 self._tensor = torch.from_numpy(raw).view(dtype)
             else:
-                raw = np.frombuffer(self._shm.buf, dtype=np.dtype(self.layout.dtype), count=count)
+                raw = np.frombuffer(buf, dtype=np.dtype(self.layout.dtype), count=count)
                 self._tensor = torch.from_numpy(raw)
             self._tensor = self._tensor.view(self.capacity, *self.layout.sample_shape)
         return self._tensor

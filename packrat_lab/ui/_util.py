@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ class Listeners:
         for callback in list(self._callbacks):
             try:
                 callback()
-            except Exception as exc:  # a view bug must not kill a profiling or sampling thread
+            except Exception as exc:  # noqa: BLE001 - a view bug must not kill a profiling or sampling thread
                 self.errors.append(exc)
 
 
@@ -76,7 +77,7 @@ class Throttle:
 
 def fmt_duration(seconds: float | None) -> str:
     """'42 s', '3 min 5 s' or '…' when unknown."""
-    if seconds is None or seconds != seconds or seconds == float("inf"):
+    if seconds is None or not math.isfinite(seconds):
         return "…"
     seconds = max(0, round(seconds))
     if seconds < 60:

@@ -38,6 +38,7 @@ class Backend(Protocol):
         point_time_s: float,
         progress: ProgressFn,
         cancel: threading.Event,
+        time_budget_s: float | None = None,
     ) -> Profile: ...
 
     def plans(self, profile: Profile, *, cores: int, batch: int) -> dict[str, Plan]: ...
@@ -70,12 +71,19 @@ class RealBackend:
         point_time_s: float,
         progress: ProgressFn,
         cancel: threading.Event,
+        time_budget_s: float | None = None,
     ) -> Profile:
         """Measure L[t][b] on this host's cores (each point in its own pinned process)."""
         from packrat_lab.profiling.profiler import profile
 
         return profile(
-            model, cores=cores, batches=list(batches), point_time_s=point_time_s, progress=progress, cancel=cancel
+            model,
+            cores=cores,
+            batches=list(batches),
+            point_time_s=point_time_s,
+            time_budget_s=time_budget_s,
+            progress=progress,
+            cancel=cancel,
         )
 
     def plans(self, profile: Profile, *, cores: int, batch: int) -> dict[str, Plan]:
@@ -84,8 +92,8 @@ class RealBackend:
 
         best = optimizer.optimize(profile, cores=cores, batch=batch)
         out: dict[str, Plan] = {best.name: best}
-        for plan in _as_plans(optimizer.baselines(profile, cores=cores, batch=batch)):
-            out.setdefault(plan.name, plan)
+        for name, plan in optimizer.baselines(profile, cores, batch, skip_missing=True).items():
+            out.setdefault(name, plan)
         return out
 
     def validate(self, model: Any, plans: Sequence[Plan], *, progress: Callable[[str], None]) -> dict[str, float]:
@@ -108,9 +116,3 @@ class RealBackend:
 
         return run_load(pool, rate=rate, duration_s=duration_s, poisson=poisson)
 
-
-def _as_plans(found: Any) -> list[Plan]:
-    """Baselines as a list whether the optimizer returns a mapping or a sequence."""
-    if isinstance(found, Mapping):
-        return list(found.values())
-    return list(found)

@@ -38,7 +38,7 @@ def _notebook_namespace() -> Mapping[str, Any] | None:
     return getattr(shell, "user_ns", None)
 
 
-class Lab(widgets.VBox):
+class Lab(widgets.VBox):  # type: ignore[misc]
     """Profile a model on this host's cores, plan ⟨i,t,b⟩ for a batch B, serve it and switch plans live."""
 
     def __init__(
@@ -87,9 +87,9 @@ class Lab(widgets.VBox):
     def _after_profile(self) -> None:
         """Hand a finished (or cancelled, partial) profile to the Plan step."""
         c = self.profiling
-        if c.state in (ProfileState.DONE, ProfileState.CANCELLED) and c.profile is not None and c.request:
-            if self.planning.profile is not c.profile:
-                self.planning.set_profile(c.profile, cores=c.request.cores, model=c.request.model)
+        finished = c.state in (ProfileState.DONE, ProfileState.CANCELLED)
+        if finished and c.profile is not None and c.request and self.planning.profile is not c.profile:
+            self.planning.set_profile(c.profile, cores=c.request.cores, model=c.request.model)
 
     def _serving_model(self) -> Any:
         """The model profiled in step 1, else the one selected there."""

@@ -95,7 +95,7 @@ class PlanController:
 
         try:
             measured = self.backend.validate(self.model, plans, progress=progress)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             self.error, measured = f"validation failed: {_first_line(exc)}", {}
         if batch == self.batch:  # the user may have moved on to another B meanwhile
             self.measured = measured

@@ -102,7 +102,7 @@ class ServeController:
             pool = self.backend.pool(model, plan, profile)
             if self.auto:
                 pool.set_auto(True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             self.state, self.error = ServeState.FAILED, f"pool failed to start: {_first_line(exc)}"
             self.changed()
             return
@@ -126,7 +126,7 @@ class ServeController:
         self.changed()
         try:
             pool.close()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             self.error = f"pool did not close cleanly: {_first_line(exc)}"
         self.pool, self.state = None, ServeState.STOPPED
         self.changed()
@@ -152,7 +152,7 @@ class ServeController:
         try:
             pool.reconfigure(plan)
             self.plan = plan
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             self.error = f"reconfiguration to {plan} failed: {_first_line(exc)}"
         if self.state is ServeState.RECONFIGURING:
             self.state = ServeState.RUNNING
@@ -164,7 +164,7 @@ class ServeController:
         if self.pool is not None:
             try:
                 self.pool.set_auto(enabled)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
                 self.error = f"auto mode: {_first_line(exc)}"
         self.changed()
 
@@ -199,7 +199,7 @@ class ServeController:
         while self._load_on.is_set() and self.pool is not None:
             try:
                 self.backend.run_load(self.pool, rate=self.rate, duration_s=_LOAD_CHUNK_S, poisson=self.poisson)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
                 self.error = f"load generator stopped: {_first_line(exc)}"
                 self._load_on.clear()
                 self.changed()
@@ -213,12 +213,12 @@ class ServeController:
         try:
             stats = pool.stats()
             events = list(pool.events())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             self.error = f"cannot read pool stats: {_first_line(exc)}"
             self.changed()
             return None
         now = self.clock()
-        row = {"time": now}
+        row: dict[str, float | None] = {"time": now}
         for name in ("p50_ms", "p99_ms", "throughput_rps", "queue_depth", "estimated_batch", *COUNTERS):
             value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
             row[name] = None if value is None else stat(stats, name)

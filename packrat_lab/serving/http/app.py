@@ -174,7 +174,7 @@ class InferHandler(BaseHandler):
         except ValueError as exc:  # the pool refused the input
             self.fail(400, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return
-        except Exception as exc:  # a worker died or the pool closed: the client gets a clear error
+        except Exception as exc:  # noqa: BLE001 - a worker died or the pool closed: the client gets a clear error
             self.fail(500, f"inference failed: {type(exc).__name__}: {exc}")
             return
         self.service.remember_output(out)
@@ -216,7 +216,7 @@ class _NotFound(BaseHandler):
 def make_app(service: PoolService) -> tornado.web.Application:
     """The tornado Application serving one pool."""
     return tornado.web.Application(
-        routes(service),  # type: ignore[arg-type]
+        routes(service),
         default_handler_class=_NotFound,
         default_handler_args={"service": service},
         decompress_request=True,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
-import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,13 +56,17 @@ def check_local_url(url: str, allow_remote: bool = False) -> tuple[str, int, str
 class V2Client:
     """One keep-alive connection to a v2 server (not thread-safe: one client per thread)."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, allow_remote: bool = False, token: str | None = None):
+    def __init__(
+        self, url: str, *, timeout: float = 30.0, allow_remote: bool = False, token: str | None = None
+    ):
         self.host, self.port, self.base = check_local_url(url, allow_remote)
         self.timeout = timeout
         self.token = token
         self._conn: http.client.HTTPConnection | None = None
 
-    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None):
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[http.client.HTTPResponse, bytes]:
         headers = dict(headers or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -74,7 +77,7 @@ class V2Client:
                 self._conn.request(method, self.base + path, body=body, headers=headers)
                 response = self._conn.getresponse()
                 data = response.read()
-            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, socket.timeout):
+            except (TimeoutError, ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
                 self.close()
                 if attempt:
                     raise
@@ -89,7 +92,9 @@ class V2Client:
 
     def send_json(self, method: str, path: str, body: Any) -> Any:
         """PUT/POST a JSON body to a route."""
-        response, data = self._request(method, path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        response, data = self._request(
+            method, path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
         return _json_or_raise(response.status, data)
 
     def model_name(self) -> str:
@@ -107,10 +112,14 @@ class V2Client:
         first = meta["inputs"][0]
         return str(first["name"]), str(first["datatype"]), tuple(int(d) for d in first["shape"][1:])
 
-    def infer(self, model: str, name: str, array: np.ndarray, *, binary: bool = True) -> dict[str, np.ndarray]:
+    def infer(
+        self, model: str, name: str, array: np.ndarray, *, binary: bool = True
+    ) -> dict[str, np.ndarray]:
         """One inference; outputs by name."""
         body, header_length = encode_infer_request([Tensor(name, array)], binary=binary)
-        headers = {"Content-Type": "application/octet-stream" if header_length is not None else "application/json"}
+        headers = {
+            "Content-Type": "application/octet-stream" if header_length is not None else "application/json"
+        }
         if header_length is not None:
             headers[HEADER_LENGTH] = str(header_length)
         response, data = self._request("POST", f"/v2/models/{model}/infer", body, headers)
@@ -137,7 +146,9 @@ def _json_or_raise(status: int, data: bytes) -> Any:
     return obj
 
 
-def random_input(datatype: str, shape: tuple[int, ...], rng: np.random.Generator, high: int = 2) -> np.ndarray:
+def random_input(
+    datatype: str, shape: tuple[int, ...], rng: np.random.Generator, high: int = 2
+) -> np.ndarray:
     """A random tensor of a v2 datatype (integers in [0, high) for token ids)."""
     dtype = DATATYPES[datatype]
     if dtype.kind in "iu":

@@ -29,8 +29,10 @@ class _TokenHandler(BaseHandler):
     """Mutating routes: 403 without the pool's token; the body must be a JSON object."""
 
     def authorized(self) -> bool:
-        if not self.service.check_token(self.request.headers):  # type: ignore[arg-type]
-            self.fail(403, "this route needs the pool's token: 'Authorization: Bearer <token>' or 'X-Packrat-Token'")
+        if not self.service.check_token(self.request.headers):
+            self.fail(
+                403, "this route needs the pool's token: 'Authorization: Bearer <token>' or 'X-Packrat-Token'"
+            )
             return False
         return True
 
@@ -93,7 +95,9 @@ class AutoHandler(_TokenHandler):
         if body is None:
             return
         if not isinstance(body.get("auto"), bool):
-            self.fail(400, f"'auto' must be true or false, got {body.get('auto')!r}; example: {{\"auto\": true}}")
+            self.fail(
+                400, f"'auto' must be true or false, got {body.get('auto')!r}; example: {{\"auto\": true}}"
+            )
             return
         try:
             self.service.pool.set_auto(body["auto"])

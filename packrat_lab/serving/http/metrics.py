@@ -104,12 +104,16 @@ class ServerMetrics:
     def render(self) -> list[str]:
         """Exposition lines for the server's own metrics."""
         fams = []
-        req = _Family("packrat_http_requests_total", "counter", "HTTP requests answered, by route and status code.")
+        req = _Family(
+            "packrat_http_requests_total", "counter", "HTTP requests answered, by route and status code."
+        )
         for (route, code), n in sorted(self.requests().items()):
             req.sample(n, {"route": route, "code": code})
         fams.append(req)
         lat = _Family(
-            "packrat_request_duration_seconds", "histogram", "Inference request latency from arrival to answer."
+            "packrat_request_duration_seconds",
+            "histogram",
+            "Inference request latency from arrival to answer.",
         )
         self.request_seconds.render(lat)
         fams.append(lat)
@@ -128,6 +132,7 @@ class ServerMetrics:
 
 # pool.stats() keys exported with a known type; other numeric scalars become gauges
 _POOL_COUNTERS = {
+    "submitted": "Samples submitted to the pool.",
     "served": "Samples the pool answered.",
     "failed": "Samples that failed in the pool.",
     "lost": "Samples the pool lost (must stay 0).",
@@ -154,7 +159,7 @@ def render_pool(stats: Mapping[str, Any], plan_text: str, plan_display: str, sta
         if key in _POOL_COUNTERS or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         fam = _Family(_gauge_name(key), "gauge", f"pool.stats()['{key}'].")
-        fam.sample(float(value) if value is not None else math.nan)
+        fam.sample(float(value))
         fams.append(fam)
     histogram = _batch_histogram(stats)
     if histogram:

@@ -47,7 +47,9 @@ DATATYPES: dict[str, np.dtype[Any]] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
-_EXAMPLE = '{"inputs": [{"name": "INPUT", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}'
+_EXAMPLE = (
+    '{"inputs": [{"name": "INPUT", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}'
+)
 
 
 class ProtocolError(ValueError):
@@ -160,7 +162,9 @@ def _flatten(data: Any) -> list[Any]:
     return out
 
 
-def _json_tensor(entry: Mapping[str, Any], shape: tuple[int, ...], dtype: np.dtype[Any], where: str) -> np.ndarray:
+def _json_tensor(
+    entry: Mapping[str, Any], shape: tuple[int, ...], dtype: np.dtype[Any], where: str
+) -> np.ndarray:
     if "data" not in entry:
         msg = f"{where} has neither 'data' nor parameters.binary_data_size; example: {_EXAMPLE}"
         raise ProtocolError(msg)
@@ -179,7 +183,9 @@ def _json_tensor(entry: Mapping[str, Any], shape: tuple[int, ...], dtype: np.dty
             else isinstance(v, (int, float)) and not isinstance(v, bool)
         )
         if not ok:
-            msg = f"{where} has value {v!r} that is not {datatype_of(dtype)}; example data: [0.1, 0.2] for FP32"
+            msg = (
+                f"{where} has value {v!r} that is not {datatype_of(dtype)}; example data: [0.1, 0.2] for FP32"
+            )
             raise ProtocolError(msg)
     try:
         return np.asarray(values, dtype=dtype).reshape(shape)
@@ -192,7 +198,9 @@ def _binary_tensor(
     size: Any, tail: bytes, offset: int, shape: tuple[int, ...], dtype: np.dtype[Any], where: str
 ) -> np.ndarray:
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        msg = f"{where} has binary_data_size {size!r}; it must be a byte count, e.g. {4 * 4} for 4 FP32 values"
+        msg = (
+            f"{where} has binary_data_size {size!r}; it must be a byte count, e.g. {4 * 4} for 4 FP32 values"
+        )
         raise ProtocolError(msg)
     expected = math.prod(shape) * dtype.itemsize
     if size != expected:
@@ -211,7 +219,9 @@ def _binary_tensor(
 def _parameters(entry: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     params = entry.get("parameters", {})
     if not isinstance(params, dict):
-        msg = f"{where} 'parameters' must be a JSON object, got {params!r}; example: {{\"binary_data\": true}}"
+        msg = (
+            f"{where} 'parameters' must be a JSON object, got {params!r}; example: {{\"binary_data\": true}}"
+        )
         raise ProtocolError(msg)
     return params
 
@@ -244,11 +254,11 @@ def decode_infer_request(body: bytes, header_length: int | None = None) -> Infer
     outputs: list[RequestedOutput] = []
     raw_outputs = obj.get("outputs", [])
     if not isinstance(raw_outputs, list):
-        msg = f"'outputs' must be a list, got {raw_outputs!r}; example: [{{\"name\": \"OUTPUT\"}}]"
+        msg = f'\'outputs\' must be a list, got {raw_outputs!r}; example: [{{"name": "OUTPUT"}}]'
         raise ProtocolError(msg)
     for entry in raw_outputs:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            msg = f"each requested output needs a 'name', got {entry!r}; example: {{\"name\": \"OUTPUT\"}}"
+            msg = f'each requested output needs a \'name\', got {entry!r}; example: {{"name": "OUTPUT"}}'
             raise ProtocolError(msg)
         params = _parameters(entry, f"output {entry['name']!r}")
         outputs.append(RequestedOutput(entry["name"], bool(params.get("binary_data", False))))
@@ -263,7 +273,9 @@ def decode_infer_request(body: bytes, header_length: int | None = None) -> Infer
     )
 
 
-def _tensor_entries(tensors: Sequence[Tensor], binary: Sequence[bool]) -> tuple[list[dict[str, Any]], list[bytes]]:
+def _tensor_entries(
+    tensors: Sequence[Tensor], binary: Sequence[bool]
+) -> tuple[list[dict[str, Any]], list[bytes]]:
     entries: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for tensor, as_binary in zip(tensors, binary, strict=True):
@@ -337,7 +349,9 @@ def decode_infer_response(body: bytes, header_length: int | None = None) -> dict
         shape, dtype = _shape_of(entry, where), _dtype_of(entry, where)
         params = _parameters(entry, where)
         if "binary_data_size" in params:
-            result[entry["name"]] = _binary_tensor(params["binary_data_size"], tail, offset, shape, dtype, where)
+            result[entry["name"]] = _binary_tensor(
+                params["binary_data_size"], tail, offset, shape, dtype, where
+            )
             offset += int(params["binary_data_size"])
         else:
             result[entry["name"]] = _json_tensor(entry, shape, dtype, where)

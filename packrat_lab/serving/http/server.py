@@ -48,7 +48,7 @@ class Server:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # surfaced by start()
+        except BaseException as exc:  # noqa: BLE001 - surfaced by start()
             self._error = exc
             self._started.set()
 
@@ -98,7 +98,7 @@ class Server:
             self.stop()
             raise
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Server:  # noqa: PYI034 - typing_extensions is not a dependency
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -122,7 +122,11 @@ class PoolService:
             "versions": ["1"],
             "platform": "pytorch_libtorch",
             "inputs": [
-                {"name": INPUT_NAME, "datatype": self.input_datatype, "shape": [-1, *self.pool.workload.sample_shape]}
+                {
+                    "name": INPUT_NAME,
+                    "datatype": self.input_datatype,
+                    "shape": [-1, *self.pool.workload.sample_shape],
+                }
             ],
             "outputs": [{"name": OUTPUT_NAME, "datatype": out_type, "shape": [-1, *out_shape]}],
         }
@@ -135,12 +139,24 @@ class PoolService:
             "name": self.model_name,
             "platform": meta["platform"],
             "max_batch_size": plan.total_batch,
-            "input": [{"name": INPUT_NAME, "data_type": f"TYPE_{meta['inputs'][0]['datatype']}",
-                       "dims": list(self.pool.workload.sample_shape)}],
-            "output": [{"name": OUTPUT_NAME, "data_type": f"TYPE_{meta['outputs'][0]['datatype']}",
-                        "dims": meta["outputs"][0]["shape"][1:]}],
-            "instance_group": [{"count": c, "kind": "KIND_CPU", "threads": i.threads, "batch": i.batch}
-                               for c, i in plan.groups()],
+            "input": [
+                {
+                    "name": INPUT_NAME,
+                    "data_type": f"TYPE_{meta['inputs'][0]['datatype']}",
+                    "dims": list(self.pool.workload.sample_shape),
+                }
+            ],
+            "output": [
+                {
+                    "name": OUTPUT_NAME,
+                    "data_type": f"TYPE_{meta['outputs'][0]['datatype']}",
+                    "dims": meta["outputs"][0]["shape"][1:],
+                }
+            ],
+            "instance_group": [
+                {"count": c, "kind": "KIND_CPU", "threads": i.threads, "batch": i.batch}
+                for c, i in plan.groups()
+            ],
             "dynamic_batching": {"max_batch_size": plan.total_batch},
         }
 
@@ -148,7 +164,7 @@ class PoolService:
     def check_input(self, inputs: tuple[Tensor, ...]) -> np.ndarray:
         """The one input array, after checking name, datatype and shape against the model."""
         shape = tuple(self.pool.workload.sample_shape)
-        example = f"{{\"name\": \"{INPUT_NAME}\", \"datatype\": \"{self.input_datatype}\", \"shape\": {[1, *shape]}}}"
+        example = f'{{"name": "{INPUT_NAME}", "datatype": "{self.input_datatype}", "shape": {[1, *shape]}}}'
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
             names = [t.name for t in inputs]
             msg = f"model {self.model_name!r} takes one input named {INPUT_NAME!r}, got {names}; example: {example}"
@@ -220,7 +236,7 @@ class PoolService:
                 msg = f"'batch' must be a positive integer, got {batch!r}; example: {{\"batch\": 8}}"
                 raise ValueError(msg)
             if self.profile is None:
-                msg = "setting a plan by batch needs a profile; start the server with --profile FILE, or send {\"plan\": \"2x1x4\"}"
+                msg = 'setting a plan by batch needs a profile; start the server with --profile FILE, or send {"plan": "2x1x4"}'
                 raise ValueError(msg)
             from packrat_lab.host import detect_host
             from packrat_lab.optimizer import optimize
@@ -236,7 +252,7 @@ class PoolService:
 
     def stats(self) -> dict[str, Any]:
         """pool.stats() as JSON, plus the plan text and the server's request counts."""
-        data = jsonable(self.pool.stats())
+        data: dict[str, Any] = jsonable(self.pool.stats())
         data["plan"] = self.pool.plan.text
         data["state"] = str(self.pool.state)
         data["http_requests"] = {f"{r} {c}": n for (r, c), n in sorted(self.metrics.requests().items())}

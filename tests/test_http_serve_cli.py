@@ -1,0 +1,134 @@
+"""`packrat-lab serve` as a real subprocess: query it, load it, Ctrl-C it, and find nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+tritonclient_http = pytest.importorskip("tritonclient.http")
+from test_http_app import call
+
+pytestmark = pytest.mark.slow
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not a leftover worker
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _read_until(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    proc.kill()
+    msg = f"serve printed no {prefix!r} line; stderr: {proc.stderr.read() if proc.stderr else ''}"
+    raise AssertionError(msg)
+
+
+def test_serve_subprocess_answers_then_exits_cleanly_on_sigint() -> None:
+    cmd = [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", "--plan", "2x1x1", "--port", "0"]
+    # its own process group, so SIGINT reaches it and its workers as Ctrl-C in a terminal would
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        url = _read_until(proc, "url ", 60)
+        token = _read_until(proc, "token ", 5)
+        assert url.startswith("http://127.0.0.1:")
+        client = tritonclient_http.InferenceServerClient(url.removeprefix("http://"))
+        assert client.is_server_ready()
+        meta = client.get_model_metadata("mlp")
+        assert meta["inputs"][0]["shape"] == [-1, 1024]
+        import numpy as np
+
+        x = np.ones((2, 1024), np.float32)
+        inp = tritonclient_http.InferInput("INPUT", [2, 1024], "FP32")
+        inp.set_data_from_numpy(x)
+        assert client.infer("mlp", [inp]).as_numpy("OUTPUT").shape == (2, 1024)
+        client.close()
+        load = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "packrat_lab.cli",
+                "load",
+                url,
+                "--rate",
+                "40",
+                "--duration",
+                "1",
+                "--json",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert load.returncode == 0, load.stderr
+        report = json.loads(load.stdout)
+        assert report["errors"] == 0
+        assert report["completed"] == report["scheduled"] > 0
+        assert call(f"{url}/packrat/plan", "PUT", {"plan": "1x1x2"})[0] == 403
+        stats = json.loads(call(f"{url}/packrat/stats")[2])
+        workers = [w["pid"] for w in stats["workers"]]
+        assert len(workers) == 2
+        events = json.loads(call(f"{url}/packrat/events")[2])["events"]
+        prefix = next(e["detail"]["prefix"] for e in events if e["kind"] == "start")
+        assert token
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)]
+    if Path("/dev/shm").is_dir():
+        assert not [p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(prefix)]
+
+
+def test_serve_rejects_a_bad_plan_in_one_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", "--plan", "2by4", "--port", "0"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("packrat-lab serve: error: plan '2by4' is not of the form")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_serve_needs_a_plan_or_a_profile() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", "--port", "0"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "give --plan (example: --plan 2x1x4)" in out.stderr

@@ -1,0 +1,170 @@
+"""The profiler: grid, specs, child processes pinned per point, progress, cancellation, failures."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from packrat_lab.errors import InfeasiblePlanError, PackratError
+from packrat_lab.host import HostInfo, detect_host
+from packrat_lab.profiling.measurement import Measurement
+from packrat_lab.profiling.profiler import profile, resolve_threads
+from packrat_lab.profiling.runner import PointFailedError, _parse_reply, child_environment, run_point
+from packrat_lab.profiling.spec import PointSpec, ProfileGrid, default_batches
+from packrat_lab.profiling.stopping import StoppingRule
+from packrat_lab.settings import DEFAULT, PASSIVE, RuntimeSetting
+from packrat_lab.workloads.base import WorkloadSpec
+from packrat_lab.workloads.registry import get_workload
+
+FOUR_CORES = HostInfo("fake cpu", (0, 1, 2, 3), None, {c: (c,) for c in range(4)}, {0: (0, 1, 2, 3)})
+needs_two_cores = pytest.mark.skipif(detect_host().usable_cores < 2, reason="needs 2 usable cores")
+
+
+def mlp_point(threads: int = 1, batch: int = 1, setting: RuntimeSetting = DEFAULT) -> PointSpec:
+    return PointSpec(get_workload("mlp").spec, threads, batch, setting, tuple(range(threads)), StoppingRule(time_cap_s=1.0))
+
+
+def test_default_batches_are_powers_of_two_plus_named_sizes() -> None:
+    assert default_batches() == [1, 2, 4, 8, 16]
+    assert default_batches(8, extra=(3, 12)) == [1, 2, 3, 4, 8, 12]
+    with pytest.raises(ValueError, match="max_batch must be at least 1"):
+        default_batches(0)
+
+
+def test_grid_order_puts_small_batches_first_and_validates() -> None:
+    grid = ProfileGrid((1, 2), (1, 4), (DEFAULT, PASSIVE))
+    assert len(grid) == 8
+    assert [(t, b, s.name) for t, b, s in grid][:4] == [
+        (1, 1, "default"),
+        (1, 1, "passive"),
+        (2, 1, "default"),
+        (2, 1, "passive"),
+    ]
+    with pytest.raises(ValueError, match=r"batch sizes must be positive integers, got \[0, 2\]"):
+        ProfileGrid((1,), (0, 2), (DEFAULT,))
+    with pytest.raises(ValueError, match="at least one runtime setting"):
+        ProfileGrid((1,), (1,), ())
+
+
+def test_threads_are_checked_against_usable_cores() -> None:
+    assert resolve_threads(None, None, FOUR_CORES) == (1, 2, 3, 4)
+    assert resolve_threads(None, 2, FOUR_CORES) == (1, 2)
+    assert resolve_threads([4, 1, 1], None, FOUR_CORES) == (1, 4)
+    with pytest.raises(InfeasiblePlanError, match="cores=6 is more than the 4 usable cores"):
+        resolve_threads(None, 6, FOUR_CORES)
+    with pytest.raises(InfeasiblePlanError, match="threads=5 needs 5 cores but only 4 are usable"):
+        resolve_threads([1, 5], None, FOUR_CORES)
+    with pytest.raises(ValueError, match="cores must be a positive integer"):
+        resolve_threads(None, 0, FOUR_CORES)
+
+
+def test_profile_refuses_more_threads_than_usable_before_starting_anything() -> None:
+    usable = detect_host().usable_cores
+    with pytest.raises(InfeasiblePlanError, match=f"threads={usable + 1} needs {usable + 1} cores but only {usable}"):
+        profile("mlp", threads=[usable + 1])
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        profile("nope", threads=[1])
+
+
+def test_point_spec_round_trips_as_json_dict() -> None:
+    spec = PointSpec(get_workload("bert", seq_len=16).spec, 2, 4, PASSIVE, (0, 1), StoppingRule(0.05, 5, 50, 2.0), 2, 6, 3)
+    assert PointSpec.from_dict(spec.to_dict()) == spec
+    assert spec.label == "threads=2 batch=4 setting=passive"
+
+
+def test_child_environment_carries_the_setting_and_thread_count() -> None:
+    env = child_environment(mlp_point(2, 4, PASSIVE))
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["OMP_NUM_THREADS"] == "2" and env["TQDM_DISABLE"] == "1"
+    assert child_environment(mlp_point(1, 1, DEFAULT)).get("OMP_WAIT_POLICY") == os.environ.get("OMP_WAIT_POLICY")
+
+
+def test_bad_reply_names_point_and_stderr_tail() -> None:
+    spec = mlp_point(1, 8)
+    with pytest.raises(PointFailedError, match=r"threads=1 batch=8 setting=default .*exit code 3\); child stderr: noise \| boom$"):
+        _parse_reply(spec, 3, "", "noise\nboom\n")
+    with pytest.raises(PointFailedError, match=r"failed \(OSError: no such file\)"):
+        _parse_reply(spec, 1, '{"ok": false, "error": "OSError: no such file"}', "")
+
+
+@pytest.mark.slow
+@needs_two_cores
+def test_real_profile_of_mlp_pins_each_point_in_a_fresh_process() -> None:
+    seen: list[tuple[int, int, Measurement]] = []
+    result = profile(
+        "mlp",
+        threads=[1, 2],
+        batches=[1, 4],
+        point_time_s=0.5,
+        max_samples=30,
+        warmup=3,
+        progress=lambda done, total, m: seen.append((done, total, m)),
+    )
+    assert [(d, t) for d, t, _ in seen] == [(i, 8) for i in range(1, 9)]
+    assert len(result.measurements) == 8 and result.meta["cancelled"] is False
+    assert {(m.threads, m.batch, m.setting) for m in result.measurements} == {
+        (t, b, s) for t in (1, 2) for b in (1, 4) for s in ("default", "passive")
+    }
+    usable = set(detect_host().primary_cpus)
+    pids = set()
+    for m in result.measurements:
+        assert len(m.meta["affinity"]) == m.threads and set(m.meta["affinity"]) <= usable
+        assert m.meta["torch_threads"] == m.threads and m.meta["interop_threads"] == 1
+        assert m.meta["omp_wait_policy"] == ("PASSIVE" if m.setting == "passive" else None)
+        assert m.meta["output_shape"] == [m.batch, 1024]
+        assert m.stop_reason in ("precision", "time-cap", "max-samples") and 1 <= m.n <= 30
+        assert m.warmup == 3 and m.target_precision == 0.02
+        pids.add(m.meta["pid"])
+    assert len(pids) == 8  # a fresh process per point
+    assert result.host is not None and result.host["usable_cores"] == detect_host().usable_cores
+    assert result.meta["grid"] == {"threads": [1, 2], "batches": [1, 4], "settings": ["default", "passive"]}
+    assert result.meta["workload"]["spec"]["target"] == "mlp" and result.meta["wall_s"] > 0
+    assert result.grid().latency_ms.shape == (2, 2)
+
+
+@pytest.mark.slow
+def test_cancel_between_points_returns_the_partial_profile() -> None:
+    cancel = threading.Event()
+    result = profile(
+        "mlp", threads=[1], batches=[1, 2, 4], settings=["passive"], point_time_s=0.5, warmup=1,
+        progress=lambda done, total, m: cancel.set(), cancel=cancel,
+    )
+    assert len(result.measurements) == 1 and result.meta["cancelled"] is True
+    assert result.meta["stopped"] == "cancelled" and result.meta["points_planned"] == 3
+
+
+@pytest.mark.slow
+def test_cancel_during_a_point_kills_the_child() -> None:
+    started = time.monotonic()
+    # precision 1e-9 and 10**6 samples: the point would run its full 60 s cap unless killed
+    result = profile(
+        "mlp", threads=[1], batches=[1], settings=["default"], point_time_s=60.0, precision=1e-9,
+        max_samples=10**6, cancel=lambda: time.monotonic() - started > 3.0,
+    )
+    assert result.measurements == [] and result.meta["cancelled"] is True
+
+
+@pytest.mark.slow
+def test_time_budget_stops_starting_new_points() -> None:
+    result = profile("mlp", threads=[1], batches=[1, 2, 4, 8], settings=["passive"], point_time_s=0.3, warmup=1, time_budget_s=0.6)
+    assert 1 <= len(result.measurements) < 4 and result.meta["stopped"] == "time-budget"
+
+
+@pytest.mark.slow
+def test_crashing_child_gives_a_clear_error() -> None:
+    missing = WorkloadSpec("torchscript", "/nonexistent/model.pt", (), (4,), "float32")
+    spec = PointSpec(missing, 1, 2, DEFAULT, (0,), StoppingRule(time_cap_s=1.0))
+    with pytest.raises(PackratError, match=r"profiling point threads=1 batch=2 setting=default .*failed.*child stderr: .*model\.pt"):
+        run_point(spec)
+
+
+@pytest.mark.slow
+def test_user_module_profiles_in_child_processes() -> None:
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU())
+    result = profile(model, example_input=torch.randn(1, 16), threads=[1], batches=[2], settings=["passive"], point_time_s=0.5, warmup=1)
+    (m,) = result.measurements
+    assert m.meta["output_shape"] == [2, 16] and result.model == "Sequential"

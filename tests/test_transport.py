@@ -1,0 +1,69 @@
+"""Shared-memory segments: round trip through views, names by prefix, cleanup."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+import torch
+
+from packrat_lab.serving.transport import Layout, Segment, leftover_segments, new_prefix, remove_segments
+
+
+@pytest.fixture
+def prefix() -> str:
+    value = new_prefix()
+    yield value
+    remove_segments(value)
+
+
+def test_attach_sees_what_the_creator_wrote(prefix: str) -> None:
+    owner = Segment(prefix + "a", Layout((3, 2), "float32"), capacity=4, create=True)
+    assert owner.tensor.shape == (4, 3, 2)
+    owner.tensor[1] = torch.arange(6, dtype=torch.float32).view(3, 2)
+    other = Segment.attach(owner.describe())
+    assert torch.equal(other.tensor[1], owner.tensor[1])
+    other.tensor[2].fill_(7.0)  # writes go both ways: it is one block of memory
+    assert float(owner.tensor[2].sum()) == 42.0
+    assert leftover_segments(prefix) == [prefix + "a"]
+    other.close()
+    owner.close(unlink=True)
+    owner.close(unlink=True)  # idempotent
+    assert leftover_segments(prefix) == []
+
+
+def test_int64_rows(prefix: str) -> None:
+    seg = Segment(prefix + "i", Layout((5,), "int64"), capacity=2, create=True)
+    seg.tensor.copy_(torch.arange(10).view(2, 5))
+    assert seg.tensor.dtype == torch.int64 and int(seg.tensor.sum()) == 45
+    seg.close(unlink=True)
+
+
+def _child_fills(info: dict[str, object]) -> None:
+    seg = Segment.attach(info)
+    seg.tensor.fill_(3.0)
+    seg.close()
+
+
+@pytest.mark.slow
+def test_a_spawned_process_writes_into_the_segment(prefix: str) -> None:
+    seg = Segment(prefix + "s", Layout((8,), "float32"), capacity=2, create=True)
+    process = multiprocessing.get_context("spawn").Process(target=_child_fills, args=(seg.describe(),))
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0
+    assert float(seg.tensor.sum()) == 48.0
+    seg.close(unlink=True)
+
+
+def test_remove_segments_by_prefix(prefix: str) -> None:
+    segs = [Segment(f"{prefix}{k}", Layout((1,), "float32"), 1, create=True) for k in range(3)]
+    for seg in segs:
+        seg.close()
+    assert len(leftover_segments(prefix)) == 3
+    assert sorted(remove_segments(prefix)) == [f"{prefix}{k}" for k in range(3)]
+    assert leftover_segments(prefix) == []
+
+
+def test_prefixes_differ() -> None:
+    assert new_prefix() != new_prefix()
