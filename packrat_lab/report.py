@@ -192,8 +192,9 @@ def report_html(
     from plotly.offline import get_plotlyjs
 
     title = title or f"packrat_lab report: {profile.model}"
+    sections = report_sections(profile, cores=cores, batch=batch, measured=measured)
     parts = [_header(profile, title)]
-    for k, section in enumerate(report_sections(profile, cores=cores, batch=batch, measured=measured)):
+    for k, section in enumerate(sections):
         parts.append(f"<h2>{html.escape(section.title)}</h2><p class=\"note\">{html.escape(section.note)}</p>")
         if section.figure is not None:
             parts.append(

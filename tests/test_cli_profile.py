@@ -21,7 +21,9 @@ def packrat_lab(*args: str) -> subprocess.CompletedProcess[str]:
     script = shutil.which("packrat-lab") or str(Path(sys.executable).with_name("packrat-lab"))
     command = [script] if Path(script).exists() else [sys.executable, "-m", "packrat_lab.cli"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    return subprocess.run([*command, "profile", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [*command, "profile", *args], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_summary_table_shows_best_setting_and_noise_marks() -> None:
@@ -67,7 +69,19 @@ def test_bad_batch_is_an_argparse_error(batch: str) -> None:
 @pytest.mark.slow
 def test_profile_command_measures_prints_and_saves(tmp_path: Path) -> None:
     target = tmp_path / "mlp.json"
-    out = packrat_lab("mlp", "--threads", "1", "--batch", "1,2", "--settings", "passive", "--point-time", "0.5", "-o", str(target))
+    out = packrat_lab(
+        "mlp",
+        "--threads",
+        "1",
+        "--batch",
+        "1,2",
+        "--settings",
+        "passive",
+        "--point-time",
+        "0.5",
+        "-o",
+        str(target),
+    )
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
     lines = out.stdout.splitlines()
@@ -75,5 +89,8 @@ def test_profile_command_measures_prints_and_saves(tmp_path: Path) -> None:
     assert lines[2].split()[0] == "1" and lines[2].count("passive") == 2
     assert f"saved {target}" in out.stdout
     loaded = load_profile(target)
-    assert sorted((m.threads, m.batch, m.setting) for m in loaded.measurements) == [(1, 1, "passive"), (1, 2, "passive")]
+    assert sorted((m.threads, m.batch, m.setting) for m in loaded.measurements) == [
+        (1, 1, "passive"),
+        (1, 2, "passive"),
+    ]
     assert loaded.host is not None and loaded.host["usable_cores"] == detect_host().usable_cores

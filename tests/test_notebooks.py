@@ -14,7 +14,7 @@ NAMES = ["01_quickstart.ipynb", "02_live_reconfiguration.ipynb"]
 # small budgets so each notebook runs in well under a minute on 2 cores
 SMALL = {
     "PACKRAT_NB_MODEL": "mlp",
-    "PACKRAT_NB_BATCHES": "1,4",
+    "PACKRAT_NB_BATCHES": "2,4",
     "PACKRAT_NB_SETTINGS": "default,passive",
     "PACKRAT_NB_POINT_TIME": "0.3",
     "PACKRAT_NB_TIME_BUDGET": "60",

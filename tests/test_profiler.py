@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from packrat_lab.errors import InfeasiblePlanError, PackratError
 from packrat_lab.host import HostInfo, detect_host
@@ -24,7 +25,9 @@ needs_two_cores = pytest.mark.skipif(detect_host().usable_cores < 2, reason="nee
 
 
 def mlp_point(threads: int = 1, batch: int = 1, setting: RuntimeSetting = DEFAULT) -> PointSpec:
-    return PointSpec(get_workload("mlp").spec, threads, batch, setting, tuple(range(threads)), StoppingRule(time_cap_s=1.0))
+    return PointSpec(
+        get_workload("mlp").spec, threads, batch, setting, tuple(range(threads)), StoppingRule(time_cap_s=1.0)
+    )
 
 
 def test_default_batches_are_powers_of_two_plus_named_sizes() -> None:
@@ -63,27 +66,38 @@ def test_threads_are_checked_against_usable_cores() -> None:
 
 def test_profile_refuses_more_threads_than_usable_before_starting_anything() -> None:
     usable = detect_host().usable_cores
-    with pytest.raises(InfeasiblePlanError, match=f"threads={usable + 1} needs {usable + 1} cores but only {usable}"):
+    with pytest.raises(
+        InfeasiblePlanError, match=f"threads={usable + 1} needs {usable + 1} cores but only {usable}"
+    ):
         profile("mlp", threads=[usable + 1])
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         profile("nope", threads=[1])
 
 
 def test_point_spec_round_trips_as_json_dict() -> None:
-    spec = PointSpec(get_workload("bert", seq_len=16).spec, 2, 4, PASSIVE, (0, 1), StoppingRule(0.05, 5, 50, 2.0), 2, 6, 3)
+    spec = PointSpec(
+        get_workload("bert", seq_len=16).spec, 2, 4, PASSIVE, (0, 1), StoppingRule(0.05, 5, 50, 2.0), 2, 6, 3
+    )
     assert PointSpec.from_dict(spec.to_dict()) == spec
     assert spec.label == "threads=2 batch=4 setting=passive"
 
 
 def test_child_environment_carries_the_setting_and_thread_count() -> None:
     env = child_environment(mlp_point(2, 4, PASSIVE))
-    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["OMP_NUM_THREADS"] == "2" and env["TQDM_DISABLE"] == "1"
-    assert child_environment(mlp_point(1, 1, DEFAULT)).get("OMP_WAIT_POLICY") == os.environ.get("OMP_WAIT_POLICY")
+    assert (
+        env["OMP_WAIT_POLICY"] == "PASSIVE" and env["OMP_NUM_THREADS"] == "2" and env["TQDM_DISABLE"] == "1"
+    )
+    assert child_environment(mlp_point(1, 1, DEFAULT)).get("OMP_WAIT_POLICY") == os.environ.get(
+        "OMP_WAIT_POLICY"
+    )
 
 
 def test_bad_reply_names_point_and_stderr_tail() -> None:
     spec = mlp_point(1, 8)
-    with pytest.raises(PointFailedError, match=r"threads=1 batch=8 setting=default .*exit code 3\); child stderr: noise \| boom$"):
+    with pytest.raises(
+        PointFailedError,
+        match=r"threads=1 batch=8 setting=default .*exit code 3\); child stderr: noise \| boom$",
+    ):
         _parse_reply(spec, 3, "", "noise\nboom\n")
     with pytest.raises(PointFailedError, match=r"failed \(OSError: no such file\)"):
         _parse_reply(spec, 1, '{"ok": false, "error": "OSError: no such file"}', "")
@@ -128,8 +142,14 @@ def test_real_profile_of_mlp_pins_each_point_in_a_fresh_process() -> None:
 def test_cancel_between_points_returns_the_partial_profile() -> None:
     cancel = threading.Event()
     result = profile(
-        "mlp", threads=[1], batches=[1, 2, 4], settings=["passive"], point_time_s=0.5, warmup=1,
-        progress=lambda done, total, m: cancel.set(), cancel=cancel,
+        "mlp",
+        threads=[1],
+        batches=[1, 2, 4],
+        settings=["passive"],
+        point_time_s=0.5,
+        warmup=1,
+        progress=lambda done, total, m: cancel.set(),
+        cancel=cancel,
     )
     assert len(result.measurements) == 1 and result.meta["cancelled"] is True
     assert result.meta["stopped"] == "cancelled" and result.meta["points_planned"] == 3
@@ -140,15 +160,29 @@ def test_cancel_during_a_point_kills_the_child() -> None:
     started = time.monotonic()
     # precision 1e-9 and 10**6 samples: the point would run its full 60 s cap unless killed
     result = profile(
-        "mlp", threads=[1], batches=[1], settings=["default"], point_time_s=60.0, precision=1e-9,
-        max_samples=10**6, cancel=lambda: time.monotonic() - started > 3.0,
+        "mlp",
+        threads=[1],
+        batches=[1],
+        settings=["default"],
+        point_time_s=60.0,
+        precision=1e-9,
+        max_samples=10**6,
+        cancel=lambda: time.monotonic() - started > 3.0,
     )
     assert result.measurements == [] and result.meta["cancelled"] is True
 
 
 @pytest.mark.slow
 def test_time_budget_stops_starting_new_points() -> None:
-    result = profile("mlp", threads=[1], batches=[1, 2, 4, 8], settings=["passive"], point_time_s=0.3, warmup=1, time_budget_s=0.6)
+    result = profile(
+        "mlp",
+        threads=[1],
+        batches=[1, 2, 4, 8],
+        settings=["passive"],
+        point_time_s=0.3,
+        warmup=1,
+        time_budget_s=0.6,
+    )
     assert 1 <= len(result.measurements) < 4 and result.meta["stopped"] == "time-budget"
 
 
@@ -156,15 +190,36 @@ def test_time_budget_stops_starting_new_points() -> None:
 def test_crashing_child_gives_a_clear_error() -> None:
     missing = WorkloadSpec("torchscript", "/nonexistent/model.pt", (), (4,), "float32")
     spec = PointSpec(missing, 1, 2, DEFAULT, (0,), StoppingRule(time_cap_s=1.0))
-    with pytest.raises(PackratError, match=r"profiling point threads=1 batch=2 setting=default .*failed.*child stderr: .*model\.pt"):
+    with pytest.raises(
+        PackratError,
+        match=r"profiling point threads=1 batch=2 setting=default .*failed.*child stderr: .*model\.pt",
+    ):
         run_point(spec)
 
 
-@pytest.mark.slow
-def test_user_module_profiles_in_child_processes() -> None:
-    import torch
+class Chatty(torch.nn.Module):
+    """A user module that prints on every call: the child's reply channel must survive it."""
 
-    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU())
-    result = profile(model, example_input=torch.randn(1, 16), threads=[1], batches=[2], settings=["passive"], point_time_s=0.5, warmup=1)
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        print("forward called")
+        return torch.relu(self.linear(x))
+
+
+@pytest.mark.slow
+def test_user_module_that_prints_profiles_in_child_processes() -> None:
+    result = profile(
+        Chatty(),
+        example_input=torch.randn(1, 16),
+        threads=[1],
+        batches=[2],
+        settings=["passive"],
+        point_time_s=0.5,
+        warmup=1,
+    )
     (m,) = result.measurements
-    assert m.meta["output_shape"] == [2, 16] and result.model == "Sequential"
+    assert result.meta["workload"]["spec"]["kind"] == "saved"  # the child imported this test module
+    assert m.meta["output_shape"] == [2, 16] and result.model == "Chatty"

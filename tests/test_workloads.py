@@ -59,7 +59,9 @@ def run_in_spawned(spec: WorkloadSpec, x: torch.Tensor) -> torch.Tensor:
         ("tiny-cnn", {}, (3, 32, 32), "float32", None),
     ],
 )
-def test_zoo_input_signatures(name: str, options: dict[str, Any], shape: tuple[int, ...], dtype: str, high: int | None) -> None:
+def test_zoo_input_signatures(
+    name: str, options: dict[str, Any], shape: tuple[int, ...], dtype: str, high: int | None
+) -> None:
     w = get_workload(name, **options)
     assert (w.sample_shape, w.dtype, w.spec.high, w.spec.kind) == (shape, dtype, high, "zoo")
     x = w.example_input(3)
@@ -102,7 +104,9 @@ def test_small_zoo_models_are_seeded_and_run() -> None:
         ("gpt2", {"seq_len": 16}, (1, 16, 768)),
     ],
 )
-def test_big_zoo_models_build_seeded_and_run_batch_one(name: str, options: dict[str, Any], out_shape: tuple[int, ...]) -> None:
+def test_big_zoo_models_build_seeded_and_run_batch_one(
+    name: str, options: dict[str, Any], out_shape: tuple[int, ...]
+) -> None:
     w = get_workload(name, **options)
     model = w.build()
     assert not model.training

@@ -42,6 +42,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plan-batch", type=batch_list, default=None, metavar="B,B", help="total batches B to plan for (default: 4,8,16)")
     p.add_argument("--point-time", type=_positive_float, default=1.0, metavar="S", help="time cap per profile point (default 1 s)")
     p.add_argument("--time-budget", type=_positive_float, default=90.0, metavar="S", help="stop profiling after S seconds (default 90)")
+    p.add_argument("--settings", default="default,passive", metavar="S,S", help="runtime settings to profile (default default,passive)")
     p.add_argument("--no-validate", action="store_true", help="skip measuring the plans for real")
     p.set_defaults(func=run)
 
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         _say(f"  [{done}/{total}] t={m.threads} b={m.batch} {m.setting}: {m.median:.2f} ms{' (noisy)' if m.noisy else ''}")
 
     result = profile(
-        args.model, cores=cores, batches=args.batch, point_time_s=args.point_time,
+        args.model, cores=cores, batches=args.batch, settings=args.settings, point_time_s=args.point_time,
         time_budget_s=args.time_budget, progress=progress,
     )
     if not result.measurements:

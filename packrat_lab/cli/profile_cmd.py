@@ -44,17 +44,59 @@ def register(subparsers: Any) -> None:
         help="measure a model's latency for every threads × batch × runtime setting",
         description="Measure each (threads, batch, setting) point in a fresh pinned process and save the profile.",
     )
-    p.add_argument("model", help="zoo name (mlp, tiny-cnn, resnet50, inception_v3, bert, gpt2), a TorchScript *.pt file, or module:function")
-    p.add_argument("--cores", type=positive_int, default=None, help="profile threads 1..N (default: all usable cores)")
-    p.add_argument("--threads", type=batch_list, default=None, metavar="T,T", help="exact thread counts, e.g. 1,2,4")
-    p.add_argument("--batch", type=batch_list, default=None, metavar="B,B", help="batch sizes, e.g. 1,2,4,8 (default: powers of two up to --max-batch)")
-    p.add_argument("--max-batch", type=positive_int, default=16, help="largest power-of-two batch (default 16)")
-    p.add_argument("--settings", type=_settings, default=None, metavar="S,S", help="runtime settings, e.g. default,passive (default: both)")
-    p.add_argument("--point-time", type=_positive_float, default=10.0, metavar="S", help="time cap per point in seconds (default 10)")
-    p.add_argument("--time-budget", type=_positive_float, default=None, metavar="S", help="stop starting new points after S seconds")
-    p.add_argument("--precision", type=_positive_float, default=0.02, help="target half-width of the median's 95%% CI (default 0.02)")
+    p.add_argument(
+        "model",
+        help="zoo name (mlp, tiny-cnn, resnet50, inception_v3, bert, gpt2), a TorchScript *.pt file, or module:function",
+    )
+    p.add_argument(
+        "--cores", type=positive_int, default=None, help="profile threads 1..N (default: all usable cores)"
+    )
+    p.add_argument(
+        "--threads", type=batch_list, default=None, metavar="T,T", help="exact thread counts, e.g. 1,2,4"
+    )
+    p.add_argument(
+        "--batch",
+        type=batch_list,
+        default=None,
+        metavar="B,B",
+        help="batch sizes, e.g. 1,2,4,8 (default: powers of two up to --max-batch)",
+    )
+    p.add_argument(
+        "--max-batch", type=positive_int, default=16, help="largest power-of-two batch (default 16)"
+    )
+    p.add_argument(
+        "--settings",
+        type=_settings,
+        default=None,
+        metavar="S,S",
+        help="runtime settings, e.g. default,passive (default: both)",
+    )
+    p.add_argument(
+        "--point-time",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="time cap per point in seconds (default 10)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="stop starting new points after S seconds",
+    )
+    p.add_argument(
+        "--precision",
+        type=_positive_float,
+        default=0.02,
+        help="target half-width of the median's 95%% CI (default 0.02)",
+    )
     p.add_argument("--seq-len", type=positive_int, default=None, help="sequence length for bert/gpt2")
-    p.add_argument("--torchscript", action="store_true", help="profile the TorchScript-traced model (as the Packrat paper did)")
+    p.add_argument(
+        "--torchscript",
+        action="store_true",
+        help="profile the TorchScript-traced model (as the Packrat paper did)",
+    )
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="save the profile as JSON")
     p.set_defaults(func=run)
 

@@ -27,7 +27,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
 # reconfiguration steps: colour and dash of the vertical marker
 MARKER_STYLE: dict[str, tuple[str, str]] = {
     "passive-start": (colour(1), "dash"),
-    "switch": (colour(0), "solid"),
+    "switch": (colour(7), "solid"),
     "drained": (colour(2), "dot"),
     "warm": (colour(4), "dot"),
     "worker-failed": (colour(5), "solid"),

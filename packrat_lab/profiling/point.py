@@ -95,7 +95,7 @@ def main() -> int:
         spec = PointSpec.from_dict(json.loads(sys.stdin.read()))
         answer: dict[str, Any] = {"ok": True, "measurement": measure(spec)}
         code = 0
-    except BaseException as exc:  # report anything, including KeyboardInterrupt, to the parent
+    except BaseException as exc:  # noqa: BLE001 - the parent must hear about any failure, even KeyboardInterrupt
         traceback.print_exc(file=sys.stderr)
         answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         code = 1

@@ -43,7 +43,9 @@ def resolve_threads(threads: Sequence[int] | None, cores: int | None, host: Host
             msg = f"cores must be a positive integer, got {cores!r}; example: cores={usable}"
             raise ValueError(msg)
         if cores > usable:
-            msg = f"cores={cores} is more than the {usable} usable cores of this host; example: cores={usable}"
+            msg = (
+                f"cores={cores} is more than the {usable} usable cores of this host; example: cores={usable}"
+            )
             raise InfeasiblePlanError(msg)
     limit = cores or usable
     chosen = tuple(range(1, limit + 1)) if threads is None else tuple(sorted(set(threads)))

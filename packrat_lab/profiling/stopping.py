@@ -62,7 +62,10 @@ class StoppingRule:
     def from_dict(cls, data: Mapping[str, Any]) -> StoppingRule:
         """Inverse of to_dict."""
         return cls(
-            float(data["precision"]), int(data["min_samples"]), int(data["max_samples"]), float(data["time_cap_s"])
+            float(data["precision"]),
+            int(data["min_samples"]),
+            int(data["max_samples"]),
+            float(data["time_cap_s"]),
         )
 
 

@@ -228,9 +228,9 @@ class ProfileStep:
                                   tooltip="Measure latency at every thread count × batch size")
         self.cancel = widgets.Button(description="Cancel", icon="stop", tooltip="Stop after the current point")
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description="Progress")
-        self.message = widgets.HTML()
+        self.message = widgets.HTML().add_class("packrat-status")
         self.kind = widgets.ToggleButtons(options=[("Heatmap", "heatmap"), ("3-D surface", "3d")], value="heatmap")
-        self.figure = new_widget(height=440)
+        self.figure = new_widget(height=440).add_class("packrat-figure-surface")
         for control in (self.model, self.cores, self.batches, self.budget, self.progress):
             control.style.description_width = "90px"
         self.run.on_click(lambda _: self.start())

@@ -35,19 +35,23 @@ class ServeStep:
         self._model = model
         self._known_plans = known_plans
         self._profile = profile
-        self.plan = widgets.Combobox(description="Plan", placeholder=_PLAN_HINT, ensure_option=False)
+        self.plan = widgets.Combobox(description="Plan", placeholder=_PLAN_HINT, ensure_option=False).add_class(
+            "packrat-plan-box"
+        )
         self.start = widgets.Button(description="Start pool", button_style="primary", icon="play")
         self.stop = widgets.Button(description="Stop", icon="stop")
         self.rate = widgets.FloatLogSlider(value=controller.rate, base=10, min=0, max=3, step=0.05,
                                            description="Rate (req/s)", readout_format=".3g")
         self.poisson = widgets.Checkbox(value=controller.poisson, description="Poisson arrivals", indent=False)
         self.load = widgets.ToggleButton(value=False, description="Send load", icon="paper-plane")
-        self.target = widgets.Combobox(description="Switch to", placeholder=_PLAN_HINT, ensure_option=False)
+        self.target = widgets.Combobox(description="Switch to", placeholder=_PLAN_HINT, ensure_option=False).add_class(
+            "packrat-target-box"
+        )
         self.apply = widgets.Button(description="Reconfigure", icon="exchange", tooltip="Active-passive switch, live")
         self.auto = widgets.Checkbox(value=controller.auto, description="Auto (estimator picks B)", indent=False)
         self.counters = widgets.HTML()
-        self.message = widgets.HTML()
-        self.figure = new_widget(height=560)
+        self.message = widgets.HTML().add_class("packrat-status")
+        self.figure = new_widget(height=560).add_class("packrat-figure-timeline")
         for control in (self.plan, self.rate, self.target):
             control.style.description_width = "90px"
         self.start.on_click(lambda _: self.start_pool())
@@ -147,8 +151,9 @@ class ServeStep:
         cells = [("served", c["served"], "#009E73"), ("failed", c["failed"], "#D55E00"),
                  ("lost", c["lost"], "#D55E00"), ("in flight", c["in_flight"], "#0072B2")]
         spans = "".join(
-            f"<span style='display:inline-block;min-width:96px;margin-right:12px'>"
-            f"<span style='font-size:20px;font-weight:600;color:{colour if value else '#333'}'>{value:,}</span>"
+            f"<span class='packrat-counter' style='display:inline-block;min-width:96px;margin-right:12px'>"
+            f"<span class='packrat-count packrat-count-{label.replace(' ', '-')}' "
+            f"style='font-size:20px;font-weight:600;color:{colour if value else '#333'}'>{value:,}</span>"
             f"<br><span style='color:#666;font-size:11px;text-transform:uppercase'>{label}</span></span>"
             for label, value, colour in cells
         )

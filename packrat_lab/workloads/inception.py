@@ -76,7 +76,9 @@ def block_c(cin: int, mid: int) -> Concat:
     return Concat(
         ConvBN(cin, 192, 1),
         _chain(cin, (mid, 1, 0), (mid, row, (0, 3)), (192, col, (3, 0))),
-        _chain(cin, (mid, 1, 0), (mid, col, (3, 0)), (mid, row, (0, 3)), (mid, col, (3, 0)), (192, row, (0, 3))),
+        _chain(
+            cin, (mid, 1, 0), (mid, col, (3, 0)), (mid, row, (0, 3)), (mid, col, (3, 0)), (192, row, (0, 3))
+        ),
         _pool_proj(cin, 192),
     )
 
@@ -86,7 +88,8 @@ def block_d(cin: int) -> Concat:
     return Concat(
         nn.Sequential(ConvBN(cin, 192, 1), ConvBN(192, 320, 3, stride=2)),
         nn.Sequential(
-            _chain(cin, (192, 1, 0), (192, (1, 7), (0, 3)), (192, (7, 1), (3, 0))), ConvBN(192, 192, 3, stride=2)
+            _chain(cin, (192, 1, 0), (192, (1, 7), (0, 3)), (192, (7, 1), (3, 0))),
+            ConvBN(192, 192, 3, stride=2),
         ),
         nn.MaxPool2d(3, stride=2),
     )
@@ -148,7 +151,8 @@ class InceptionV3(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(self.stem(x)))
+        logits: torch.Tensor = self.head(self.features(self.stem(x)))
+        return logits
 
 
 def inception_v3(num_classes: int = 1000) -> InceptionV3:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import itertools
+import pickle
 import shutil
 import tempfile
 import warnings
@@ -51,7 +52,11 @@ def input_signature(example_input: ExampleInput) -> tuple[tuple[int, ...], str, 
     """(sample_shape, dtype, high) from one example batch or a batch -> tensor factory."""
     import torch
 
-    tensor = example_input(1) if callable(example_input) and not isinstance(example_input, torch.Tensor) else example_input
+    tensor = (
+        example_input(1)
+        if callable(example_input) and not isinstance(example_input, torch.Tensor)
+        else example_input
+    )
     if not isinstance(tensor, torch.Tensor) or tensor.dim() < 1:
         msg = f"example_input must be a tensor with a batch dimension (or a batch -> tensor callable), got {type(tensor).__name__}; example: {_EXAMPLE}"
         raise ValueError(msg)
@@ -83,7 +88,7 @@ def _trace(module: torch.nn.Module, example: torch.Tensor, name: str) -> Path:
     path = artifact_path(name, ".pt")
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings and torch.jit's deprecation notice are expected
-        traced = torch.jit.trace(module.eval(), example, check_trace=False)
+        traced = torch.jit.trace(module.eval(), example, check_trace=False)  # type: ignore[no-untyped-call]
         torch.jit.save(traced, str(path))
     return path
 
@@ -94,10 +99,12 @@ def _jit_load(path: str | Path) -> Any:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.load(str(path), map_location="cpu")
+        return torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
 
 
-def module_workload(module: torch.nn.Module, example_input: ExampleInput, name: str | None = None) -> Workload:
+def module_workload(
+    module: torch.nn.Module, example_input: ExampleInput, name: str | None = None
+) -> Workload:
     """A user nn.Module as a Workload: saved if its class imports elsewhere, else traced."""
     import torch
 
@@ -112,7 +119,12 @@ def module_workload(module: torch.nn.Module, example_input: ExampleInput, name: 
         try:
             torch.save(module, str(path))
             kind = "saved"
-        except Exception:  # some attribute does not pickle: fall back to tracing
+        except (
+            pickle.PicklingError,
+            AttributeError,
+            TypeError,
+            RuntimeError,
+        ):  # unpicklable part: trace instead
             kind = ""
         if kind:
             return Workload(name, WorkloadSpec(kind, str(path), (), shape, dtype, high))
@@ -129,8 +141,6 @@ def torchscript_file_workload(
     high: int | None = None,
 ) -> Workload:
     """A TorchScript file as a Workload; its input shape comes from example_input or sample_shape."""
-    import torch
-
     path = Path(path).expanduser().resolve()
     example = f"get_workload('{path.name}', example_input=torch.randn(1, 3, 224, 224))"
     if not path.is_file():
@@ -171,13 +181,17 @@ def import_workload(target: str, example_input: ExampleInput = None, **options: 
         shape, dtype, high = spec.sample_shape, spec.dtype, spec.high
     elif isinstance(result, torch.nn.Module):
         if example_input is None:
-            msg = f"{target!r} returns an nn.Module; pass example_input= to give its input; example: {example}"
+            msg = (
+                f"{target!r} returns an nn.Module; pass example_input= to give its input; example: {example}"
+            )
             raise ValueError(msg)
         shape, dtype, high = input_signature(example_input)
     else:
         msg = f"{target!r} returned {type(result).__name__}, not an nn.Module or Workload; example: {example}"
-        raise ValueError(msg)
-    return Workload(target, WorkloadSpec("import", target, tuple(sorted(options.items())), shape, dtype, high))
+        raise ValueError(msg)  # noqa: TRY004 - ValueError is what the CLI turns into a one-line error
+    return Workload(
+        target, WorkloadSpec("import", target, tuple(sorted(options.items())), shape, dtype, high)
+    )
 
 
 def traced_workload(workload: Workload) -> Workload:

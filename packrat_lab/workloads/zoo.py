@@ -58,7 +58,7 @@ def _quiet_transformers() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -92,7 +92,8 @@ def _resnet50(num_labels: int = 1000) -> torch.nn.Module:
         from transformers import ResNetConfig, ResNetForImageClassification
 
         torch.manual_seed(0)
-        model = ResNetForImageClassification(ResNetConfig(num_labels=num_labels))
+        config = ResNetConfig(num_labels=num_labels)  # type: ignore[call-arg]
+        model = ResNetForImageClassification(config)
     return _one_tensor(model, "logits")
 
 
@@ -129,7 +130,9 @@ def _gpt2(seq_len: int = 128) -> torch.nn.Module:
 
 def _seq_shape(seq_len: int = 128) -> tuple[int, ...]:
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        msg = f"seq_len must be a positive integer, got {seq_len!r}; example: get_workload('bert', seq_len=128)"
+        msg = (
+            f"seq_len must be a positive integer, got {seq_len!r}; example: get_workload('bert', seq_len=128)"
+        )
         raise ValueError(msg)
     return (seq_len,)
 
@@ -138,12 +141,38 @@ BERT_VOCAB = 30522
 GPT2_VOCAB = 50257
 
 ZOO: dict[str, ZooEntry] = {
-    "resnet50": ZooEntry(_resnet50, lambda num_labels=1000: (3, 224, 224), summary="ResNet-50 (transformers), 224×224 images → logits"),
-    "inception_v3": ZooEntry(_inception_v3, lambda num_classes=1000: (3, 299, 299), summary="Inception-v3 (defined here), 299×299 images → logits"),
-    "bert": ZooEntry(_bert, _seq_shape, "int64", BERT_VOCAB, summary="BERT-base, token ids (seq_len=128) → pooled (768)"),
-    "gpt2": ZooEntry(_gpt2, _seq_shape, "int64", GPT2_VOCAB, summary="GPT-2 small, token ids (seq_len=128) → last hidden state"),
-    "mlp": ZooEntry(_mlp, lambda width=1024, layers=8: (width,), summary="8-layer MLP, 1024 wide (ms per batch)", small=True),
-    "tiny-cnn": ZooEntry(_tiny_cnn, lambda image=32: (3, image, image), summary="2-conv CNN on 32×32 images (ms per batch)", small=True),
+    "resnet50": ZooEntry(
+        _resnet50,
+        lambda num_labels=1000: (3, 224, 224),
+        summary="ResNet-50 (transformers), 224×224 images → logits",
+    ),
+    "inception_v3": ZooEntry(
+        _inception_v3,
+        lambda num_classes=1000: (3, 299, 299),
+        summary="Inception-v3 (defined here), 299×299 images → logits",
+    ),
+    "bert": ZooEntry(
+        _bert, _seq_shape, "int64", BERT_VOCAB, summary="BERT-base, token ids (seq_len=128) → pooled (768)"
+    ),
+    "gpt2": ZooEntry(
+        _gpt2,
+        _seq_shape,
+        "int64",
+        GPT2_VOCAB,
+        summary="GPT-2 small, token ids (seq_len=128) → last hidden state",
+    ),
+    "mlp": ZooEntry(
+        _mlp,
+        lambda width=1024, layers=8: (width,),
+        summary="8-layer MLP, 1024 wide (ms per batch)",
+        small=True,
+    ),
+    "tiny-cnn": ZooEntry(
+        _tiny_cnn,
+        lambda image=32: (3, image, image),
+        summary="2-conv CNN on 32×32 images (ms per batch)",
+        small=True,
+    ),
 }
 
 

@@ -148,18 +148,31 @@ def browser(chromium_path: Path) -> Iterator[Browser]:
             browser.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Remember each phase's outcome on the item, so the page fixture can screenshot a failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh page at a laptop-sized viewport; console errors are kept on `page.console_errors`."""
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh page at a laptop-sized viewport; on failure a full-page screenshot and console errors are saved."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.console_errors = errors  # type: ignore[attr-defined]
     page.set_default_timeout(30_000)
     try:
         yield page
     finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            SCREENSHOTS.mkdir(exist_ok=True)
+            name = request.node.name.replace("[", "-").replace("]", "")
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-FAILED.png"), full_page=True)
+            (SCREENSHOTS / f"{name}-FAILED-console.txt").write_text("\n".join(errors))
         context.close()
 
 
