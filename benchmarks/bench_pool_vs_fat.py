@@ -11,18 +11,19 @@ Without --profile the model is profiled first (threads 1..cores, batches up to B
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostinfo import host_description  # noqa: E402
+from hostinfo import host_description
 
-from packrat_lab.host import detect_host  # noqa: E402
-from packrat_lab.loadgen import LoadReport, run_load  # noqa: E402
-from packrat_lab.plan import Plan  # noqa: E402
-from packrat_lab.profiling.table import Profile, load_profile  # noqa: E402
+from packrat_lab.host import detect_host
+from packrat_lab.loadgen import LoadReport, run_load
+from packrat_lab.plan import Plan
+from packrat_lab.profiling.table import Profile, load_profile
 
 
 def get_profile(args: argparse.Namespace, cores: int) -> Profile:
@@ -54,7 +55,7 @@ def serve_and_load(model: str, plan: Plan, rates: list[float], duration: float, 
 
 
 def fmt(value: float | None) -> str:
-    return "—" if value is None or value != value else f"{value:.2f}"
+    return "—" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def main() -> int:
@@ -128,8 +129,10 @@ def main() -> int:
         )
     lines += [
         "",
-        "Expected latency is the plan's slowest instance in the isolated profile; instances running together "
-        "slow each other, so measured batch latency is higher.",
+        (
+            "Expected latency is the plan's slowest instance in the isolated profile; instances running "
+            "together slow each other, so measured batch latency is higher."
+        ),
         "",
     ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

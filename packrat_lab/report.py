@@ -44,9 +44,13 @@ class ReportSection:
 
 def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
     """A small HTML table; the first `left` columns are left-aligned text."""
-    head = "".join(f'<th class="{"l" if k < left else ""}">{html.escape(h)}</th>' for k, h in enumerate(header))
+    head = "".join(
+        f'<th class="{"l" if k < left else ""}">{html.escape(h)}</th>' for k, h in enumerate(header)
+    )
     body = "".join(
-        "<tr>" + "".join(f'<td class="{"l" if k < left else ""}">{html.escape(c)}</td>' for k, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="{"l" if k < left else ""}">{html.escape(c)}</td>' for k, c in enumerate(row))
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -74,7 +78,13 @@ def _plan_sections(profile: Profile, cores: int, batch: int, measured: Any) -> l
     plans: dict[str, Plan] = {p.name: p for p in compared}
     info = plan_comparison_info(plans, measured)
     rows = [
-        [b.label, b.config, _ms(b.expected_ms), _ms(b.measured_ms), "—" if b.speedup is None else f"{b.speedup:.2f}×"]
+        [
+            b.label,
+            b.config,
+            _ms(b.expected_ms),
+            _ms(b.measured_ms),
+            "—" if b.speedup is None else f"{b.speedup:.2f}×",
+        ]
         for b in info.bars
     ]
     sections = [
@@ -110,7 +120,11 @@ def _plan_sections(profile: Profile, cores: int, batch: int, measured: Any) -> l
 
 
 def report_sections(
-    profile: Profile, *, cores: int | None = None, batch: int | None = None, measured: Mapping[str, float] | Any = None
+    profile: Profile,
+    *,
+    cores: int | None = None,
+    batch: int | None = None,
+    measured: Mapping[str, float] | Any = None,
 ) -> list[ReportSection]:
     """Every section of the report, in order; plan sections say why when no plan can be made."""
     from packrat_lab.plots import plot_settings_effect, plot_surface, settings_effect_info, surface_info
@@ -131,7 +145,11 @@ def report_sections(
     ]
     measured_settings = sorted({m.setting for m in profile.measurements})
     if "default" in measured_settings and len(measured_settings) > 1:
-        other = "passive" if "passive" in measured_settings else next(s for s in measured_settings if s != "default")
+        other = (
+            "passive"
+            if "passive" in measured_settings
+            else next(s for s in measured_settings if s != "default")
+        )
         sections.append(
             ReportSection(
                 "Runtime setting effect",
@@ -151,6 +169,10 @@ def report_sections(
 def _noisy_section(profile: Profile) -> ReportSection:
     """A table of points whose median is not known to the target precision."""
     noisy = sorted(profile.noisy_points, key=lambda m: (m.threads, m.batch, m.setting))
+    if all(m.stop_reason == "summary" for m in profile.measurements):
+        return ReportSection(
+            "Noisy points", "Unknown: this profile holds one summary latency per point, no raw samples."
+        )
     if not noisy:
         return ReportSection("Noisy points", "None: every point's median is known to its target precision.")
     rows = [
@@ -195,18 +217,21 @@ def report_html(
     sections = report_sections(profile, cores=cores, batch=batch, measured=measured)
     parts = [_header(profile, title)]
     for k, section in enumerate(sections):
-        parts.append(f"<h2>{html.escape(section.title)}</h2><p class=\"note\">{html.escape(section.note)}</p>")
+        parts.append(f'<h2>{html.escape(section.title)}</h2><p class="note">{html.escape(section.note)}</p>')
         if section.figure is not None:
             parts.append(
                 section.figure.to_html(
-                    full_html=False, include_plotlyjs=False, div_id=f"fig{k}", config={"displaylogo": False, "responsive": True}
+                    full_html=False,
+                    include_plotlyjs=False,
+                    div_id=f"fig{k}",
+                    config={"displaylogo": False, "responsive": True},
                 )
             )
         parts.append(section.table_html)
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
-        f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
         + "\n".join(parts)
         + "</body></html>"
     )

@@ -25,7 +25,10 @@ def call(
 ) -> tuple[int, dict[str, str], bytes]:
     """One raw HTTP request; returns status, headers and body whatever the status."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    kind = "application/octet-stream" if isinstance(body, bytes) else "application/json"
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": kind, **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), response.read()
@@ -297,3 +300,120 @@ def test_stop_route_needs_token_then_closes_pool_and_server() -> None:
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{server.url}/v2/health/live", timeout=5)
     server.stop()
+
+
+def test_plan_by_batch_uses_the_optimizer_on_the_profile() -> None:
+    from packrat_lab.host import detect_host
+    from packrat_lab.optimizer import optimize
+    from packrat_lab.profiling.table import profile_from_latencies
+
+    cores = detect_host().usable_cores
+    latencies = {(t, b): 2.0 + b * 3.0 / t**0.7 for t in range(1, cores + 1) for b in (1, 2, 4, 8)}
+    profile = profile_from_latencies("mlp", latencies)
+    pool = FakePool("mlp", "1x1x1", max_threads=cores, width=8, layers=1)
+    with serve_pool(pool, token="k", profile=profile) as server:
+        status, _, raw = call(f"{server.url}/packrat/plan", "PUT", {"batch": 8}, {"X-Packrat-Token": "k"})
+    pool.close()
+    assert status == 200, raw
+    want = optimize(profile, cores, 8)
+    assert pool.plan.text == want.text == json.loads(raw)["plan"]["plan"]
+    assert pool.plan.total_batch == 8
+
+
+class _DyingPool(FakePool):
+    """A pool whose workers die on every request."""
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        from packrat_lab.errors import WorkerFailedError
+
+        self._check(batch)
+        msg = "worker 0 (pid 123) died with SIGKILL"
+        raise WorkerFailedError(msg)
+
+
+def test_worker_failure_is_a_500_with_the_reason_not_a_hang() -> None:
+    pool = _DyingPool("mlp", "1x1x1", width=8, layers=1)
+    with serve_pool(pool) as server:
+        for rows in (1, 3):
+            body = {
+                "inputs": [
+                    {"name": "INPUT", "shape": [rows, 8], "datatype": "FP32", "data": [0.0] * 8 * rows}
+                ]
+            }
+            status, _, raw = call(f"{server.url}/v2/models/mlp/infer", "POST", body)
+            assert status == 500
+            assert (
+                json.loads(raw)["error"]
+                == "inference failed: WorkerFailedError: worker 0 (pid 123) died with SIGKILL"
+            )
+    pool.close()
+
+
+def test_closed_pool_is_not_ready_and_refuses_inference() -> None:
+    pool = FakePool("mlp", "1x1x1", width=8, layers=1)
+    with serve_pool(pool) as server:
+        assert call(f"{server.url}/v2/health/ready")[0] == 200
+        pool.close()
+        assert call(f"{server.url}/v2/health/ready")[0] == 503
+        assert call(f"{server.url}/v2/models/mlp/ready")[0] == 503
+        assert call(f"{server.url}/v2/health/live")[0] == 200
+        body = {"inputs": [{"name": "INPUT", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}]}
+        status, _, raw = call(f"{server.url}/v2/models/mlp/infer", "POST", body)
+        assert status == 503
+        assert "not serving" in json.loads(raw)["error"]
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_through_tritonclient(client: Any, pool: FakePool, algorithm: str) -> None:
+    x = np.random.default_rng(5).standard_normal((2, 16)).astype(np.float32)
+    inp = tritonclient_http.InferInput("INPUT", [2, 16], "FP32")
+    inp.set_data_from_numpy(x)
+    result = client.infer(
+        "mlp", [inp], request_compression_algorithm=algorithm, response_compression_algorithm=algorithm
+    )
+    np.testing.assert_allclose(result.as_numpy("OUTPUT"), expected(pool, x), rtol=1e-5, atol=1e-6)
+
+
+def test_corrupt_or_unknown_encoding_is_400(server: Server) -> None:
+    url = f"{server.url}/v2/models/mlp/infer"
+    status, _, raw = call(url, "POST", b"not gzip at all", {"Content-Encoding": "gzip"})
+    assert status == 400
+    assert "not valid gzip data" in json.loads(raw)["error"]
+    status, _, raw = call(url, "POST", b"{}", {"Content-Encoding": "br"})
+    assert status == 400
+    assert "Content-Encoding 'br' is not supported" in json.loads(raw)["error"]
+
+
+def test_foreground_serve_returns_after_stop_route() -> None:
+    import socket
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pool = FakePool("mlp", "1x1x1", width=8, layers=1)
+    done: list[Server] = []
+    thread = threading.Thread(
+        target=lambda: done.append(serve_pool(pool, port=port, token="fg", background=False))
+    )
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if call(f"{url}/v2/health/live")[0] == 200:
+                break
+        except urllib.error.URLError:
+            time.sleep(0.05)
+    assert call(f"{url}/packrat/stop", "POST", b"", {"X-Packrat-Token": "fg"})[0] == 200
+    thread.join(10)
+    assert not thread.is_alive()
+    assert done and not done[0].running
+    assert pool.state == "closed"
+
+
+def test_port_in_use_is_a_clear_error(server: Server, pool: FakePool) -> None:
+    with pytest.raises(ValueError, match=f"cannot listen on 127.0.0.1:{server.port}"):
+        serve_pool(pool, port=server.port)
+    with pytest.raises(ValueError, match="port must be 0..65535"):
+        serve_pool(pool, port=70000)

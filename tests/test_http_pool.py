@@ -152,3 +152,23 @@ def test_metrics_parse_and_counters_grow_under_load(server: Server) -> None:
     stats = json.loads(call(f"{server.url}/packrat/stats")[2])
     assert stats["lost"] == 0
     assert stats["http_requests"]["infer 200"] == after[key]
+
+
+def test_plan_switch_under_http_load_loses_nothing(server: Server, pool: Any) -> None:
+    import threading
+
+    reports: list[Any] = []
+    loader = threading.Thread(
+        target=lambda: reports.append(run_load(server.url, rate=50, duration_s=3.0, seed=7))
+    )
+    loader.start()
+    headers = {"X-Packrat-Token": server.token}
+    new = "2x1x1" if pool.plan.text != "2x1x1" else "1x1x2"
+    status, _, raw = call(f"{server.url}/packrat/plan", "PUT", {"plan": new}, headers)
+    loader.join(60)
+    assert status == 200, raw
+    assert pool.plan.text == new
+    (report,) = reports
+    assert report.errors == 0, report.error_samples
+    assert report.completed == report.sent == report.scheduled > 0
+    assert json.loads(call(f"{server.url}/packrat/stats")[2])["lost"] == 0

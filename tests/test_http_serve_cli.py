@@ -132,3 +132,73 @@ def test_serve_needs_a_plan_or_a_profile() -> None:
     )
     assert out.returncode == 2
     assert "give --plan (example: --plan 2x1x4)" in out.stderr
+
+
+def test_load_cli_on_a_local_pool() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "packrat_lab.cli",
+            "load",
+            "--pool",
+            "mlp:1x1x2",
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--json",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["target"] == "pool mlp 1x1x2"
+    assert report["errors"] == 0
+    assert report["completed"] == report["scheduled"] > 0
+
+
+def test_serve_plans_from_a_profile_for_a_batch(tmp_path: Path) -> None:
+    from packrat_lab.host import detect_host
+    from packrat_lab.optimizer import optimize
+    from packrat_lab.profiling.table import profile_from_latencies
+
+    cores = detect_host().usable_cores
+    profile = profile_from_latencies(
+        "mlp", {(t, b): 1.0 + b / t for t in range(1, cores + 1) for b in (1, 2, 4)}
+    )
+    path = tmp_path / "mlp.json"
+    profile.save(path)
+    want = optimize(profile, cores, 4).text
+    cmd = [
+        sys.executable,
+        "-m",
+        "packrat_lab.cli",
+        "serve",
+        "mlp",
+        "--profile",
+        str(path),
+        "--batch",
+        "4",
+        "--port",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        url = _read_until(proc, "url ", 60)
+        token = _read_until(proc, "token ", 5)
+        assert json.loads(call(f"{url}/packrat/plan")[2])["plan"]["plan"] == want
+        status, _, raw = call(f"{url}/packrat/plan", "PUT", {"batch": 2}, {"X-Packrat-Token": token})
+        assert status == 200, raw
+        assert json.loads(raw)["plan"]["plan"] == optimize(profile, cores, 2).text
+        assert call(f"{url}/packrat/stop", "POST", b"", {"X-Packrat-Token": token})[0] == 200
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)

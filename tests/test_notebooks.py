@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +25,9 @@ SMALL = {
 }
 
 
-def _load(name: str) -> dict:
-    return json.loads((NOTEBOOKS / name).read_text())
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((NOTEBOOKS / name).read_text())
+    return data
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -55,7 +56,9 @@ def test_notebook_reads_as_a_tutorial_with_a_parameter_cell_first(name: str) -> 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_executes_on_a_small_model(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_executes_on_a_small_model(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import nbformat
     from nbclient import NotebookClient
 
@@ -65,11 +68,19 @@ def test_notebook_executes_on_a_small_model(name: str, tmp_path: Path, monkeypat
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PACKRAT_NB_CORES", str(min(2, detect_host().usable_cores)))
     monkeypatch.setenv("PACKRAT_NB_OUT", str(tmp_path))
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)  # type: ignore[no-untyped-call]
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    figures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    figures = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "application/vnd.plotly.v1+json" in o.get("data", {})
+    ]
     if name.startswith("01"):
         assert len(figures) >= 5  # surface, settings, comparison, core map, plan map, validated comparison
         assert (tmp_path / "mlp.profile.json").exists() and (tmp_path / "mlp-report.html").exists()

@@ -64,7 +64,9 @@ def test_surface_info_takes_the_fastest_setting_with_its_spread_and_n(two_settin
     assert info.noisy_points == [(2, 8)]
 
 
-def test_surface_per_batch_normalisation_divides_by_the_best_thread_count(two_setting_profile: Profile) -> None:
+def test_surface_per_batch_normalisation_divides_by_the_best_thread_count(
+    two_setting_profile: Profile,
+) -> None:
     norm = surface_info(two_setting_profile).per_batch_normalised
     assert norm[0, 0] == pytest.approx(5.0 / 4.5) and norm[1, 0] == pytest.approx(1.0)
     assert math.isnan(norm[0, 1]) and norm[1, 1] == pytest.approx(1.0)
@@ -82,7 +84,11 @@ def test_surface_heatmap_has_log_colour_hover_and_noisy_overlay(two_setting_prof
     heat, noisy = fig.data
     assert heat.z[1][0] == pytest.approx(math.log10(4.5))
     assert heat.z[0][1] is None
-    assert "4.50 ms" in heat.text[1][0] and "IQR 0.00 ms · n=6" in heat.text[1][0] and "passive" in heat.text[1][0]
+    assert (
+        "4.50 ms" in heat.text[1][0]
+        and "IQR 0.00 ms · n=6" in heat.text[1][0]
+        and "passive" in heat.text[1][0]
+    )
     assert "noisy" in heat.text[1][1] and "not measured" in heat.text[0][1]
     assert list(noisy.x) == ["8"] and list(noisy.y) == [2]
     assert heat.colorbar.ticktext  # ms labels on a log scale
@@ -212,7 +218,14 @@ def test_plan_map_without_fat_plots_latency() -> None:
 # ---- core map ----------------------------------------------------------------------------------
 def test_core_map_lays_unpinned_instances_out_contiguously_and_marks_idle() -> None:
     info = core_map_info("1x2x8+2x1x4", cores=6)
-    assert [(c.core, c.instance) for c in info.cells] == [(0, 0), (1, 0), (2, 1), (3, 2), (4, None), (5, None)]
+    assert [(c.core, c.instance) for c in info.cells] == [
+        (0, 0),
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, None),
+        (5, None),
+    ]
     assert info.cells[0].label == "#1 ⟨t=2,b=8⟩" and info.idle == (4, 5)
     fig = plot_core_map(info)
     assert [t.name for t in fig.data] == ["#1 ⟨t=2,b=8⟩", "#2 ⟨t=1,b=4⟩", "#3 ⟨t=1,b=4⟩", "idle"]
@@ -255,7 +268,11 @@ def _samples(n: int) -> list[Sample]:
 
 
 def test_timeline_series_are_relative_to_the_first_sample() -> None:
-    events = [Ev(1003.5, "passive-start", "2x1x4", {}), Ev(1004.0, "switch", "2x1x4", {}), Ev(1006.0, "drained", "1x2x8", {})]
+    events = [
+        Ev(1003.5, "passive-start", "2x1x4", {}),
+        Ev(1004.0, "switch", "2x1x4", {}),
+        Ev(1006.0, "drained", "1x2x8", {}),
+    ]
     info = timeline_info(_samples(8), events)
     assert info.t0 == 1000.0 and info.time == tuple(float(k) for k in range(8))
     assert info.p50_ms[:3] == (4.0, 5.0, 6.0) and info.queue_depth[:4] == (0.0, 1.0, 2.0, 0.0)
@@ -282,7 +299,11 @@ def test_timeline_reads_dict_samples_with_alias_names_and_gaps() -> None:
 
 
 def test_timeline_figure_has_five_series_and_a_marker_per_event() -> None:
-    events = [Ev(1002.0, "passive-start", "x", {}), Ev(1003.0, "switch", "x", {}), Ev(1004.0, "drained", "y", {})]
+    events = [
+        Ev(1002.0, "passive-start", "x", {}),
+        Ev(1003.0, "switch", "x", {}),
+        Ev(1004.0, "drained", "y", {}),
+    ]
     fig = plot_timeline(timeline_info(_samples(6), events))
     names = [t.name for t in fig.data]
     assert names[:5] == ["p50", "p99", "throughput", "queue depth", "estimated B"]
@@ -290,10 +311,20 @@ def test_timeline_figure_has_five_series_and_a_marker_per_event() -> None:
     vlines = [s for s in fig.layout.shapes if s.x0 == s.x1]
     assert sorted({s.x0 for s in vlines}) == [2.0, 3.0, 4.0]
     assert len(vlines) == 9  # each marker crosses all three panels
-    assert list(fig.data[-1].hovertext) == ["t=2.0 s: passive-start x", "t=3.0 s: switch x", "t=4.0 s: drained y"]
+    assert list(fig.data[-1].hovertext) == [
+        "t=2.0 s: passive-start x",
+        "t=3.0 s: switch x",
+        "t=4.0 s: drained y",
+    ]
 
 
 def test_empty_timeline_draws_without_markers() -> None:
     fig = plot_timeline(timeline_info([]))
     assert len(fig.data) == 5 and not fig.layout.shapes
     assert np.asarray(fig.data[0].x).size == 0
+
+
+def test_timeline_default_markers_skip_bookkeeping_events_and_none_keeps_all() -> None:
+    events = [Ev(1001.0, "start", "a", {}), Ev(1002.0, "auto-off", "a", {}), Ev(1003.0, "switch", "b", {})]
+    assert [m.kind for m in timeline_info(_samples(5), events).markers] == ["switch"]
+    assert len(timeline_info(_samples(5), events, kinds=None).markers) == 3

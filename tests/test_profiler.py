@@ -223,3 +223,12 @@ def test_user_module_that_prints_profiles_in_child_processes() -> None:
     (m,) = result.measurements
     assert result.meta["workload"]["spec"]["kind"] == "saved"  # the child imported this test module
     assert m.meta["output_shape"] == [2, 16] and result.model == "Chatty"
+
+
+@pytest.mark.slow
+def test_torchscript_option_profiles_the_traced_model() -> None:
+    result = profile(
+        "mlp", torchscript=True, threads=[1], batches=[1], settings=["passive"], point_time_s=0.5, warmup=1
+    )
+    assert result.model == "mlp[torchscript]" and result.meta["workload"]["spec"]["kind"] == "torchscript"
+    assert result.measurements[0].meta["output_shape"] == [1, 1024]

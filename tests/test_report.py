@@ -12,13 +12,31 @@ from packrat_lab.profiling.measurement import Measurement
 from packrat_lab.profiling.table import Profile, profile_from_latencies
 from packrat_lab.report import report_html, report_sections, write_report
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-profiles"
-
 
 def _synthetic() -> Profile:
     """A 4-core profile where two 2-thread instances beat one 4-thread instance at B=8."""
-    lat = {(1, 1): 4.0, (1, 2): 7.0, (1, 4): 13.0, (1, 8): 25.0, (2, 1): 2.5, (2, 2): 4.0, (2, 4): 7.0, (2, 8): 13.0}
-    lat.update({(3, 1): 2.2, (3, 2): 3.5, (3, 4): 6.0, (3, 8): 11.0, (4, 1): 2.0, (4, 2): 3.2, (4, 4): 5.5, (4, 8): 10.0})
+    lat = {
+        (1, 1): 4.0,
+        (1, 2): 7.0,
+        (1, 4): 13.0,
+        (1, 8): 25.0,
+        (2, 1): 2.5,
+        (2, 2): 4.0,
+        (2, 4): 7.0,
+        (2, 8): 13.0,
+    }
+    lat.update(
+        {
+            (3, 1): 2.2,
+            (3, 2): 3.5,
+            (3, 4): 6.0,
+            (3, 8): 11.0,
+            (4, 1): 2.0,
+            (4, 2): 3.2,
+            (4, 4): 5.5,
+            (4, 8): 10.0,
+        }
+    )
     return profile_from_latencies("toy", lat)
 
 
@@ -41,12 +59,21 @@ def test_plan_section_compares_the_dp_plan_with_baselines_and_measured_values() 
     plans = sections[1]
     bars = plans.figure.data  # type: ignore[union-attr]
     assert [t.name for t in bars] == ["expected (from profile)", "measured (validate)"]
-    assert "<td class=\"l\">packrat</td><td class=\"l\">⟨2,2,4⟩</td><td class=\"\">7.00</td><td class=\"\">8.00</td>" in plans.table_html
+    assert (
+        '<td class="l">packrat</td><td class="l">⟨2,2,4⟩</td><td class="">7.00</td><td class="">8.00</td>'
+        in plans.table_html
+    )
     assert "⟨1,4,8⟩" in plans.table_html and "1.43×" in plans.table_html  # 10 ms fat / 7 ms plan
 
 
 def test_defaults_are_the_largest_thread_count_and_batch() -> None:
     assert "Plan vs baselines at B=8 on 4 cores" in _titles(_synthetic())
+
+
+def test_a_summary_only_profile_does_not_claim_its_points_are_precise() -> None:
+    assert report_sections(_synthetic(), cores=4, batch=8)[-1].note.startswith(
+        "Unknown: this profile holds one summary"
+    )
 
 
 def test_an_unservable_batch_says_why_instead_of_failing() -> None:
@@ -69,7 +96,7 @@ def test_two_settings_add_the_settings_effect_and_noisy_points_are_tabled() -> N
     assert [s.title for s in sections][:2] == ["Latency surface", "Runtime setting effect"]
     noisy = sections[-1]
     assert noisy.title == "Noisy points (1)"
-    assert "<td class=\"l\">passive</td>" in noisy.table_html and "wider than ±2%" in noisy.table_html
+    assert '<td class="l">passive</td>' in noisy.table_html and "wider than ±2%" in noisy.table_html
 
 
 def test_html_is_standalone_with_plotly_inline_and_one_div_per_figure(tmp_path: Path) -> None:
@@ -89,22 +116,25 @@ def test_write_report_rejects_a_non_html_path_and_an_empty_profile(tmp_path: Pat
         report_html(Profile("empty"))
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="../shared/reference-profiles is not beside this checkout")
-def test_report_of_the_paper_bert_profile_shows_its_table_2_plan(tmp_path: Path) -> None:
+def test_report_of_the_paper_bert_profile_shows_its_table_2_plan(reference_dir: Path) -> None:
     from packrat_lab.profiling.table import load_profile
 
-    sections = report_sections(load_profile(REFERENCE / "packrat-paper-bert.csv"), cores=16, batch=64)
-    assert "<td class=\"l\">packrat</td><td class=\"l\">⟨4,4,16⟩</td>" in sections[1].table_html
+    sections = report_sections(load_profile(reference_dir / "packrat-paper-bert.csv"), cores=16, batch=64)
+    assert '<td class="l">packrat</td><td class="l">⟨4,4,16⟩</td>' in sections[1].table_html
 
 
-def test_report_command_writes_the_file_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_writes_the_file_and_says_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = _synthetic().save(tmp_path / "toy.json")
     out = tmp_path / "toy.html"
     assert main(["report", str(src), "--cores", "4", "--batch", "8", "-o", str(out)]) == 0
     assert out.exists() and f"wrote {out}" in capsys.readouterr().out
 
 
-def test_report_command_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["report", str(tmp_path / "missing.json"), "-o", str(tmp_path / "x.html")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("packrat-lab report: error: cannot read profile") and "\n" not in err
@@ -112,10 +142,25 @@ def test_report_command_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_demo_profiles_plans_validates_and_writes_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_profiles_plans_validates_and_writes_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(
-        ["demo", "--out", str(tmp_path), "--cores", "1", "--batch", "2", "--plan-batch", "2,4",
-         "--point-time", "0.3", "--settings", "passive"]
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--cores",
+            "1",
+            "--batch",
+            "2",
+            "--plan-batch",
+            "2,4",
+            "--point-time",
+            "0.3",
+            "--settings",
+            "passive",
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0

@@ -36,13 +36,49 @@ def register(subparsers: Any) -> None:
         "and a standalone HTML report.",
     )
     p.add_argument("--model", default="mlp", help="zoo model (default mlp; tiny-cnn is also quick)")
-    p.add_argument("--out", default="packrat-demo", metavar="DIR", help="folder for profile.json and report.html (default ./packrat-demo)")
-    p.add_argument("--cores", type=positive_int, default=None, help="cores T to use (default: all usable cores)")
-    p.add_argument("--batch", type=batch_list, default=[1, 2, 4, 8], metavar="B,B", help="per-instance batch sizes to profile (default 1,2,4,8)")
-    p.add_argument("--plan-batch", type=batch_list, default=None, metavar="B,B", help="total batches B to plan for (default: 4,8,16)")
-    p.add_argument("--point-time", type=_positive_float, default=1.0, metavar="S", help="time cap per profile point (default 1 s)")
-    p.add_argument("--time-budget", type=_positive_float, default=90.0, metavar="S", help="stop profiling after S seconds (default 90)")
-    p.add_argument("--settings", default="default,passive", metavar="S,S", help="runtime settings to profile (default default,passive)")
+    p.add_argument(
+        "--out",
+        default="packrat-demo",
+        metavar="DIR",
+        help="folder for profile.json and report.html (default ./packrat-demo)",
+    )
+    p.add_argument(
+        "--cores", type=positive_int, default=None, help="cores T to use (default: all usable cores)"
+    )
+    p.add_argument(
+        "--batch",
+        type=batch_list,
+        default=[1, 2, 4, 8],
+        metavar="B,B",
+        help="per-instance batch sizes to profile (default 1,2,4,8)",
+    )
+    p.add_argument(
+        "--plan-batch",
+        type=batch_list,
+        default=None,
+        metavar="B,B",
+        help="total batches B to plan for (default: 4,8,16)",
+    )
+    p.add_argument(
+        "--point-time",
+        type=_positive_float,
+        default=1.0,
+        metavar="S",
+        help="time cap per profile point (default 1 s)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        default=90.0,
+        metavar="S",
+        help="stop profiling after S seconds (default 90)",
+    )
+    p.add_argument(
+        "--settings",
+        default="default,passive",
+        metavar="S,S",
+        help="runtime settings to profile (default default,passive)",
+    )
     p.add_argument("--no-validate", action="store_true", help="skip measuring the plans for real")
     p.set_defaults(func=run)
 
@@ -72,6 +108,7 @@ def _plan_tables(profile: Any, cores: int, batches: list[int]) -> dict[int, list
 
 def _validation_batch(tables: dict[int, list[Any]]) -> int:
     """The largest B where the plan differs from a fat baseline (the interesting comparison), else the largest B."""
+
     def interesting(plans: list[Any]) -> bool:
         fat = next((p for p in plans if p.name == "fat"), None)
         return fat is not None and plans[0].text != fat.text
@@ -82,7 +119,11 @@ def _validation_batch(tables: dict[int, list[Any]]) -> int:
 
 def _validate(model: str, plans: list[Any]) -> Any:
     """Measure the plans for real when validation and the pool exist; None (and why) otherwise."""
-    missing = [m for m in ("packrat_lab.validation", "packrat_lab.serving.pool") if importlib.util.find_spec(m) is None]
+    missing = [
+        m
+        for m in ("packrat_lab.validation", "packrat_lab.serving.pool")
+        if importlib.util.find_spec(m) is None
+    ]
     if missing:
         _say(f"validation skipped: {', '.join(missing)} not available in this install")
         return None
@@ -91,7 +132,9 @@ def _validate(model: str, plans: list[Any]) -> Any:
     unique: dict[str, Any] = {}
     for plan in plans:  # the same plan twice measures nothing new; the first name (packrat) is kept
         unique.setdefault(plan.text, plan)
-    report = validate(model, list(unique.values()), repeats=10, warmup=2, progress=lambda line: _say(f"  {line}"))
+    report = validate(
+        model, list(unique.values()), repeats=10, warmup=2, progress=lambda line: _say(f"  {line}")
+    )
     _say(report.to_markdown())
     return report
 
@@ -106,15 +149,24 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cores = args.cores or detect_host().usable_cores
-    _say(f"packrat-lab demo: profiling {args.model} on {cores} cores, batches {args.batch}, "
-         f"≤{args.point_time:g} s per point, budget {args.time_budget:g} s")
+    _say(
+        f"packrat-lab demo: profiling {args.model} on {cores} cores, batches {args.batch}, "
+        f"≤{args.point_time:g} s per point, budget {args.time_budget:g} s"
+    )
 
     def progress(done: int, total: int, m: Any) -> None:
-        _say(f"  [{done}/{total}] t={m.threads} b={m.batch} {m.setting}: {m.median:.2f} ms{' (noisy)' if m.noisy else ''}")
+        _say(
+            f"  [{done}/{total}] t={m.threads} b={m.batch} {m.setting}: {m.median:.2f} ms{' (noisy)' if m.noisy else ''}"
+        )
 
     result = profile(
-        args.model, cores=cores, batches=args.batch, settings=args.settings, point_time_s=args.point_time,
-        time_budget_s=args.time_budget, progress=progress,
+        args.model,
+        cores=cores,
+        batches=args.batch,
+        settings=args.settings,
+        point_time_s=args.point_time,
+        time_budget_s=args.time_budget,
+        progress=progress,
     )
     if not result.measurements:
         msg = f"no point finished within --time-budget {args.time_budget:g}; example: --time-budget 120"

@@ -19,9 +19,27 @@ def register(subparsers: Any) -> None:
         "as one HTML file that opens offline.",
     )
     p.add_argument("profile", help="profile file, e.g. mlp.json or packrat-paper-bert.csv")
-    p.add_argument("--cores", "-T", type=positive_int, default=None, help="total cores T for the plans (default: largest thread count profiled)")
-    p.add_argument("--batch", "-B", type=positive_int, default=None, help="total batch B for plan vs baselines (default: largest batch profiled)")
-    p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="where to write the HTML (default report.html)")
+    p.add_argument(
+        "--cores",
+        "-T",
+        type=positive_int,
+        default=None,
+        help="total cores T for the plans (default: largest thread count profiled)",
+    )
+    p.add_argument(
+        "--batch",
+        "-B",
+        type=positive_int,
+        default=None,
+        help="total batch B for plan vs baselines (default: largest batch profiled)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="report.html",
+        metavar="FILE",
+        help="where to write the HTML (default report.html)",
+    )
     p.add_argument("--title", default=None, help="page title (default: 'packrat_lab report: MODEL')")
     p.set_defaults(func=run)
 

@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["IDLE", "PALETTE", "SEQUENTIAL", "DIVERGING", "apply_style", "fmt_ms", "log_ticks", "colour"]
+__all__ = [
+    "DIVERGING",
+    "IDLE",
+    "PALETTE",
+    "SEQUENTIAL",
+    "apply_style",
+    "colour",
+    "fmt_ms",
+    "hover",
+    "log_ticks",
+    "tick_text",
+]
 
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")

@@ -59,9 +59,13 @@ def core_map_info(plan: Plan | str, cores: int | Sequence[int] | None = None) ->
             owner.update({next(it): k for _ in range(inst.threads)})
     cells = []
     for core in sorted(set(pool) | set(owner)):
-        k = owner.get(core)
-        label = "idle" if k is None else f"#{k + 1} ⟨t={plan.instances[k].threads},b={plan.instances[k].batch}⟩"
-        cells.append(CoreCell(core, k, label))
+        held = owner.get(core)
+        label = (
+            "idle"
+            if held is None
+            else f"#{held + 1} ⟨t={plan.instances[held].threads},b={plan.instances[held].batch}⟩"
+        )
+        cells.append(CoreCell(core, held, label))
     return CoreMapInfo(str(plan), tuple(cells))
 
 
@@ -75,17 +79,27 @@ def plot_core_map(info: CoreMapInfo, *, title: str | None = None) -> go.Figure:
         cells = [c for c in info.cells if c.instance == k]
         fig.add_trace(
             go.Bar(
-                x=[str(c.core) for c in cells], y=[1] * len(cells), name=cells[0].label, marker={"color": colour(k)},
-                text=[f"#{k + 1}" for _ in cells], textposition="inside", insidetextanchor="middle",
-                hovertext=[f"core {c.core}: instance {c.label}" for c in cells], hoverinfo="text",
+                x=[str(c.core) for c in cells],
+                y=[1] * len(cells),
+                name=cells[0].label,
+                marker={"color": colour(k)},
+                text=[f"#{k + 1}" for _ in cells],
+                textposition="inside",
+                insidetextanchor="middle",
+                hovertext=[f"core {c.core}: instance {c.label}" for c in cells],
+                hoverinfo="text",
             )
         )
     idle = [c for c in info.cells if c.instance is None]
     if idle:
         fig.add_trace(
             go.Bar(
-                x=[str(c.core) for c in idle], y=[1] * len(idle), name="idle", marker={"color": IDLE},
-                hovertext=[f"core {c.core}: idle" for c in idle], hoverinfo="text",
+                x=[str(c.core) for c in idle],
+                y=[1] * len(idle),
+                name="idle",
+                marker={"color": IDLE},
+                hovertext=[f"core {c.core}: idle" for c in idle],
+                hoverinfo="text",
             )
         )
     order = [str(c.core) for c in info.cells]

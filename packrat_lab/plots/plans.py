@@ -87,7 +87,9 @@ def _measured_for(label: str, plan: Plan, measured: Mapping[Any, float] | None) 
     return None
 
 
-def plan_comparison_info(plans: PlansArg, measured: MeasuredArg = None, *, reference: str = "fat") -> PlanComparisonInfo:
+def plan_comparison_info(
+    plans: PlansArg, measured: MeasuredArg = None, *, reference: str = "fat"
+) -> PlanComparisonInfo:
     """Bars for plans serving one B; speedups are against the `reference` label (e.g. 'fat')."""
     pairs = _labelled(plans)
     if not pairs:
@@ -128,18 +130,29 @@ def plot_plan_comparison(info: PlanComparisonInfo, *, title: str | None = None) 
     fig = go.Figure()
     fig.add_trace(
         go.Bar(
-            x=xs, y=[b.expected_ms for b in info.bars], name="expected (from profile)",
-            marker={"color": colour(0)}, text=[fmt_ms(b.expected_ms) for b in info.bars], textposition="outside",
-            hovertext=hovers, hoverinfo="text", cliponaxis=False,
+            x=xs,
+            y=[b.expected_ms for b in info.bars],
+            name="expected (from profile)",
+            marker={"color": colour(0)},
+            text=[fmt_ms(b.expected_ms) for b in info.bars],
+            textposition="outside",
+            hovertext=hovers,
+            hoverinfo="text",
+            cliponaxis=False,
         )
     )
     if info.has_measured:
         fig.add_trace(
             go.Bar(
-                x=xs, y=[b.measured_ms for b in info.bars], name="measured (validate)",
+                x=xs,
+                y=[b.measured_ms for b in info.bars],
+                name="measured (validate)",
                 marker={"color": colour(1), "pattern": {"shape": "/", "fgcolor": "white"}},
                 text=[fmt_ms(b.measured_ms) if b.measured_ms is not None else "" for b in info.bars],
-                textposition="outside", hovertext=hovers, hoverinfo="text", cliponaxis=False,
+                textposition="outside",
+                hovertext=hovers,
+                hoverinfo="text",
+                cliponaxis=False,
             )
         )
     fig.update_layout(barmode="group", bargap=0.3)
@@ -169,7 +182,9 @@ class PlanMapInfo:
     rows: tuple[PlanMapRow, ...]
 
 
-def plan_map_info(plans: Sequence[Plan], fat: Mapping[int, float] | Sequence[Plan] | None = None) -> PlanMapInfo:
+def plan_map_info(
+    plans: Sequence[Plan], fat: Mapping[int, float] | Sequence[Plan] | None = None
+) -> PlanMapInfo:
     """Rows sorted by B from one plan per B (e.g. PlanTable.best_by_batch(T)); fat gives latency per B."""
     if not plans:
         msg = "plan_map_info needs at least one plan; example: table.best_by_batch(16)"
@@ -184,7 +199,9 @@ def plan_map_info(plans: Sequence[Plan], fat: Mapping[int, float] | Sequence[Pla
     for plan in sorted(plans, key=lambda p: p.total_batch):
         exp, ref = plan.expected_latency_ms, fat_ms.get(plan.total_batch)
         speedup = ref / exp if ref and exp and math.isfinite(ref) else None
-        rows.append(PlanMapRow(plan.total_batch, str(plan), plan.text, len(plan.instances), exp, ref, speedup))
+        rows.append(
+            PlanMapRow(plan.total_batch, str(plan), plan.text, len(plan.instances), exp, ref, speedup)
+        )
     return PlanMapInfo(max(p.total_threads for p in plans), tuple(rows))
 
 
@@ -202,13 +219,17 @@ def plot_plan_map(info: PlanMapInfo, *, title: str | None = None) -> go.Figure:
                 y=[r.speedup if use_speedup else r.expected_ms for r in rows],
                 name=f"{count} instance{'s' if count > 1 else ''}",
                 marker={"color": colour(k)},
-                text=[r.config for r in rows], textposition="outside", cliponaxis=False,
+                text=[r.config for r in rows],
+                textposition="outside",
+                cliponaxis=False,
                 hovertext=[
                     hover(
                         [
                             f"<b>B={r.batch}</b>: {r.config}",
                             f"expected {fmt_ms(r.expected_ms)}",
-                            f"fat ⟨1,{info.cores},{r.batch}⟩ {fmt_ms(r.fat_ms)}" if r.fat_ms is not None else "",
+                            f"fat ⟨1,{info.cores},{r.batch}⟩ {fmt_ms(r.fat_ms)}"
+                            if r.fat_ms is not None
+                            else "",
                             f"speedup {r.speedup:.2f}×" if r.speedup is not None else "",
                         ]
                     )
@@ -220,8 +241,14 @@ def plot_plan_map(info: PlanMapInfo, *, title: str | None = None) -> go.Figure:
     order = [str(r.batch) for r in info.rows]
     fig.update_xaxes(title_text="total batch B", type="category", categoryorder="array", categoryarray=order)
     if use_speedup:
-        fig.add_hline(y=1.0, line={"dash": "dot", "color": "#555"}, annotation_text="fat instance = 1×", annotation_position="bottom right",
-                      annotation_font={"size": 11, "color": "#555"}, annotation_bgcolor="rgba(255,255,255,0.8)")
+        fig.add_hline(
+            y=1.0,
+            line={"dash": "dot", "color": "#555"},
+            annotation_text="fat instance = 1×",
+            annotation_position="bottom right",
+            annotation_font={"size": 11, "color": "#555"},
+            annotation_bgcolor="rgba(255,255,255,0.8)",
+        )
         fig.update_yaxes(title_text="speedup over fat instance (×)", rangemode="tozero")
     else:
         fig.update_yaxes(title_text="expected latency (ms)", type="log")

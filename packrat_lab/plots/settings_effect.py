@@ -35,7 +35,8 @@ class SettingsEffectInfo:
     def speedup(self) -> np.ndarray:
         """baseline / other: above 1 means the other setting is faster."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return self.baseline_ms / self.other_ms
+            ratio: np.ndarray = self.baseline_ms / self.other_ms
+        return ratio
 
 
 def settings_effect_info(
@@ -56,7 +57,9 @@ def settings_effect_info(
         target = base if m.setting == baseline else oth if m.setting == other else None
         if target is not None:
             target[t_index[m.threads], b_index[m.batch]] = m.statistic(statistic)
-    return SettingsEffectInfo(profile.model, baseline, other, statistic, tuple(threads), tuple(batches), base, oth)
+    return SettingsEffectInfo(
+        profile.model, baseline, other, statistic, tuple(threads), tuple(batches), base, oth
+    )
 
 
 def plot_settings_effect(info: SettingsEffectInfo, *, title: str | None = None) -> go.Figure:
@@ -85,7 +88,9 @@ def plot_settings_effect(info: SettingsEffectInfo, *, title: str | None = None) 
                         f"<b>threads {t} · batch {b}</b>",
                         f"{info.baseline}: {fmt_ms(info.baseline_ms[i, j])}",
                         f"{info.other}: {fmt_ms(info.other_ms[i, j])}",
-                        f"{info.other} is {r:.2f}× faster" if r >= 1 else f"{info.other} is {1 / r:.2f}× slower",
+                        f"{info.other} is {r:.2f}× faster"
+                        if r >= 1
+                        else f"{info.other} is {1 / r:.2f}× slower",
                     ]
                 )
             )
@@ -93,11 +98,25 @@ def plot_settings_effect(info: SettingsEffectInfo, *, title: str | None = None) 
         texts.append(text_row)
     fig = go.Figure(
         go.Heatmap(
-            x=[str(b) for b in info.batches], y=list(info.threads),
+            x=[str(b) for b in info.batches],
+            y=list(info.threads),
             z=[[None if not math.isfinite(v) else float(v) for v in row] for row in z],
-            zmid=0, zmin=-reach, zmax=reach, colorscale=DIVERGING, text=labels, texttemplate="%{text}",
-            hovertext=texts, hovertemplate="%{hovertext}<extra></extra>", xgap=1, ygap=1, hoverongaps=False,
-            colorbar={"title": {"text": f"{info.other}<br>speedup"}, "tickvals": ticks, "ticktext": [f"{2.0**v:g}×" for v in ticks]},
+            zmid=0,
+            zmin=-reach,
+            zmax=reach,
+            colorscale=DIVERGING,
+            text=labels,
+            texttemplate="%{text}",
+            hovertext=texts,
+            hovertemplate="%{hovertext}<extra></extra>",
+            xgap=1,
+            ygap=1,
+            hoverongaps=False,
+            colorbar={
+                "title": {"text": f"{info.other}<br>speedup"},
+                "tickvals": ticks,
+                "ticktext": [f"{2.0**v:g}×" for v in ticks],
+            },
             name="speedup",
         )
     )

@@ -91,7 +91,9 @@ def surface_info(profile: Profile, *, statistic: str = "median") -> SurfaceInfo:
     return SurfaceInfo(profile.model, statistic, tuple(threads), tuple(batches), lat, iqr, n, setting, noisy)
 
 
-def plot_surface(info: SurfaceInfo, *, kind: str = "heatmap", colour: str = "log", title: str | None = None) -> go.Figure:
+def plot_surface(
+    info: SurfaceInfo, *, kind: str = "heatmap", colour: str = "log", title: str | None = None
+) -> go.Figure:
     """Heatmap (or 3-D surface) of latency over threads × batch; noisy points get an × marker.
 
     colour: 'log' (log-scaled latency), 'linear', or 'per-batch' (each column divided by its best).
@@ -111,16 +113,33 @@ def plot_surface(info: SurfaceInfo, *, kind: str = "heatmap", colour: str = "log
     if kind == "heatmap":
         fig.add_trace(
             go.Heatmap(
-                x=xs, y=list(info.threads), z=values, text=text, hoverinfo="text", colorscale=SEQUENTIAL,
-                colorbar=colorbar, xgap=1, ygap=1, name="latency", hoverongaps=False,
+                x=xs,
+                y=list(info.threads),
+                z=values,
+                text=text,
+                hoverinfo="text",
+                colorscale=SEQUENTIAL,
+                colorbar=colorbar,
+                xgap=1,
+                ygap=1,
+                name="latency",
+                hoverongaps=False,
             )
         )
         noisy = info.noisy_points
         if noisy:
             fig.add_trace(
                 go.Scatter(
-                    x=[str(b) for _, b in noisy], y=[t for t, _ in noisy], mode="markers", name="noisy point (± > target)",
-                    marker={"symbol": "x", "size": 11, "line": {"width": 1, "color": "#222"}, "color": "white"},
+                    x=[str(b) for _, b in noisy],
+                    y=[t for t, _ in noisy],
+                    mode="markers",
+                    name="noisy point (± > target)",
+                    marker={
+                        "symbol": "x",
+                        "size": 11,
+                        "line": {"width": 1, "color": "#222"},
+                        "color": "white",
+                    },
                     hoverinfo="skip",
                 )
             )
@@ -129,8 +148,14 @@ def plot_surface(info: SurfaceInfo, *, kind: str = "heatmap", colour: str = "log
     else:
         fig.add_trace(
             go.Surface(
-                x=xs, y=list(info.threads), z=values, text=text, hoverinfo="text", colorscale=SEQUENTIAL,
-                colorbar=colorbar, name="latency",
+                x=xs,
+                y=list(info.threads),
+                z=values,
+                text=text,
+                hoverinfo="text",
+                colorscale=SEQUENTIAL,
+                colorbar=colorbar,
+                name="latency",
             )
         )
         noisy = info.noisy_points
@@ -138,17 +163,27 @@ def plot_surface(info: SurfaceInfo, *, kind: str = "heatmap", colour: str = "log
             idx = {(t, b): (info.threads.index(t), info.batches.index(b)) for t, b in noisy}
             fig.add_trace(
                 go.Scatter3d(
-                    x=[str(b) for _, b in noisy], y=[t for t, _ in noisy],
-                    z=[values[idx[p][0]][idx[p][1]] for p in noisy], mode="markers", name="noisy point",
-                    marker={"symbol": "x", "size": 5, "color": "#D55E00"}, hoverinfo="skip",
+                    x=[str(b) for _, b in noisy],
+                    y=[t for t, _ in noisy],
+                    z=[values[idx[p][0]][idx[p][1]] for p in noisy],
+                    mode="markers",
+                    name="noisy point",
+                    marker={"symbol": "x", "size": 5, "color": "#D55E00"},
+                    hoverinfo="skip",
                 )
             )
-        ztitle = {"log": "log₁₀ latency (ms)", "linear": "latency (ms)", "per-batch": "× best at this batch"}[colour]
+        ztitle = {"log": "latency (ms, log)", "linear": "latency (ms)", "per-batch": "× best at this batch"}[
+            colour
+        ]
+        zaxis: dict[str, object] = {"title": {"text": ztitle}}
+        if colour == "log":  # same ms ticks as the colour bar
+            zaxis.update(tickvals=colorbar.get("tickvals"), ticktext=colorbar.get("ticktext"))
         fig.update_layout(
             scene={
                 "xaxis": {"title": {"text": "batch b"}, "type": "category"},
                 "yaxis": {"title": {"text": "threads t"}},
-                "zaxis": {"title": {"text": ztitle}},
+                "zaxis": zaxis,
+                "camera": {"eye": {"x": 1.5, "y": -1.6, "z": 0.9}},
             }
         )
     what = {"log": "", "linear": "", "per-batch": ", normalised per batch"}[colour]
@@ -166,7 +201,11 @@ def _colour_values(info: SurfaceInfo, colour: str) -> tuple[list[list[float | No
             z = np.log10(info.latency_ms)
         finite = info.latency_ms[np.isfinite(info.latency_ms)]
         ticks = log_ticks(float(finite.min()), float(finite.max())) if finite.size else []
-        bar = {"title": {"text": "latency<br>(ms)"}, "tickvals": [math.log10(v) for v in ticks], "ticktext": tick_text(ticks)}
+        bar = {
+            "title": {"text": "latency<br>(ms)"},
+            "tickvals": [math.log10(v) for v in ticks],
+            "ticktext": tick_text(ticks),
+        }
     else:
         z = info.latency_ms
         bar = {"title": {"text": "latency<br>(ms)"}}

@@ -12,7 +12,14 @@ from packrat_lab.plots._style import apply_style, colour
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["MARKER_STYLE", "RECONFIGURATION", "TimelineInfo", "TimelineMarker", "plot_timeline", "timeline_info"]
+__all__ = [
+    "MARKER_STYLE",
+    "RECONFIGURATION",
+    "TimelineInfo",
+    "TimelineMarker",
+    "plot_timeline",
+    "timeline_info",
+]
 
 # accepted names for each field of a stats sample (the pool's stats() and dict snapshots)
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -80,6 +87,9 @@ def _event_label(event: Any) -> tuple[float, str, str]:
     """(time, kind, label) of an Event(time, kind, plan, detail) or a dict with those keys."""
     get = event.get if isinstance(event, Mapping) else lambda k, d=None: getattr(event, k, d)
     time, kind, plan, detail = get("time"), str(get("kind", "event")), get("plan"), get("detail")
+    if time is None:
+        msg = f"event {event!r} has no time; example: Event(time=12.5, kind='switch', plan='2x1x4')"
+        raise ValueError(msg)
     label = kind if plan is None else f"{kind} {plan}"
     if detail and not isinstance(detail, Mapping):
         label = f"{label} ({detail})"
@@ -92,12 +102,12 @@ def timeline_info(
     *,
     window_s: float | None = None,
     t0: float | None = None,
-    kinds: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = tuple(MARKER_STYLE),
 ) -> TimelineInfo:
     """Series from stats samples (dicts or objects with time/p50_ms/p99_ms/throughput/queue_depth/estimated_batch).
 
     Keeps the last `window_s` seconds (so a live widget stays bounded); t0 defaults to the first kept sample;
-    `kinds` keeps only those event kinds (e.g. RECONFIGURATION).
+    `kinds` keeps only those event kinds (default: the switch steps, warm-ups and worker faults; None: all).
     """
     rows: list[tuple[float, Any]] = []
     for sample in samples:
@@ -137,7 +147,10 @@ def plot_timeline(info: TimelineInfo, *, title: str = "Live pool timeline") -> g
     from plotly.subplots import make_subplots
 
     fig = make_subplots(
-        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.07,
         subplot_titles=("latency (ms)", "throughput (requests/s)", "queue depth and estimated B"),
     )
     import plotly.graph_objects as go
@@ -152,9 +165,17 @@ def plot_timeline(info: TimelineInfo, *, title: str = "Live pool timeline") -> g
     )
     for row, name, ys, line in traces:
         fig.add_trace(
-            go.Scatter(x=x, y=list(ys), name=name, mode="lines", line=line, connectgaps=False,
-                       hovertemplate=f"{name}: %{{y:.3g}}<br>t=%{{x:.1f}} s<extra></extra>"),
-            row=row, col=1,
+            go.Scatter(
+                x=x,
+                y=list(ys),
+                name=name,
+                mode="lines",
+                line=line,
+                connectgaps=False,
+                hovertemplate=f"{name}: %{{y:.3g}}<br>t=%{{x:.1f}} s<extra></extra>",
+            ),
+            row=row,
+            col=1,
         )
     for marker in info.markers:
         col, dash = MARKER_STYLE.get(marker.kind, ("#555", "dot"))
@@ -163,17 +184,35 @@ def plot_timeline(info: TimelineInfo, *, title: str = "Live pool timeline") -> g
     for kind in dict.fromkeys(m.kind for m in info.markers):
         col, dash = MARKER_STYLE.get(kind, ("#555", "dot"))
         fig.add_trace(
-            go.Scatter(x=[None], y=[None], mode="lines", name=kind, line={"color": col, "dash": dash}, hoverinfo="skip"),
-            row=1, col=1,
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="lines",
+                name=kind,
+                line={"color": col, "dash": dash},
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
         )
     if info.markers:  # hover on a marker's time shows what happened
         fig.add_trace(
             go.Scatter(
-                x=[m.time for m in info.markers], y=[0] * len(info.markers), mode="markers", name="events",
-                marker={"symbol": "triangle-up", "size": 9, "color": [MARKER_STYLE.get(m.kind, ("#555", ""))[0] for m in info.markers]},
-                hovertext=[f"t={m.time:.1f} s: {m.label}" for m in info.markers], hoverinfo="text", showlegend=False,
+                x=[m.time for m in info.markers],
+                y=[0] * len(info.markers),
+                mode="markers",
+                name="events",
+                marker={
+                    "symbol": "triangle-up",
+                    "size": 9,
+                    "color": [MARKER_STYLE.get(m.kind, ("#555", ""))[0] for m in info.markers],
+                },
+                hovertext=[f"t={m.time:.1f} s: {m.label}" for m in info.markers],
+                hoverinfo="text",
+                showlegend=False,
             ),
-            row=3, col=1,
+            row=3,
+            col=1,
         )
     fig.update_xaxes(title_text="time (s)", row=3, col=1)
     fig.update_yaxes(rangemode="tozero")

@@ -44,6 +44,14 @@ class Handle:
         if self.entry is not None and not self._closed:
             self.entry = registry.update(self.entry.id, plan=plan) or self.entry
 
+    def on_event(self, event: Any) -> None:
+        """Pool observer: follow plan switches, and withdraw the announcement when the pool stops."""
+        kind = getattr(event, "kind", "")
+        if kind == "switch" and getattr(event, "plan", ""):
+            self.update_plan(str(event.plan))
+        elif kind == "stopped":
+            self.close()
+
     def close(self) -> None:
         """Unregister first (so the sidebar stops listing it), then stop the server; idempotent."""
         if self._closed:
@@ -69,7 +77,11 @@ def _describe(pool: Any) -> tuple[str, str]:
 
 
 def announce(pool: Any, *, enabled: bool | None = None) -> Handle:
-    """Start `serve_pool(pool)` on 127.0.0.1 with a fresh token and register it; never raises."""
+    """Serve `pool`'s management routes on 127.0.0.1 with a fresh token and register it; never raises.
+
+    The announcement is withdrawn when the pool records its 'stopped' event (Pool.close, or
+    POST /packrat/stop from the sidebar), or by Handle.close().
+    """
     if enabled is None:
         enabled = os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "no", "off")
     if not enabled:
@@ -89,4 +101,8 @@ def announce(pool: Any, *, enabled: bool | None = None) -> Handle:
             except Exception:
                 log.debug("stopping a half-announced server failed", exc_info=True)
         return Handle(None, None)
-    return Handle(server, entry)
+    handle = Handle(server, entry)
+    subscribe = getattr(pool, "on_event", None)
+    if callable(subscribe):
+        subscribe(handle.on_event)
+    return handle

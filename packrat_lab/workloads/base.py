@@ -118,7 +118,12 @@ def build_from_spec(spec: WorkloadSpec) -> torch.nn.Module:
         model = result.build() if isinstance(result, Workload) else result
         return model
     if spec.kind == "torchscript":
-        return torch.jit.load(spec.target, map_location="cpu")
+        import warnings
+
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still ship .pt files
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(spec.target, map_location="cpu")
     if spec.kind == "saved":
         return torch.load(spec.target, map_location="cpu", weights_only=False)
     msg = f"unknown workload kind {spec.kind!r}; valid: 'zoo', 'import', 'torchscript', 'saved'"

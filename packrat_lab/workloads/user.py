@@ -85,9 +85,11 @@ def _trace(module: torch.nn.Module, example: torch.Tensor, name: str) -> Path:
     """Trace `module` on `example` and save it as a TorchScript file."""
     import torch
 
+    from packrat_lab.workloads.zoo import quiet_transformers
+
     path = artifact_path(name, ".pt")
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # TracerWarnings and torch.jit's deprecation notice are expected
+    # TracerWarnings, torch.jit's deprecation notice and transformers' advisories are expected
+    with quiet_transformers(import_it=False), torch.inference_mode(False), torch.no_grad():
         traced = torch.jit.trace(module.eval(), example, check_trace=False)  # type: ignore[no-untyped-call]
         torch.jit.save(traced, str(path))
     return path
@@ -198,10 +200,12 @@ def traced_workload(workload: Workload) -> Workload:
     """The TorchScript-traced version of any workload (the Packrat paper profiled TorchScript)."""
     import torch
 
+    from packrat_lab.workloads.zoo import quiet_transformers
+
     if workload.spec.kind == "torchscript":
         return workload
     model = workload.build()
-    with torch.no_grad():
+    with torch.no_grad(), quiet_transformers(import_it=False):
         path = _trace(model, workload.example_input(2), workload.name)
         traced = _jit_load(path)
         probe = workload.example_input(3, seed=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ZOO", "ZooEntry", "build_zoo_model"]
+__all__ = ["ZOO", "ZooEntry", "build_zoo_model", "quiet_transformers"]
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,13 @@ def _tiny_cnn(image: int = 32) -> torch.nn.Module:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers(*, import_it: bool = True) -> Iterator[None]:
     """Silence transformers' advisory logging and warnings while building, then restore them."""
+    if not import_it and "transformers" not in sys.modules:  # nothing to silence
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+        return
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
@@ -88,7 +94,7 @@ def _one_tensor(model: torch.nn.Module, field: str) -> torch.nn.Module:
 def _resnet50(num_labels: int = 1000) -> torch.nn.Module:
     import torch
 
-    with _quiet_transformers():
+    with quiet_transformers():
         from transformers import ResNetConfig, ResNetForImageClassification
 
         torch.manual_seed(0)
@@ -109,7 +115,7 @@ def _inception_v3(num_classes: int = 1000) -> torch.nn.Module:
 def _bert(seq_len: int = 128) -> torch.nn.Module:
     import torch
 
-    with _quiet_transformers():
+    with quiet_transformers():
         from transformers import BertConfig, BertModel
 
         torch.manual_seed(0)
@@ -120,7 +126,7 @@ def _bert(seq_len: int = 128) -> torch.nn.Module:
 def _gpt2(seq_len: int = 128) -> torch.nn.Module:
     import torch
 
-    with _quiet_transformers():
+    with quiet_transformers():
         from transformers import GPT2Config, GPT2Model
 
         torch.manual_seed(0)

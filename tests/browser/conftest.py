@@ -98,6 +98,9 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServ
         "TQDM_DISABLE": "1",
         "PYTHONUNBUFFERED": "1",
     }
+    settings = home / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
     log = home / "jupyter.log"
     command = [
         sys.executable, "-m", "jupyter", "lab",

@@ -22,10 +22,14 @@ Errors are `{"error": "..."}`: 400 for a bad body, shape or datatype, 404 for an
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import logging
 import time
+import zlib
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 
 from packrat_lab import __version__
@@ -157,7 +161,7 @@ class InferHandler(BaseHandler):
             except ValueError:
                 msg = f"{HEADER_LENGTH} must be an integer byte count, got {header!r}; example: 120"
                 raise ProtocolError(msg) from None
-            request = decode_infer_request(self.request.body, header_length)
+            request = decode_infer_request(_decompress(self.request), header_length)
             array = self.service.check_input(request.inputs)
             unknown = [o.name for o in request.outputs if o.name != OUTPUT_NAME]
             if unknown:
@@ -181,6 +185,7 @@ class InferHandler(BaseHandler):
         body, header_length = encode_infer_response(
             model, [Tensor(OUTPUT_NAME, out)], request, model_version=version
         )
+        body = self._compress(body)
         if header_length is not None:
             self.set_header(HEADER_LENGTH, str(header_length))
             self.set_header("Content-Type", "application/octet-stream")
@@ -188,6 +193,32 @@ class InferHandler(BaseHandler):
             self.set_header("Content-Type", "application/json")
         self.service.metrics.request_seconds.observe(time.perf_counter() - arrived)
         self.finish(body)
+
+    def _compress(self, body: bytes) -> bytes:
+        """gzip or deflate the answer only when the client asked (tritonclient's response compression)."""
+        accepted = self.request.headers.get("Accept-Encoding", "")
+        for name, pack in (("gzip", gzip.compress), ("deflate", zlib.compress)):
+            if name in accepted:
+                self.set_header("Content-Encoding", name)
+                return pack(body)
+        return body
+
+
+def _decompress(request: tornado.httputil.HTTPServerRequest) -> bytes:
+    """The request body, inflated if sent with Content-Encoding gzip or deflate (tritonclient can)."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    try:
+        if encoding == "gzip":
+            return gzip.decompress(request.body)
+        if encoding == "deflate":
+            return zlib.decompress(request.body)
+    except (OSError, zlib.error, EOFError) as exc:
+        msg = f"request body is not valid {encoding} data ({exc}); send it uncompressed or fix the encoding"
+        raise ProtocolError(msg) from None
+    if encoding not in ("identity", ""):
+        msg = f"Content-Encoding {encoding!r} is not supported; valid: gzip, deflate, identity"
+        raise ProtocolError(msg)
+    return request.body
 
 
 def routes(service: PoolService, prefix: str = "") -> list[tuple[str, type[BaseHandler], dict[str, Any]]]:
@@ -213,11 +244,22 @@ class _NotFound(BaseHandler):
         self.fail(404, f"no route {self.request.method} {self.request.path}; see GET /v2 and /packrat/plan")
 
 
+_log = logging.getLogger("packrat_lab.http")
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Access log at debug level: a 400 must not print into the notebook cell that started the server."""
+    request = handler.request
+    _log.debug(
+        "%d %s %s %.2fms", handler.get_status(), request.method, request.uri, 1000.0 * request.request_time()
+    )
+
+
 def make_app(service: PoolService) -> tornado.web.Application:
     """The tornado Application serving one pool."""
     return tornado.web.Application(
         routes(service),
         default_handler_class=_NotFound,
         default_handler_args={"service": service},
-        decompress_request=True,
+        log_function=_log_request,
     )

@@ -120,7 +120,8 @@ class ServerMetrics:
         queue = _Family(
             "packrat_request_queue_seconds",
             "histogram",
-            "Time an inference request waited in the server before the pool took it.",
+            "Time from a request's arrival until the pool took it (parsing, server thread queue); "
+            "the pool's batcher queue shows as packrat_pool_queue_depth.",
         )
         self.queue_seconds.render(queue)
         fams.append(queue)
