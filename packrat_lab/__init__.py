@@ -23,6 +23,7 @@ __all__ = [
     "RuntimeSetting",
     "WorkerFailedError",
     "Workload",
+    "compare_plans",
     "get_workload",
     "load_ipython_extension",
     "load_profile",
@@ -30,8 +31,10 @@ __all__ = [
     "profile",
     "run_load",
     "serve_pool",
+    "solve_table",
     "unload_ipython_extension",
     "validate",
+    "write_report",
 ]
 
 # public name -> module that defines it (imported on first use)
@@ -49,6 +52,9 @@ _LAZY = {
     "Workload": "packrat_lab.workloads.base",
     "get_workload": "packrat_lab.workloads.registry",
     "optimize": "packrat_lab.optimizer",
+    "solve_table": "packrat_lab.optimizer",
+    "compare_plans": "packrat_lab.comparison",
+    "write_report": "packrat_lab.report",
     "validate": "packrat_lab.validation",
     "Pool": "packrat_lab.serving.pool",
     "serve_pool": "packrat_lab.serving.http.server",
@@ -62,7 +68,9 @@ _LAZY = {
 if TYPE_CHECKING:
     from packrat_lab.errors import InfeasiblePlanError, PackratError, ProfileError, WorkerFailedError
     from packrat_lab.loadgen import LoadReport, run_load
-    from packrat_lab.optimizer import optimize
+    from packrat_lab.comparison import compare_plans
+    from packrat_lab.optimizer import optimize, solve_table
+    from packrat_lab.report import write_report
     from packrat_lab.plan import Instance, Plan
     from packrat_lab.profiling.profiler import profile
     from packrat_lab.profiling.table import Profile, load_profile

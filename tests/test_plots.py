@@ -108,6 +108,8 @@ def test_surface_3d_variant_and_per_batch_colour(two_setting_profile: Profile) -
     assert fig.data[0].z[0][0] == pytest.approx(5.0 / 4.5)
     assert list(fig.data[1].z) == [pytest.approx(1.0)]
     assert "normalised per batch" in fig.layout.title.text
+    log3d = plot_surface(surface_info(two_setting_profile), kind="3d")
+    assert log3d.layout.scene.zaxis.ticktext == log3d.data[0].colorbar.ticktext  # ms labels, not log10 values
 
 
 @pytest.mark.parametrize("kwargs", [{"kind": "contour"}, {"colour": "rainbow"}])

@@ -44,12 +44,12 @@ class Handle:
         if self.entry is not None and not self._closed:
             self.entry = registry.update(self.entry.id, plan=plan) or self.entry
 
-    def on_event(self, event: Any) -> None:
-        """Pool observer: follow plan switches, and withdraw the announcement when the pool stops."""
+    def on_event(self, event: Any, *, pool_closed: bool) -> None:
+        """Pool observer: follow plan switches; withdraw the announcement once the pool is closed."""
         kind = getattr(event, "kind", "")
         if kind == "switch" and getattr(event, "plan", ""):
             self.update_plan(str(event.plan))
-        elif kind == "stopped":
+        elif kind == "stopped" and pool_closed:  # a switch also records 'stopped' (old workers)
             self.close()
 
     def close(self) -> None:
@@ -104,5 +104,5 @@ def announce(pool: Any, *, enabled: bool | None = None) -> Handle:
     handle = Handle(server, entry)
     subscribe = getattr(pool, "on_event", None)
     if callable(subscribe):
-        subscribe(handle.on_event)
+        subscribe(lambda event: handle.on_event(event, pool_closed=str(getattr(pool, "state", "")) == "closed"))
     return handle

@@ -22,7 +22,8 @@ _CSS = """<style>
 .packrat-lab { border: 1px solid #e0e0e0; border-radius: 6px; padding: 10px 12px; max-width: 980px; }
 .packrat-lab .widget-tab-contents, .packrat-lab .lm-TabPanel-stackedPanel { padding: 4px 0; }
 .packrat-lab .packrat-head h3 { margin: 0 0 2px 0; font-size: 17px; }
-.packrat-lab .packrat-head p { margin: 0; color: #555; font-size: 12px; }
+.packrat-lab .packrat-head p { margin: 0; color: #555; font-size: 12px; line-height: 1.45; }
+.packrat-lab .packrat-status, .packrat-lab .packrat-status .widget-html-content { line-height: 1.45; }
 .packrat-lab .packrat-step { gap: 6px; padding: 8px 4px; }
 .packrat-lab .packrat-row { gap: 8px; }
 </style>"""

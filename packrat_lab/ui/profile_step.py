@@ -251,6 +251,7 @@ class ProfileStep:
             ],
         )
         self.render()
+        self.draw_surface()
 
     def _model_options(self, model: Any) -> list[tuple[str, str]]:
         """Zoo names and notebook models as (label, key) pairs; a passed-in model comes first."""

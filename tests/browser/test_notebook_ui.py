@@ -40,9 +40,12 @@ def write_notebook(path: Path, cells: list[str]) -> None:
 
 def open_and_run_all(page: Page, server: LabServer, name: str) -> None:
     """Open a notebook in JupyterLab, wait for its kernel, and run every cell from the Run menu."""
+    from playwright.sync_api import expect
+
     page.goto(server.open_url(name))
     page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=60_000)
     page.keyboard.press("Control+b")  # fold the file browser away: the notebook gets the width
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)  # kernel started
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
     select = page.locator(".jp-Dialog").get_by_role("button", name="Select")
