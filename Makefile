@@ -1,11 +1,14 @@
-# Quick start: `make demo` (set up, then run the main job) and `make test` (set up, then run all tests).
+# Quick start: `make demo` (set up, then open the main job in JupyterLab) and `make test` (set up, then run all tests).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BROWSER_STAMP := $(VENV)/.browser
+JUPYTER_FLAGS ?= --ServerApp.ip=127.0.0.1
 
 .PHONY: setup demo demo-headless test test-fast bench clean
 
+# torch first, from the local CPU wheel, so the package's `torch>=2.1` pulls nothing more
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -13,12 +16,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# Debian's Chromium for the real-browser tests (Playwright cannot download browsers here)
+$(BROWSER_STAMP): scripts/setup-browser.sh
+	bash scripts/setup-browser.sh
+	touch $(BROWSER_STAMP)
+
 setup: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/jupyter lab $(JUPYTER_FLAGS) notebooks/01_quickstart.ipynb
+
+demo-headless: $(STAMP)
 	$(BIN)/packrat-lab demo
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
@@ -26,6 +37,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_optimizer.py
+	$(BIN)/python benchmarks/bench_profile.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
