@@ -13,7 +13,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PoolEntry", "get_pool", "list_pools", "pid_alive", "pools_dir", "register", "unregister"]
+__all__ = [
+    "PoolEntry",
+    "get_pool",
+    "is_loopback_url",
+    "list_pools",
+    "pid_alive",
+    "pools_dir",
+    "register",
+    "unregister",
+    "update",
+]
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ID_EXAMPLE = "'12345-a1b2c3d4'"
@@ -103,6 +113,26 @@ def pid_alive(pid: int, pid_start: str | None = None) -> bool:
     return True
 
 
+def is_loopback_url(url: str) -> bool:
+    """True for http(s) URLs on 127.0.0.0/8, ::1 or localhost: pool tokens are only ever sent there."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_id(pool_id: str) -> str:
     if not isinstance(pool_id, str) or not _ID.match(pool_id):
         msg = f"pool id {pool_id!r} is not a registry id; example: {_ID_EXAMPLE}"
@@ -129,8 +159,8 @@ def register(
     *, model: str, plan: str, url: str, token: str, pid: int | None = None, started: float | None = None
 ) -> PoolEntry:
     """Announce a pool: writes `<id>.json` (mode 0600) in pools_dir(); returns the entry."""
-    if not url.startswith(("http://", "https://")):
-        msg = f"pool url {url!r} is not an http URL; example: 'http://127.0.0.1:8123'"
+    if not is_loopback_url(url):
+        msg = f"pool url {url!r} is not an http URL on this machine's loopback; example: 'http://127.0.0.1:8123'"
         raise ValueError(msg)
     pid = os.getpid() if pid is None else int(pid)
     entry = PoolEntry(

@@ -14,7 +14,14 @@ from packrat_lab.serving.batcher import DynamicBatcher, should_flush
 
 @pytest.mark.parametrize(
     ("queued", "oldest", "now", "expected"),
-    [(0, None, 5.0, False), (3, 1.0, 1.001, False), (4, 1.0, 1.001, True), (9, 1.0, 1.0, True), (1, 1.0, 1.006, True), (1, 1.0, 1.004, False)],
+    [
+        (0, None, 5.0, False),
+        (3, 1.0, 1.001, False),
+        (4, 1.0, 1.001, True),
+        (9, 1.0, 1.0, True),
+        (1, 1.0, 1.006, True),
+        (1, 1.0, 1.004, False),
+    ],
 )
 def test_should_flush(queued: int, oldest: float | None, now: float, expected: bool) -> None:
     assert should_flush(queued, oldest, now, max_batch=4, max_delay_s=0.005) is expected
@@ -83,21 +90,45 @@ def test_max_batch_is_read_live() -> None:
     batcher.close()
 
 
-def test_failures_reach_every_request_and_close_fails_the_queue() -> None:
+def test_a_failed_batch_fails_each_of_its_requests() -> None:
     dispatch = FakeDispatch()
     batcher = DynamicBatcher(dispatch, lambda: 2, max_delay_s=60.0)
     first = [batcher.submit(torch.zeros(1)) for _ in range(2)]
     assert dispatch.arrived.acquire(timeout=5)
-    waiting = batcher.submit(torch.zeros(1))
     dispatch.futures[0].set_exception(WorkerFailedError("worker 3 died"))
     for future in first:
         with pytest.raises(WorkerFailedError, match="worker 3"):
             future.result(timeout=5)
     batcher.close()
-    with pytest.raises(WorkerFailedError, match="closed"):
-        waiting.result(timeout=5)
+
+
+def test_close_sends_what_is_queued_without_waiting_for_the_delay() -> None:
+    dispatch = FakeDispatch()
+    batcher = DynamicBatcher(dispatch, lambda: 2, max_delay_s=60.0)
+    futures = [batcher.submit(torch.full((1,), float(i))) for i in range(3)]
+    assert dispatch.arrived.acquire(timeout=5)
+    closer = threading.Thread(target=batcher.close)
+    closer.start()
+    dispatch.finish(0)
+    assert dispatch.arrived.acquire(timeout=5)  # the lone third request leaves now, not in 60 s
+    dispatch.finish(1)
+    closer.join(10)
+    assert not closer.is_alive()
+    assert [f.result(timeout=5).item() for f in futures] == [0.0, 10.0, 20.0]
     with pytest.raises(WorkerFailedError, match="closed"):
         batcher.submit(torch.zeros(1)).result(timeout=5)
+
+
+def test_close_gives_up_after_its_timeout_and_fails_the_rest() -> None:
+    dispatch = FakeDispatch()
+    batcher = DynamicBatcher(dispatch, lambda: 1, max_delay_s=0.0)
+    stuck = batcher.submit(torch.zeros(1))
+    assert dispatch.arrived.acquire(timeout=5)
+    waiting = batcher.submit(torch.zeros(1))  # behind a batch that never finishes
+    batcher.close(timeout_s=0.2)
+    with pytest.raises(WorkerFailedError, match="closed before"):
+        waiting.result(timeout=5)
+    assert not stuck.done()
 
 
 def test_a_raising_dispatch_fails_its_batch_only() -> None:

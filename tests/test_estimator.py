@@ -9,7 +9,10 @@ from packrat_lab.serving.autoscale import AutoPolicy
 from packrat_lab.serving.estimator import BatchSizeEstimator, floor_pow2
 
 
-@pytest.mark.parametrize(("value", "expected"), [(0, 1), (0.9, 1), (1, 1), (1.99, 1), (2, 2), (3.7, 2), (4, 4), (15.9, 8), (16, 16), (1000, 512)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, 1), (0.9, 1), (1, 1), (1.99, 1), (2, 2), (3.7, 2), (4, 4), (15.9, 8), (16, 16), (1000, 512)],
+)
 def test_floor_pow2(value: float, expected: int) -> None:
     assert floor_pow2(value) == expected
 
@@ -116,3 +119,17 @@ def test_manual_change_counts_for_the_interval() -> None:
     assert policy.step(8, 16) is None
     clock.now = 5.0
     assert policy.step(8, 16) is not None
+
+
+def test_skipping_idle_zeros_equals_sampling_them() -> None:
+    sampled, skipped = BatchSizeEstimator(window=3), BatchSizeEstimator(window=3)
+    for est in (sampled, skipped):
+        est.update(5)
+    assert not sampled.settled
+    for _ in range(40):
+        sampled.update(0)
+    skipped.skip_zeros(40)
+    assert sampled.settled and skipped.settled
+    assert skipped.ewma == pytest.approx(sampled.ewma)
+    assert skipped.recent == sampled.recent == [1, 1, 1]
+    assert sampled.update(30) == skipped.update(30)

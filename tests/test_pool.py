@@ -56,7 +56,9 @@ def test_submit_batches_single_samples(pool: Pool, reference: torch.nn.Module) -
     with torch.inference_mode():
         torch.testing.assert_close(out, reference(x), rtol=1e-5, atol=1e-5)
     after = pool.stats()["batch_histogram"]
-    new_batches = {size: after[size] - before.get(size, 0) for size in after if after[size] != before.get(size, 0)}
+    new_batches = {
+        size: after[size] - before.get(size, 0) for size in after if after[size] != before.get(size, 0)
+    }
     assert sum(size * count for size, count in new_batches.items()) == 24
     assert max(new_batches) > 1  # 24 samples queued at once leave in batches, not one by one
     assert max(new_batches) <= pool.plan.total_batch
@@ -64,11 +66,21 @@ def test_submit_batches_single_samples(pool: Pool, reference: torch.nn.Module) -
 
 @pytest.mark.parametrize(
     "bad",
-    [torch.zeros(2, 5), torch.zeros(2, 1024, dtype=torch.int64), torch.zeros(1024), torch.zeros(0, 1024), "not a tensor"],
+    [
+        torch.zeros(2, 5),
+        torch.zeros(2, 1024, dtype=torch.int64),
+        torch.zeros(1024),
+        torch.zeros(0, 1024),
+        "not a tensor",
+    ],
     ids=["shape", "dtype", "no-batch-dim", "empty", "type"],
 )
-def test_bad_input_fails_alone_and_the_pool_keeps_serving(pool: Pool, reference: torch.nn.Module, bad: object) -> None:
-    with pytest.raises(ValueError, match=r"expected a tensor of shape \(N, 1024\) and dtype float32.*example"):
+def test_bad_input_fails_alone_and_the_pool_keeps_serving(
+    pool: Pool, reference: torch.nn.Module, bad: object
+) -> None:
+    with pytest.raises(
+        ValueError, match=r"expected a tensor of shape \(N, 1024\) and dtype float32.*example"
+    ):
         pool.infer(bad)  # type: ignore[arg-type]
     x = MLP.example_input(4, seed=1)
     with torch.inference_mode():
@@ -80,7 +92,9 @@ def test_bad_sample_for_submit(pool: Pool) -> None:
         pool.submit(torch.zeros(1, 1024))
 
 
-def test_a_plan_too_big_is_refused_and_the_old_plan_keeps_serving(pool: Pool, reference: torch.nn.Module) -> None:
+def test_a_plan_too_big_is_refused_and_the_old_plan_keeps_serving(
+    pool: Pool, reference: torch.nn.Module
+) -> None:
     too_big = f"1x{usable_core_count() + 1}x8"
     with pytest.raises(InfeasiblePlanError, match="cores"):
         pool.reconfigure(too_big)
@@ -110,7 +124,11 @@ def test_tiny_cnn_and_close_leaves_nothing() -> None:
     pids = [w["pid"] for w in pool.stats()["workers"]]
     torch.testing.assert_close(pool.infer(x), expected, rtol=1e-5, atol=1e-5)
     assert leftover_segments(prefix)  # the worker's segments exist while it serves
-    pool.close()
+    queued = [pool.submit(row) for row in x]
+    pool.close()  # what was queued still runs
+    torch.testing.assert_close(
+        torch.stack([f.result(timeout=5) for f in queued]), expected, rtol=1e-5, atol=1e-5
+    )
     pool.close()
     assert pool.state == "closed"
     assert leftover_segments(prefix) == []

@@ -21,7 +21,14 @@ def test_full_batch_goes_by_the_plan() -> None:
 
 @pytest.mark.parametrize(
     ("rows", "batches", "shares"),
-    [(4, [4, 4], [2, 2]), (3, [4, 4], [2, 1]), (1, [4, 4], [1, 0]), (5, [8, 4, 4], [3, 1, 1]), (6, [2, 6], [2, 4]), (0, [2, 2], [0, 0])],
+    [
+        (4, [4, 4], [2, 2]),
+        (3, [4, 4], [2, 1]),
+        (1, [4, 4], [1, 0]),
+        (5, [8, 4, 4], [3, 1, 1]),
+        (6, [2, 6], [2, 4]),
+        (0, [2, 2], [0, 0]),
+    ],
 )
 def test_proportional_split(rows: int, batches: list[int], shares: list[int]) -> None:
     got = proportional_split(rows, batches)
@@ -93,7 +100,13 @@ def test_request_stats_accounting() -> None:
     now[0] = 1.0
     stats.end(b, ok=False)
     snap = stats.snapshot()
-    assert (snap["submitted"], snap["served"], snap["failed"], snap["in_flight"], snap["lost"]) == (3, 1, 1, 1, 0)
+    assert (snap["submitted"], snap["served"], snap["failed"], snap["in_flight"], snap["lost"]) == (
+        3,
+        1,
+        1,
+        1,
+        0,
+    )
     assert snap["p50_ms"] == pytest.approx(500.0)
     assert snap["throughput_rps"] == pytest.approx(1.0)
     stats.end(c, ok=True)

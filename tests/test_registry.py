@@ -59,7 +59,9 @@ def test_unregister_removes_the_entry() -> None:
 
 def test_list_pools_drops_entries_of_dead_processes(runtime_dir: Path) -> None:
     alive = registry.register(model="mlp", plan="2x1x4", url="http://127.0.0.1:1", token="t", started=2.0)
-    dead = registry.register(model="cnn", plan="1x2x8", url="http://127.0.0.1:2", token="t", pid=_dead_pid(), started=1.0)
+    dead = registry.register(
+        model="cnn", plan="1x2x8", url="http://127.0.0.1:2", token="t", pid=_dead_pid(), started=1.0
+    )
     assert [e.id for e in registry.list_pools(clean=False)] == [alive.id]
     assert (registry.pools_dir() / f"{dead.id}.json").exists()
     assert [e.id for e in registry.list_pools()] == [alive.id]
@@ -103,9 +105,19 @@ def test_ids_that_could_escape_the_folder_are_refused(bad: str) -> None:
         registry.get_pool(bad)
 
 
-def test_register_refuses_a_non_http_url() -> None:
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:8123", "http://10.0.0.5:8123", "http://example.org", "ftp://127.0.0.1/"]
+)
+def test_register_refuses_urls_off_the_loopback(url: str) -> None:
     with pytest.raises(ValueError, match="http://127.0.0.1:8123"):
-        registry.register(model="mlp", plan="2x1x4", url="127.0.0.1:8123", token="t")
+        registry.register(model="mlp", plan="2x1x4", url=url, token="t")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:1", "http://127.3.2.1:1", "http://[::1]:8", "https://localhost"]
+)
+def test_loopback_urls_are_accepted(url: str) -> None:
+    assert registry.is_loopback_url(url)
 
 
 def test_no_pools_folder_means_no_pools() -> None:

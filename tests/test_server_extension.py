@@ -64,11 +64,23 @@ def _handler(pool: StandInPool) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             self._record()
-            plan = Plan.parse(pool.plan).with_cores([[i] for i in range(len(Plan.parse(pool.plan).instances))])
+            plan = Plan.parse(pool.plan).with_cores(
+                [[i] for i in range(len(Plan.parse(pool.plan).instances))]
+            )
             if self.path == "/packrat/plan":
                 self._send(200, {"plan": plan.to_dict(), "state": pool.state})
             elif self.path == "/packrat/stats":
-                self._send(200, {"state": pool.state, "throughput_rps": 812.5, "p50_ms": 4.5, "p99_ms": 9.25, "usable_cores": 4, "token": "leak"})
+                self._send(
+                    200,
+                    {
+                        "state": pool.state,
+                        "throughput_rps": 812.5,
+                        "p50_ms": 4.5,
+                        "p99_ms": 9.25,
+                        "usable_cores": 4,
+                        "token": "leak",
+                    },
+                )
             else:
                 self._send(404, {"message": "no route"})
 
@@ -117,7 +129,9 @@ def _pool_id() -> str:
     return entry.id
 
 
-async def test_pools_lists_the_registered_pool_with_stats_and_no_token(jp_fetch: Any, stand_in: StandInPool) -> None:
+async def test_pools_lists_the_registered_pool_with_stats_and_no_token(
+    jp_fetch: Any, stand_in: StandInPool
+) -> None:
     response = await jp_fetch("packrat-lab", "pools")
     assert response.code == 200
     text = response.body.decode()
@@ -142,7 +156,9 @@ async def test_unauthenticated_requests_are_refused(
         ("POST", f"packrat-lab/pools/{_pool_id()}/stop", b""),
         ("POST", f"packrat-lab/pools/{_pool_id()}/plan", b'{"plan": "1x2x8"}'),
     ):
-        response = await http_server_client.fetch(jp_base_url + path, method=method, body=body, raise_error=False)
+        response = await http_server_client.fetch(
+            jp_base_url + path, method=method, body=body, raise_error=False
+        )
         assert response.code == 403, (method, path, response.code)
     assert stand_in.state == "serving" and stand_in.plan == "2x1x4"
     assert not stand_in.calls  # nothing was forwarded
@@ -150,17 +166,25 @@ async def test_unauthenticated_requests_are_refused(
 
 async def test_switch_plan_forwards_with_the_pools_token(jp_fetch: Any, stand_in: StandInPool) -> None:
     pool_id = _pool_id()
-    response = await jp_fetch("packrat-lab", "pools", pool_id, "plan", method="POST", body=json.dumps({"plan": "1x2x8"}))
+    response = await jp_fetch(
+        "packrat-lab", "pools", pool_id, "plan", method="POST", body=json.dumps({"plan": "1x2x8"})
+    )
     assert response.code == 200
     assert stand_in.plan == "1x2x8"
-    assert stand_in.calls[-1] == ("PUT", "/packrat/plan", f"Bearer {POOL_TOKEN}", {"plan": "1x2x8"})
-    assert registry.get_pool(pool_id).plan == "1x2x8"  # type: ignore[union-attr]
-    response = await jp_fetch("packrat-lab", "pools", pool_id, "plan", method="POST", body=json.dumps({"batch": 8}))
+    assert list(stand_in.calls[-1]) == ["PUT", "/packrat/plan", f"Bearer {POOL_TOKEN}", {"plan": "1x2x8"}]
+    entry = registry.get_pool(pool_id)
+    assert entry is not None and entry.plan == "1x2x8"  # the registry follows the switch
+    response = await jp_fetch(
+        "packrat-lab", "pools", pool_id, "plan", method="POST", body=json.dumps({"batch": 8})
+    )
     assert response.code == 200 and stand_in.plan == "2x1x4"
-    assert stand_in.calls[-1][3] == {"batch": 8}
+    method, _, _, body = stand_in.calls[-1]
+    assert (method, body) == ("PUT", {"batch": 8})
 
 
-@pytest.mark.parametrize("body", ['{"plan": "2x1"}', '{"batch": 0}', '{"batch": "8"}', "[1]", "not json", "{}"])
+@pytest.mark.parametrize(
+    "body", ['{"plan": "2x1"}', '{"batch": 0}', '{"batch": "8"}', "[1]", "not json", "{}"]
+)
 async def test_bad_plan_requests_are_refused_before_reaching_the_pool(
     jp_fetch: Any, stand_in: StandInPool, body: str
 ) -> None:
@@ -179,13 +203,27 @@ async def test_stop_forwards_and_unknown_pools_are_404(jp_fetch: Any, stand_in: 
     assert info.value.code == 404
 
 
-async def test_a_pool_that_refuses_the_token_is_reported_not_obeyed(jp_fetch: Any, stand_in: StandInPool) -> None:
+async def test_a_pool_that_refuses_the_token_is_reported_not_obeyed(
+    jp_fetch: Any, stand_in: StandInPool
+) -> None:
     entry = registry.list_pools()[0]
     registry.update(entry.id, token="wrong")
     with pytest.raises(tornado.httpclient.HTTPClientError) as info:
         await jp_fetch("packrat-lab", "pools", entry.id, "stop", method="POST", body=b"")
     assert info.value.code == 401
     assert stand_in.state == "serving"
+
+
+async def test_a_pool_url_off_the_loopback_never_gets_the_token(jp_fetch: Any, stand_in: StandInPool) -> None:
+    entry = registry.list_pools()[0]
+    path = registry.pools_dir() / f"{entry.id}.json"
+    path.write_text(path.read_text().replace("127.0.0.1", "10.1.2.3"))
+    (pool,) = json.loads((await jp_fetch("packrat-lab", "pools")).body)["pools"]
+    assert pool["reachable"] is False and "loopback" in pool["error"]
+    with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+        await jp_fetch("packrat-lab", "pools", entry.id, "stop", method="POST", body=b"")
+    assert info.value.code == 502
+    assert stand_in.calls == []
 
 
 async def test_an_unreachable_pool_is_listed_as_unreachable(jp_fetch: Any, jp_environ: None) -> None:
@@ -219,11 +257,46 @@ async def test_profile_route_returns_surface_and_plan_map(jp_fetch: Any, jp_root
 
 
 @pytest.mark.parametrize(
-    ("path", "code"), [("../outside.packrat.json", 403), ("missing.packrat.json", 404), ("", 400), ("bad.packrat.json", 422)]
+    ("path", "code"),
+    [("../outside.packrat.json", 403), ("missing.packrat.json", 404), ("", 400), ("bad.packrat.json", 422)],
 )
-async def test_profile_route_refuses_bad_paths(jp_fetch: Any, jp_root_dir: Path, path: str, code: int) -> None:
+async def test_profile_route_refuses_bad_paths(
+    jp_fetch: Any, jp_root_dir: Path, path: str, code: int
+) -> None:
     (jp_root_dir / "bad.packrat.json").write_text('{"format": "something-else"}')
     (jp_root_dir.parent / "outside.packrat.json").write_text("{}")
     with pytest.raises(tornado.httpclient.HTTPClientError) as info:
         await jp_fetch("packrat-lab", "profile", params={"path": path})
     assert info.value.code == code
+
+
+@pytest.mark.slow
+async def test_a_real_pool_is_listed_switched_and_stopped_through_the_extension(
+    jp_fetch: Any, jp_environ: None
+) -> None:
+    """Real worker processes and the pool's real management server, announced as a kernel would."""
+    from packrat_lab.serving.announce import announce
+    from packrat_lab.serving.pool import Pool
+
+    pool = Pool("mlp", "2x1x4", name="ext-test")
+    try:
+        handle = announce(pool)
+        assert handle.entry is not None
+        (listed,) = json.loads((await jp_fetch("packrat-lab", "pools")).body)["pools"]
+        assert (listed["name"], listed["plan"], listed["state"]) == ("ext-test", "2x1x4", "serving")
+        cores = [c for i in listed["instances"] for c in i["cores"]]
+        assert len(cores) == len(set(cores)) == 2  # each instance pinned to its own core
+        assert handle.entry.token not in json.dumps(listed)
+
+        body = json.dumps({"plan": "1x2x4"})
+        response = await jp_fetch("packrat-lab", "pools", listed["id"], "plan", method="POST", body=body)
+        assert response.code == 200
+        assert pool.plan.text == "1x2x4"
+        assert registry.list_pools()[0].plan == "1x2x4"
+
+        response = await jp_fetch("packrat-lab", "pools", listed["id"], "stop", method="POST", body=b"")
+        assert response.code == 200
+        assert pool.state == "closed"
+        assert registry.list_pools() == []  # withdrawn when the pool closed
+    finally:
+        pool.close()

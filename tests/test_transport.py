@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from packrat_lab.serving.transport import Layout, Segment, leftover_segments, ne
 
 
 @pytest.fixture
-def prefix() -> str:
+def prefix() -> Iterator[str]:
     value = new_prefix()
     yield value
     remove_segments(value)

@@ -16,6 +16,7 @@ export interface IPool {
   id: string;
   pid: number;
   model: string;
+  name: string;
   url: string;
   started: number;
   plan: string;
@@ -98,6 +99,11 @@ export class Backoff {
   private _failures = 0;
 }
 
+/** The card's title: the model, plus the pool's name when the user gave one (not the default `pool-MODEL`). */
+export function poolTitle(pool: Pick<IPool, 'model' | 'name'>): string {
+  return pool.name && pool.name !== `pool-${pool.model}` ? `${pool.model} · ${pool.name}` : pool.model;
+}
+
 /** Fold identical instances: `⟨2,1,4⟩ + ⟨1,2,8⟩` (count, threads, batch) in first-seen order. */
 export function formatPlan(instances: IInstance[]): string {
   const groups: { key: string; count: number; inst: IInstance }[] = [];
@@ -145,12 +151,12 @@ export function formatMs(value: number | null | undefined): string {
   return value >= 100 ? `${value.toFixed(0)} ms` : `${value.toFixed(1)} ms`;
 }
 
-/** Samples per second, compact. */
+/** Requests per second (the pool counts requests, each one or more samples), compact. */
 export function formatRate(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) {
     return '—';
   }
-  return value >= 100 ? `${value.toFixed(0)}/s` : `${value.toFixed(1)}/s`;
+  return value >= 100 ? `${value.toFixed(0)} req/s` : `${value.toFixed(1)} req/s`;
 }
 
 /** One cell of the core map: which instance (index, -1 for idle) owns each core. */
@@ -221,6 +227,7 @@ export function parsePools(body: unknown): IPool[] {
       id: r.id,
       pid: asNumber(r.pid) ?? 0,
       model: asString(r.model, 'model'),
+      name: asString(r.name),
       url: asString(r.url),
       started: asNumber(r.started) ?? 0,
       plan: asString(r.plan),

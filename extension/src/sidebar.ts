@@ -5,7 +5,7 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { listPools, stopPool, switchPlan } from './api';
-import { Backoff, IPool, coreMap, formatMs, formatPlan, formatRate, parsePlanInput } from './logic';
+import { Backoff, IPool, coreMap, formatMs, formatPlan, formatRate, parsePlanInput, poolTitle } from './logic';
 
 const INSTANCE_COLOURS = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#000000'];
 
@@ -47,7 +47,8 @@ class PoolCard {
 
   update(pool: IPool): void {
     this._pool = pool;
-    this._model.textContent = pool.model;
+    this._model.textContent = poolTitle(pool);
+    this.node.dataset.poolName = pool.name;
     this._model.title = `pool ${pool.id} · pid ${pool.pid} · ${pool.url}`;
     this._state.textContent = pool.state;
     this._state.dataset.state = pool.state;
@@ -75,7 +76,12 @@ class PoolCard {
       this._say((error as Error).message, true);
       return;
     }
-    await this._act(`switching to ${'plan' in request ? request.plan : `batch ${request.batch}`}…`, () => switchPlan(this.id, request));
+    const ok = await this._act(`switching to ${'plan' in request ? request.plan : `batch ${request.batch}`}…`, () =>
+      switchPlan(this.id, request)
+    );
+    if (ok) {
+      this._input.value = '';
+    }
   }
 
   private async _stop(): Promise<void> {
@@ -89,14 +95,16 @@ class PoolCard {
     }
   }
 
-  private async _act(what: string, action: () => Promise<void>): Promise<void> {
+  private async _act(what: string, action: () => Promise<void>): Promise<boolean> {
     this._busy = true;
     this._say(what, false);
     try {
       await action();
       this._say('', false);
+      return true;
     } catch (error) {
       this._say((error as Error).message, true);
+      return false;
     } finally {
       this._busy = false;
       this.onChanged();

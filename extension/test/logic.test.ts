@@ -13,7 +13,8 @@ import {
   heatColour,
   parsePlanInput,
   parsePools,
-  parseProfileView
+  parseProfileView,
+  poolTitle
 } from '../src/logic';
 
 const inst = (threads: number, batch: number, cores: number[] = [], setting = 'default') => ({ threads, batch, cores, setting });
@@ -48,6 +49,14 @@ describe('formatPlan', () => {
   });
 });
 
+describe('poolTitle', () => {
+  it('names the pool only when the user named it', () => {
+    assert.equal(poolTitle({ model: 'mlp', name: 'pool-mlp' }), 'mlp');
+    assert.equal(poolTitle({ model: 'mlp', name: '' }), 'mlp');
+    assert.equal(poolTitle({ model: 'mlp', name: 'canary' }), 'mlp · canary');
+  });
+});
+
 describe('parsePlanInput', () => {
   it('reads an integer as a batch and IxTxB as a plan', () => {
     assert.deepEqual(parsePlanInput(' 16 '), { batch: 16 });
@@ -69,8 +78,8 @@ describe('formatting', () => {
     assert.equal(formatMs(3274), '3.27 s');
     assert.equal(formatMs(null), '—');
     assert.equal(formatMs(Number.NaN), '—');
-    assert.equal(formatRate(12.34), '12.3/s');
-    assert.equal(formatRate(1500), '1500/s');
+    assert.equal(formatRate(12.34), '12.3 req/s');
+    assert.equal(formatRate(1500), '1500 req/s');
     assert.equal(formatRate(undefined), '—');
   });
 });

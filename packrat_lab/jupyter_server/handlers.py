@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import tornado.httpclient
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
@@ -26,6 +27,8 @@ async def _call(
     entry: registry.PoolEntry, method: str, route: str, body: Any = None, timeout: float = READ_TIMEOUT_S
 ) -> tuple[int, Any, str | None]:
     """One request to a pool's management route with its token: (status, JSON or None, error)."""
+    if not registry.is_loopback_url(entry.url):  # never send a pool's token off this machine
+        return 502, None, f"pool {entry.id} url {entry.url!r} is not on this machine's loopback; refusing"
     headers = {"Accept": "application/json"}
     if entry.token:
         headers["Authorization"] = f"Bearer {entry.token}"
@@ -45,7 +48,7 @@ async def _call(
     )
     try:
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
-    except Exception as exc:  # refused connection, DNS, TLS: the pool is not reachable
+    except (OSError, tornado.httpclient.HTTPClientError) as exc:  # refused, reset: the pool is not reachable
         return 502, None, f"pool {entry.id} at {entry.url} is not reachable: {exc}"
     if response.code == 599:
         return 502, None, f"pool {entry.id} at {entry.url} is not reachable: {response.error}"
@@ -158,7 +161,9 @@ class PoolPlanHandler(_PoolsBase):
         batch = body.get("batch")
         if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1:
             return {"batch": batch}
-        raise tornado.web.HTTPError(400, f"body {body!r} needs a plan or a positive batch; example: {_PLAN_EXAMPLE}")
+        raise tornado.web.HTTPError(
+            400, f"body {body!r} needs a plan or a positive batch; example: {_PLAN_EXAMPLE}"
+        )
 
 
 class ProfileHandler(APIHandler):
@@ -171,7 +176,9 @@ class ProfileHandler(APIHandler):
 
         rel = self.get_query_argument("path", "")
         if not rel:
-            raise tornado.web.HTTPError(400, "missing ?path=; example: /packrat-lab/profile?path=mlp.packrat.json")
+            raise tornado.web.HTTPError(
+                400, "missing ?path=; example: /packrat-lab/profile?path=mlp.packrat.json"
+            )
         root = Path(self.contents_manager.root_dir).resolve()
         path = (root / rel.lstrip("/")).resolve()
         if root != path and root not in path.parents:
@@ -183,7 +190,9 @@ class ProfileHandler(APIHandler):
         except ProfileError as exc:
             raise tornado.web.HTTPError(422, str(exc)) from exc
         cores = self.get_query_argument("cores", "")
-        self.finish(json.dumps(profile_view(profile, path=rel, cores=int(cores) if cores.isdigit() else None)))
+        self.finish(
+            json.dumps(profile_view(profile, path=rel, cores=int(cores) if cores.isdigit() else None))
+        )
 
 
 def setup_handlers(web_app: tornado.web.Application) -> None:

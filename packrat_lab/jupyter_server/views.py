@@ -55,7 +55,12 @@ def _instances(plan: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     grouped = plan.get("instances")
     if isinstance(grouped, list):
         return [
-            {"threads": int(r["threads"]), "batch": int(r["batch"]), "cores": [], "setting": str(r.get("setting", "default"))}
+            {
+                "threads": int(r["threads"]),
+                "batch": int(r["batch"]),
+                "cores": [],
+                "setting": str(r.get("setting", "default")),
+            }
             for r in grouped
             if isinstance(r, Mapping)
             for _ in range(int(r.get("count", 1)))
@@ -85,7 +90,9 @@ def pool_view(
     stats = stats_json or {}
     plan = _plan_object(plan_json)
     text = str(plan.get("plan") or plan.get("text") or entry.plan) if plan else entry.plan
-    state = str(stats.get("state") or (plan_json or {}).get("state") or ("unreachable" if error else "unknown"))
+    state = str(
+        stats.get("state") or (plan_json or {}).get("state") or ("unreachable" if error else "unknown")
+    )
     instances = _instances(plan)
     if not instances:
         try:
@@ -96,6 +103,7 @@ def pool_view(
             instances = []
     return {
         **entry.public(),
+        "name": str(stats.get("name") or ""),
         "plan": text,
         "display": str(plan.get("display", "")) if plan else "",
         "instances": instances,

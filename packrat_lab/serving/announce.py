@@ -7,9 +7,12 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from packrat_lab import registry
+
+if TYPE_CHECKING:
+    from packrat_lab.serving.http.server import Server
 
 __all__ = ["ENV_DISABLE", "Handle", "announce"]
 
@@ -19,18 +22,11 @@ log = logging.getLogger(__name__)
 ENV_DISABLE = "PACKRAT_LAB_ANNOUNCE"
 
 
-class _Server(Protocol):
-    url: str
-    token: str | None
-
-    def stop(self) -> None: ...
-
-
 @dataclass
 class Handle:
     """A pool's announcement: its management server and registry entry; close() undoes both."""
 
-    server: _Server | None
+    server: Server | None
     entry: registry.PoolEntry | None
     _closed: bool = field(default=False, repr=False)
 
@@ -49,7 +45,7 @@ class Handle:
         kind = getattr(event, "kind", "")
         if kind == "switch" and getattr(event, "plan", ""):
             self.update_plan(str(event.plan))
-        elif kind == "stopped" and pool_closed:  # a switch also records 'stopped' (old workers)
+        elif pool_closed and kind in ("closed", "stopped"):  # a switch also records 'stopped' (old workers)
             self.close()
 
     def close(self) -> None:
@@ -86,7 +82,7 @@ def announce(pool: Any, *, enabled: bool | None = None) -> Handle:
         enabled = os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "no", "off")
     if not enabled:
         return Handle(None, None)
-    server: _Server | None = None
+    server: Server | None = None
     try:
         from packrat_lab.serving.http import serve_pool
 
@@ -104,5 +100,7 @@ def announce(pool: Any, *, enabled: bool | None = None) -> Handle:
     handle = Handle(server, entry)
     subscribe = getattr(pool, "on_event", None)
     if callable(subscribe):
-        subscribe(lambda event: handle.on_event(event, pool_closed=str(getattr(pool, "state", "")) == "closed"))
+        subscribe(
+            lambda event: handle.on_event(event, pool_closed=str(getattr(pool, "state", "")) == "closed")
+        )
     return handle

@@ -65,7 +65,9 @@ class DynamicBatcher:
         self._cond = threading.Condition()
         self._in_flight = 0
         self._closed = False
+        self._draining = False  # close() under way: no new requests, queued ones leave at once
         self.histogram: Counter[int] = Counter()
+        self.activity = threading.Event()  # set by each submit (and close): wakes an idle estimator
         self._thread = threading.Thread(target=self._loop, name="packrat-batcher", daemon=True)
         self._thread.start()
 
@@ -73,13 +75,14 @@ class DynamicBatcher:
         """Queue one sample (no batch dimension); the future gets its output row."""
         future: Future[torch.Tensor] = Future()
         with self._cond:
-            if self._closed:
+            if self._closed or self._draining:
                 future.set_exception(
                     WorkerFailedError("the pool is closed; start a new Pool to serve requests")
                 )
                 return future
             self._queue.append(_Request(sample, future, self._clock()))
             self._cond.notify_all()
+        self.activity.set()
         return future
 
     def depth(self) -> int:
@@ -87,9 +90,15 @@ class DynamicBatcher:
         with self._cond:
             return len(self._queue)
 
-    def close(self) -> None:
-        """Stop forming batches; requests still queued fail with WorkerFailedError."""
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop taking requests, send what is queued at once and wait for it; fail what is left after the timeout."""
+        deadline = time.monotonic() + timeout_s
         with self._cond:
+            self._draining = True
+            self.activity.set()
+            self._cond.notify_all()
+            while (self._queue or self._in_flight) and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, deadline - time.monotonic()))
             self._closed = True
             left = list(self._queue)
             self._queue.clear()
@@ -108,9 +117,8 @@ class DynamicBatcher:
                 max_batch = max(1, self._max_batch())
                 oldest = self._queue[0].arrival if self._queue else None
                 now = self._clock()
-                if self._in_flight < self.max_in_flight and should_flush(
-                    len(self._queue), oldest, now, max_batch, self.max_delay_s
-                ):
+                due = should_flush(len(self._queue), oldest, now, max_batch, self.max_delay_s)
+                if self._in_flight < self.max_in_flight and (due or (self._draining and self._queue)):
                     taken = [self._queue.popleft() for _ in range(min(max_batch, len(self._queue)))]
                     self._in_flight += 1
                     return taken

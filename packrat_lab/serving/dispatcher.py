@@ -56,7 +56,8 @@ class Job:
         import torch
 
         self.future: Future[torch.Tensor] = Future()
-        self.out = torch.empty((rows, *out_layout.sample_shape), dtype=getattr(torch, out_layout.dtype))
+        with torch.inference_mode(False):  # a caller in inference mode must not make it an inference tensor
+            self.out = torch.empty((rows, *out_layout.sample_shape), dtype=getattr(torch, out_layout.dtype))
         self._remaining = pieces
         self._lock = threading.Lock()
 

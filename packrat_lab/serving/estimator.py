@@ -71,6 +71,22 @@ class BatchSizeEstimator:
         """The rounded values the mode is taken over, oldest first."""
         return list(self._recent)
 
+    @property
+    def settled(self) -> bool:
+        """True when more zero-depth samples cannot change the estimate (idle: EWMA < 1, all 1s)."""
+        return (
+            self.ewma is not None
+            and self.ewma < 1
+            and len(self._recent) == self.window
+            and set(self._recent) == {1}
+        )
+
+    def skip_zeros(self, count: int) -> None:
+        """Apply `count` zero-depth samples at once (the sampler sleeps while the queue is idle)."""
+        if count > 0 and self.ewma is not None:
+            self.ewma *= (1.0 - self.alpha) ** count
+            self._recent.extend([floor_pow2(self.ewma)] * min(count, self.window))
+
     def reset(self) -> None:
         """Forget history (e.g. after a reconfiguration)."""
         self.ewma = None

@@ -55,6 +55,7 @@ class WorkerHandle:
         self.batch = instance.batch
         self.state = WorkerState.STARTING
         self.served = 0
+        self.run_ms = 0.0  # model time reported by the worker, summed (for mean run time in stats)
         self.error: str | None = None
         self.pid: int | None = None
         self.ready = threading.Event()
@@ -112,7 +113,10 @@ class WorkerHandle:
             raise WorkerFailedError(msg)
         if self.state is not WorkerState.READY and self.state is not WorkerState.DRAINING:
             code = None if self._process is None else self._process.exitcode
-            why = self.error or f"exited with code {code} before it was ready (in a script, create pools under if __name__ == '__main__':)"
+            why = (
+                self.error
+                or f"exited with code {code} before it was ready (in a script, create pools under if __name__ == '__main__':)"
+            )
             msg = f"worker {self.config.worker_id} failed to start: {why}"
             raise WorkerFailedError(msg)
 
@@ -221,12 +225,17 @@ class WorkerHandle:
                         self._attach(message[1])
                 elif kind == "done":
                     assert isinstance(item, Piece) and self._out is not None
-                    item.complete(self._out.tensor)
+                    try:
+                        item.complete(self._out.tensor)
+                    except Exception as exc:  # noqa: BLE001 - the reader thread must outlive any one request
+                        item.fail(exc)
                 elif isinstance(item, Piece):
                     item.fail(WorkerFailedError(f"worker {self.config.worker_id}: {message[2]}"))
                 with self._lock:
                     self._current = None
-                    self.served += kind == "done"
+                    if kind == "done":
+                        self.served += 1
+                        self.run_ms += float(message[3])
             self._pump()
         self._finish()
 
@@ -270,5 +279,6 @@ class WorkerHandle:
             "batch": self.batch,
             "setting": self.instance.setting.name,
             "served": self.served,
+            "mean_run_ms": self.run_ms / self.served if self.served else None,
             "queued": self.load,
         }

@@ -6,6 +6,7 @@ import itertools
 import multiprocessing
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -93,6 +94,7 @@ class Pool:
         self._ids = itertools.count()
         self._all: list[WorkerHandle] = []  # every handle not yet exited (for cleanup)
         self._closed = False
+        self._closing = False
         self.reconfigurations = 0
         self._in_layout = Layout(tuple(self.workload.sample_shape), self.workload.dtype)
         self._finalizer = weakref.finalize(self, shutdown, self._all, self._prefix)
@@ -193,7 +195,7 @@ class Pool:
         }
 
     def events(self) -> list[Event]:
-        """The timeline: start, warm, passive-start, switch, drained, stopped, worker-failed, ..."""
+        """The timeline: start, warm, passive-start, switch, drained, stopped, worker-failed, worker-replaced, closed, ..."""
         return self._events.snapshot()
 
     def on_event(self, callback: Callable[[Event], None]) -> None:
@@ -211,16 +213,18 @@ class Pool:
     def close(self) -> None:
         """Finish queued work, stop every worker, remove every segment; safe to call twice."""
         with self._lock:
-            if self._closed:
+            if self._closing:
                 return
-            self._closed = True
+            self._closing = True
         if hasattr(self, "_stop"):
             self._stop.set()
-            self._batcher.close()
+            self._batcher.close()  # queued single requests still run
+        with self._lock:
+            self._closed = True
         shutdown(list(self._all), self._prefix)
         self.state = "closed"
         self._events.record(
-            "stopped", self._active.plan.text if hasattr(self, "_active") else "", pool=self.name
+            "closed", self._active.plan.text if hasattr(self, "_active") else "", pool=self.name
         )
         self._finalizer.detach()
 
@@ -411,7 +415,18 @@ class Pool:
 
     def _sample_loop(self) -> None:
         """Sample queue depth every estimator.interval_s; in auto mode, let the policy decide."""
-        while not self._stop.wait(self.estimator.interval_s):
+        interval = self.estimator.interval_s
+        while not self._stop.is_set():
+            if not self._auto and self._batcher.depth() == 0 and self.estimator.settled:
+                # idle: sleep until the next submit instead of waking every 5 ms (which costs
+                # request latency on small hosts), then apply the zero samples it skipped
+                idle_from = time.monotonic()
+                self._batcher.activity.wait()
+                self._batcher.activity.clear()
+                self.estimator.skip_zeros(int((time.monotonic() - idle_from) / interval))
+                continue
+            if self._stop.wait(interval):
+                return
             estimate = self.estimator.update(self._batcher.depth())
             if not (self._auto and self._policy is not None and self.state == "serving"):
                 continue

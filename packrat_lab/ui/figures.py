@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["empty_figure", "new_widget", "show_figure"]
+__all__ = ["WIDTH", "empty_figure", "new_widget", "show_figure"]
+
+WIDTH = 900  # fixed: a figure first drawn in a hidden tab would otherwise stay at plotly's default 700 px
 
 
 def new_widget(height: int = 420) -> go.FigureWidget:
@@ -46,8 +49,26 @@ def show_figure(widget: go.FigureWidget, fig: go.Figure | Any) -> None:
     if not same_shape:
         widget.data = ()
         widget.add_traces(list(fig.data))
+    stale = removed_paths(widget.layout.to_plotly_json(), fig.layout.to_plotly_json())
+    if stale:  # the front end merges layouts: keys the new figure lacks must be deleted explicitly
+        widget.plotly_relayout(dict.fromkeys(stale))
     with widget.batch_update():
         if same_shape:
             for old, new in zip(widget.data, fig.data, strict=True):
                 old.update(new.to_plotly_json(), overwrite=True)
         widget.layout = fig.layout
+        widget.layout.width = WIDTH
+
+
+def removed_paths(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted layout paths set in `old` but absent from `new` (e.g. 'annotations', 'xaxis.visible')."""
+    out: list[str] = []
+    for key, value in old.items():
+        if key in ("template", "width"):
+            continue
+        path = f"{prefix}{key}"
+        if key not in new:
+            out.append(path)
+        elif isinstance(value, Mapping) and isinstance(new[key], Mapping):
+            out.extend(removed_paths(value, new[key], f"{path}."))
+    return out

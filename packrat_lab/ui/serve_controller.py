@@ -113,9 +113,12 @@ class ServeController:
             self._spawn(self._sample_loop, sample_interval_s, name="packrat-sampler")
 
     def stop(self) -> None:
-        """Stop the load, then close the pool (waits for it)."""
+        """Stop the load (and wait for its last requests), then close the pool and read final counters."""
         self.stop_load()
         self._stop_sampling.set()
+        for thread in list(self._threads):
+            if thread.name in ("packrat-load", "packrat-sampler") and thread is not threading.current_thread():
+                thread.join(_LOAD_CHUNK_S * 5)
         pool = self.pool
         if pool is None:
             if self.state is not ServeState.FAILED:
@@ -128,6 +131,7 @@ class ServeController:
             pool.close()
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             self.error = f"pool did not close cleanly: {_first_line(exc)}"
+        self.sample(pool, final=True)  # final counters: nothing in flight once the pool has drained
         self.pool, self.state = None, ServeState.STOPPED
         self.changed()
 
@@ -205,17 +209,21 @@ class ServeController:
                 self.changed()
 
     # ---- sampling --------------------------------------------------------------------------
-    def sample(self) -> dict[str, Any] | None:
-        """Read the pool's stats and events once; the timeline and counters come from here."""
-        pool = self.pool
+    def sample(self, pool: PoolLike | None = None, *, final: bool = False) -> dict[str, Any] | None:
+        """Read the pool's stats and events once; the timeline and counters come from here.
+
+        final: the pool was just closed; if it cannot report any more, keep the last counters quietly.
+        """
+        pool = pool if pool is not None else self.pool
         if pool is None:
             return None
         try:
             stats = pool.stats()
             events = list(pool.events())
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
-            self.error = f"cannot read pool stats: {_first_line(exc)}"
-            self.changed()
+            if not final:
+                self.error = f"cannot read pool stats: {_first_line(exc)}"
+                self.changed()
             return None
         now = self.clock()
         row: dict[str, float | None] = {"time": now}
@@ -254,6 +262,10 @@ class ServeController:
         if self.error and self.state is not ServeState.RUNNING:
             return f"<span style='color:#b00020'>{self.error}</span>"
         note = f" <span style='color:#b00020'>{self.error}</span>" if self.error else ""
+        if self.state is ServeState.STOPPED and (self.samples or self.counters["served"]):
+            c = self.counters
+            return (f"Pool stopped after serving {c['served']:,} requests ({c['failed']:,} failed, {c['lost']:,} lost). "
+                    "Press Start pool to serve again." + note)
         if self.state is ServeState.STOPPED:
             return "No pool running. Pick a plan and press Start pool." + note
         if self.state is ServeState.STARTING:

@@ -40,15 +40,16 @@ class ServeStep:
         )
         self.start = widgets.Button(description="Start pool", button_style="primary", icon="play")
         self.stop = widgets.Button(description="Stop", icon="stop")
-        self.rate = widgets.FloatLogSlider(value=controller.rate, base=10, min=0, max=3, step=0.05,
-                                           description="Rate (req/s)", readout_format=".3g")
-        self.poisson = widgets.Checkbox(value=controller.poisson, description="Poisson arrivals", indent=False)
+        self.rate = widgets.IntSlider(value=int(controller.rate), min=1, max=200, description="Rate (req/s)")
+        self.poisson = widgets.Checkbox(value=controller.poisson, description="Poisson arrivals", indent=False,
+                                        layout=widgets.Layout(width="auto"))
         self.load = widgets.ToggleButton(value=False, description="Send load", icon="paper-plane")
         self.target = widgets.Combobox(description="Switch to", placeholder=_PLAN_HINT, ensure_option=False).add_class(
             "packrat-target-box"
         )
         self.apply = widgets.Button(description="Reconfigure", icon="exchange", tooltip="Active-passive switch, live")
-        self.auto = widgets.Checkbox(value=controller.auto, description="Auto (estimator picks B)", indent=False)
+        self.auto = widgets.Checkbox(value=controller.auto, description="Auto (estimator picks B)", indent=False,
+                                     layout=widgets.Layout(width="auto"))
         self.counters = widgets.HTML()
         self.message = widgets.HTML().add_class("packrat-status")
         self.figure = new_widget(height=560).add_class("packrat-figure-timeline")
@@ -133,6 +134,8 @@ class ServeStep:
         c = self.controller
         idle = c.state in (ServeState.STOPPED, ServeState.FAILED)
         self.plan.disabled = not idle
+        if not idle and c.plan is not None and self.plan.value != c.plan.text:
+            self.plan.value = c.plan.text  # the box shows what is served now, also after a switch
         self.start.disabled = not idle or not self._valid(self.plan.value or "")
         self.stop.disabled = idle or c.state is ServeState.STOPPING
         self.load.disabled = not c.running

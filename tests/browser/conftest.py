@@ -37,6 +37,17 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+# kernels inherit the server's environment: notebooks opened by browser tests run on a tiny budget
+KERNEL_ENV = {
+    "PACKRAT_NB_MODEL": "mlp",
+    "PACKRAT_NB_BATCHES": "1,2",
+    "PACKRAT_NB_POINT_TIME": "0.3",
+    "PACKRAT_NB_TIME_BUDGET": "60",
+    "PACKRAT_NB_REPEATS": "3",
+    "PACKRAT_NB_RATE": "40",
+    "PACKRAT_NB_PHASE_S": "2",
+    "TQDM_DISABLE": "1",
+}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -80,7 +91,7 @@ class LabServer:
         request = urllib.request.Request(
             f"{self.url}/{path}", method=method, headers={"Authorization": f"token {self.token}"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - 127.0.0.1 only
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.read()
 
 
@@ -95,7 +106,7 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServ
         "JUPYTER_CONFIG_DIR": str(home / "config"),  # no user settings or workspaces leak in or out
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         "IPYTHONDIR": str(home / "ipython"),
-        "TQDM_DISABLE": "1",
+        **KERNEL_ENV,
         "PYTHONUNBUFFERED": "1",
     }
     settings = home / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"

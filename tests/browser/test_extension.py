@@ -1,0 +1,193 @@
+"""The packrat-lab JupyterLab extension in a real JupyterLab and headless Chromium.
+
+A notebook kernel starts a Pool; the Packrat sidebar lists it, switches its plan (by plan text and
+by a batch B planned from its profile) and stops it; the kernel then sees its pool closed. A saved
+profile opens in the profile viewer, and the launcher creates a tuning notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+    from tests.browser.conftest import LabServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+
+POOL_NAME = "sidebar-test"
+PROFILE = "mlp.packrat.json"
+NOTEBOOK = "sidebar_pool.ipynb"
+CELLS = [
+    (
+        "import threading, time\n"
+        "from packrat_lab import Pool, load_profile\n"
+        f"pool = Pool('mlp', '2x1x4', profile=load_profile('{PROFILE}'), name='{POOL_NAME}')\n"
+        "def traffic():  # light load until the pool closes, so the sidebar has latencies to show\n"
+        "    x = pool.workload.example_input(4)\n"
+        "    while pool.state != 'closed':\n"
+        "        try:\n"
+        "            pool.infer(x)\n"
+        "        except Exception:\n"
+        "            break\n"
+        "        time.sleep(0.1)\n"
+        "threading.Thread(target=traffic, daemon=True).start()\n"
+        "print('started', pool.plan.text)"
+    ),
+    "print('state:', pool.state)",
+]
+
+
+def _save_profile(root: Path) -> None:
+    """A small mlp profile file (as `Profile.save` writes it); B=4 on 2 cores plans ⟨2,1,2⟩."""
+    from packrat_lab.profiling.table import profile_from_latencies
+
+    latencies = {(t, b): 1.2 * b**0.9 / t**0.6 + 0.4 * t for t in (1, 2) for b in (1, 2, 4, 8)}
+    profile_from_latencies("mlp", latencies).save(root / PROFILE)
+
+
+def _write_notebook(path: Path, cells: list[str]) -> None:
+    """A clean nbformat-4 notebook with one code cell per source string."""
+    cell: dict[str, Any] = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": []}
+    kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    notebook = {
+        "cells": [{**cell, "id": f"cell-{i}", "source": source} for i, source in enumerate(cells)],
+        "metadata": {"kernelspec": kernelspec},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path.write_text(json.dumps(notebook, indent=1))
+
+
+def _run_cell(page: Page, index: int) -> Locator:
+    """Run one cell with Shift+Enter; returns its output area."""
+    cell = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Shift+Enter")
+    return cell.locator(".jp-OutputArea-output")
+
+
+def _open_sidebar(page: Page) -> Locator:
+    tab = page.locator('.jp-SideBar.jp-mod-right li[data-id="packrat-lab-pools"]')
+    if tab.get_attribute("aria-selected") != "true":
+        tab.click()
+    return page.locator("#packrat-lab-pools")
+
+
+@pytest.fixture
+def lab_root(jupyter_server: LabServer) -> Iterator[LabServer]:
+    """The server with a profile and the pool notebook in its root; kernels of this test shut down after."""
+    _save_profile(jupyter_server.root)
+    _write_notebook(jupyter_server.root / NOTEBOOK, CELLS)
+    yield jupyter_server
+    for session in json.loads(jupyter_server.api("api/sessions")):
+        if session["path"] in (NOTEBOOK,) or session["path"].startswith("Untitled"):
+            jupyter_server.api(f"api/kernels/{session['kernel']['id']}", method="DELETE")
+
+
+def test_sidebar_controls_a_pool_started_by_a_notebook(
+    lab_root: LabServer, page: Page, screenshot: Callable[..., Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    from packrat_lab.host import detect_host
+
+    page.goto(lab_root.open_url(NOTEBOOK))
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=60_000)
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
+    expect(_run_cell(page, 0)).to_contain_text("started 2x1x4", timeout=120_000)
+
+    panel = _open_sidebar(page)
+    named = panel.locator(f'.jp-PackratPool[data-pool-name="{POOL_NAME}"]')
+    expect(named).to_have_count(1, timeout=30_000)
+    pool_id = named.get_attribute("data-pool-id")
+    card = panel.locator(f'.jp-PackratPool[data-pool-id="{pool_id}"]')
+    expect(card.locator(".jp-PackratPool-model")).to_have_text(f"mlp · {POOL_NAME}")
+    expect(card.locator(".jp-PackratPool-plan")).to_have_text("⟨2,1,4⟩")
+    expect(card.locator(".jp-PackratPool-state")).to_have_text("serving")
+    expect(card.locator(".jp-PackratPool-core")).to_have_count(
+        max(2, detect_host().usable_cores)
+    )  # one cell per core of the host
+    expect(card.locator('.jp-PackratPool-core[title*="instance"]')).to_have_count(2)  # 2x1x4: two busy cores
+    expect(card.locator(".jp-PackratPool-metrics")).to_contain_text(re.compile(r"p50 \d"), timeout=15_000)
+    screenshot(page, "pool-listed")
+
+    # switch by plan text: one instance with both threads
+    card.locator(".jp-PackratPool-input").fill("1x2x4")
+    card.locator(".jp-PackratPool-switch").click()
+    expect(card.locator(".jp-PackratPool-plan")).to_have_text("⟨1,2,4⟩", timeout=120_000)
+    expect(card.locator(".jp-PackratPool-message")).to_have_text("")
+    screenshot(page, "switched-by-plan")
+
+    # switch by a batch B: the pool plans it from its profile (two 1-thread instances of 2)
+    card.locator(".jp-PackratPool-input").fill("4")
+    card.locator(".jp-PackratPool-input").press("Enter")
+    expect(card.locator(".jp-PackratPool-plan")).to_have_text("⟨2,1,2⟩", timeout=120_000)
+
+    # a malformed request is refused in the panel, and the pool keeps its plan
+    card.locator(".jp-PackratPool-input").fill("2x1")
+    card.locator(".jp-PackratPool-switch").click()
+    expect(card.locator(".jp-PackratPool-message")).to_contain_text("neither a plan nor a batch")
+    expect(card.locator(".jp-PackratPool-plan")).to_have_text("⟨2,1,2⟩")
+
+    card.locator(".jp-PackratPool-stop").click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Stop").click()
+    expect(card).to_have_count(0, timeout=60_000)
+    expect(_run_cell(page, 1)).to_contain_text("state: closed", timeout=30_000)
+    screenshot(page, "stopped")
+    assert pool_id not in [p["id"] for p in json.loads(lab_root.api("packrat-lab/pools"))["pools"]]
+
+
+def test_profile_opens_in_the_viewer_and_launcher_makes_a_tuning_notebook(
+    lab_root: LabServer, page: Page, screenshot: Callable[..., Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if "/packrat-lab/pools" in r.url else None)
+    page.goto(f"{lab_root.url}/lab?token={lab_root.token}")
+    page.locator(".jp-DirListing-item", has_text=PROFILE).dblclick(timeout=60_000)
+    viewer = page.locator(".jp-PackratProfile")
+    expect(viewer.locator(".jp-PackratSurface-cell")).to_have_count(
+        8, timeout=30_000
+    )  # 2 threads × 4 batches
+    expect(viewer.locator(".jp-PackratSurface-cell").first).to_have_text("1.6 ms")
+    row_b4 = viewer.locator(".jp-PackratPlanMap tbody tr", has_text="⟨2,1,2⟩")
+    expect(row_b4.locator("th")).to_have_text("4")
+    screenshot(page, "profile-viewer")
+
+    # the pools panel polls only while it is shown
+    _open_sidebar(page)
+    page.wait_for_timeout(2_500)
+    assert len(polls) >= 2, polls
+    page.locator('.jp-SideBar.jp-mod-right li[data-id="packrat-lab-pools"]').click()  # hide it
+    expect(page.locator("#packrat-lab-pools")).to_be_hidden()
+    page.wait_for_timeout(300)  # a poll already on the wire may still be reported
+    seen = len(polls)
+    page.wait_for_timeout(3_000)
+    assert len(polls) == seen, polls[seen:]
+
+    page.keyboard.press("Control+Shift+c")  # the command palette lists the command ...
+    page.locator(".lm-CommandPalette-input").fill("Packrat")
+    expect(page.locator(".lm-CommandPalette-item", has_text="Packrat: New tuning notebook")).to_have_count(1)
+    page.keyboard.press("Escape")
+    _palette(page, "New Launcher")  # ... and the launcher has a card that runs it
+    page.locator(".jp-LauncherCard:visible", has_text="Packrat tuning").click()
+    first_cell = page.locator(".jp-NotebookPanel:visible .jp-Cell.jp-CodeCell").first
+    expect(first_cell).to_contain_text("%load_ext packrat_lab", timeout=30_000)
+    expect(first_cell).to_contain_text("%packrat lab")
+    screenshot(page, "tuning-notebook")
+
+
+def _palette(page: Page, label: str) -> None:
+    """Run a command from the command palette, as a user would."""
+    page.keyboard.press("Control+Shift+c")
+    page.locator(".lm-CommandPalette-input").fill(label)
+    page.locator(".lm-CommandPalette-item", has_text=label).first.click()
