@@ -12,6 +12,7 @@ time. A switch window runs from its passive-start to its stopped event.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import threading
@@ -58,7 +59,7 @@ class OpenLoop:
         with self._lock:
             self.records.append((due, time.perf_counter(), future.exception() is None))
 
-    def __enter__(self) -> OpenLoop:
+    def __enter__(self) -> OpenLoop:  # noqa: PYI034 - no typing_extensions dependency
         self._thread.start()
         return self
 
@@ -74,7 +75,7 @@ def window_stats(
     done = sorted((end, (end - due) * 1000.0) for due, end, ok in records if ok and lo <= end < hi)
     lat = [ms for _, ms in done]
     ends = [lo] + [end for end, _ in done] + [hi]
-    gap = max(b - a for a, b in zip(ends, ends[1:])) * 1000.0
+    gap = max(b - a for a, b in itertools.pairwise(ends)) * 1000.0
     return len(done), percentile(lat, 50), percentile(lat, 99), gap
 
 
@@ -100,7 +101,7 @@ def main() -> None:
         t_end = time.perf_counter()
     events = pool.events()
     stats = pool.stats()
-    to_perf = lambda wall: wall - wall0 + perf0  # noqa: E731 - event times are wall clock
+    to_perf = lambda wall: wall - wall0 + perf0
     records = load.records
     print("# Reconfiguration under steady load\n")
     print(host_description() + "\n")
@@ -136,7 +137,7 @@ def main() -> None:
         windows.append((f"steady on {plans[k + 1]}", hi, nxt))
     for label, lo, hi in windows:
         n, p50, p99, gap = window_stats(records, lo, hi)
-        fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+        fmt = lambda v: "—" if v is None else f"{v:.2f}"
         print(f"| {label} | {n} | {fmt(p50)} | {fmt(p99)} | {gap:.1f} |")
     ok = sum(1 for r in records if r[2])
     failed = sum(1 for r in records if not r[2])

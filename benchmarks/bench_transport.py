@@ -38,7 +38,11 @@ def timed(fn: object, x: torch.Tensor, iters: int) -> list[float]:
 
 
 def measure(model_name: str, batch: int, iters: int, rounds: int) -> dict[str, float]:
-    """Median in-process and pool latency for one (model, b), alternating blocks."""
+    """Medians for one (model, b): in-process, pool, their paired difference, and transport alone.
+
+    Calls alternate one by one (in-process, then pool) so a noisy neighbour hits both alike; the
+    worker reports its own model time, so pool minus that is the transport and dispatch cost.
+    """
     workload = get_workload(model_name)
     x = workload.example_input(batch, seed=1)
     model = workload.build()
@@ -47,17 +51,24 @@ def measure(model_name: str, batch: int, iters: int, rounds: int) -> dict[str, f
     pooled: list[float] = []
     with Pool(workload, f"1x1x{batch}", warmup=5) as pool:
         core = set(pool.plan.instances[0].cores)
+        handle = pool._active.handles[0]  # the worker's own model time, for the transport column
         timed(pool.infer, x, 10)
-        for _ in range(rounds):
-            os.sched_setaffinity(0, core)
-            with torch.inference_mode():
-                timed(model, x, 10)
-                local += timed(model, x, iters)
-            os.sched_setaffinity(0, everything)
-            timed(pool.infer, x, 5)
-            pooled += timed(pool.infer, x, iters)
+        served, run_ms = handle.served, handle.run_ms
+        with torch.inference_mode():
+            for _ in range(iters * rounds):
+                os.sched_setaffinity(0, core)
+                local += timed(model, x, 1)
+                os.sched_setaffinity(0, everything)
+                pooled += timed(pool.infer, x, 1)
+        worker_ms = (handle.run_ms - run_ms) / (handle.served - served)
     base, through = statistics.median(local), statistics.median(pooled)
-    return {"local": base, "pool": through, "goal": base + max(0.5, 0.03 * base)}
+    return {
+        "local": base,
+        "pool": through,
+        "paired": statistics.median(p - q for p, q in zip(pooled, local)),
+        "transport": statistics.mean(pooled) - worker_ms,
+        "goal": base + max(0.5, 0.03 * base),
+    }
 
 
 def main() -> None:
@@ -81,7 +92,7 @@ def main() -> None:
             ok = "yes" if r["pool"] <= r["goal"] else "no"
             print(
                 f"| {name} | {batch} | {r['local']:.3f} | {r['pool']:.3f} | {r['pool'] - r['local']:+.3f} | "
-                f"{r['pool'] / r['local']:.3f} | {r['goal']:.3f} | {ok} |",
+                f"{r['pool'] / r['local']:.3f} | {r['paired']:+.3f} | {r['transport']:+.3f} | {r['goal']:.3f} | {ok} |",
                 flush=True,
             )
 

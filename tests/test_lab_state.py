@@ -11,7 +11,6 @@ from ui_fakes import FakeBackend, latency
 from packrat_lab.plan import Plan
 from packrat_lab.profiling.table import profile_from_latencies
 from packrat_lab.ui._util import Throttle, fmt_duration, namespace_models, parse_batches
-
 from packrat_lab.ui.lab import Lab
 from packrat_lab.ui.plan_step import PlanController
 from packrat_lab.ui.profile_step import ProfileController, ProfileRequest, ProfileState
@@ -23,6 +22,7 @@ def make_lab(backend: FakeBackend, **kwargs: Any) -> Lab:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
 
 def test_parse_batches_sorts_and_rejects_bad_parts() -> None:
     assert parse_batches("8, 1,2 ,2") == [1, 2, 8]
@@ -64,6 +64,7 @@ def test_namespace_models_finds_workloads_and_modules() -> None:
 
 
 # ---- profile step --------------------------------------------------------------------------
+
 
 def test_profile_runs_in_background_and_reports_progress() -> None:
     backend = FakeBackend()
@@ -111,6 +112,10 @@ def test_profile_widget_disables_profile_for_bad_batches_and_while_running() -> 
     assert step.run.disabled
     assert "'two'" in step.message.value
     step.batches.value = "1, 2"
+    step.budget.value = 8
+    assert "up to 0.3 s" in step.message.value
+    step.budget.value = 200
+    assert "up to 22.0 s" in step.message.value
     backend.gate.clear()
     step.run.click()
     assert step.run.disabled and not step.cancel.disabled and step.cores.disabled
@@ -134,6 +139,7 @@ def test_surface_fills_in_as_points_arrive_and_toggles_to_3d() -> None:
 
 
 # ---- plan step -----------------------------------------------------------------------------
+
 
 def test_finished_profile_feeds_plan_step_and_validate_overlays_measured() -> None:
     backend = FakeBackend()
@@ -176,6 +182,7 @@ def test_plan_map_has_one_winner_per_profiled_batch() -> None:
 
 # ---- serve step ----------------------------------------------------------------------------
 
+
 def started(backend: FakeBackend, plan: str = "2x1x2") -> ServeController:
     controller = ServeController(backend, clock=iter(range(1000, 10_000)).__next__)
     controller.start("mlp", Plan.parse(plan), sample_interval_s=None)
@@ -210,7 +217,9 @@ def test_reconfigure_switches_live_and_events_become_markers() -> None:
 
 def test_window_is_bounded() -> None:
     backend = FakeBackend()
-    controller = ServeController(backend, clock=iter(range(0, 100_000, 10)).__next__, window_s=60, max_samples=50)
+    controller = ServeController(
+        backend, clock=iter(range(0, 100_000, 10)).__next__, window_s=60, max_samples=50
+    )
     controller.start("mlp", Plan.parse("1x1x1"), sample_interval_s=None)
     controller.join()
     for _ in range(100):

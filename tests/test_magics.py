@@ -50,13 +50,17 @@ def test_loading_is_cheap() -> None:
 
 
 @pytest.mark.parametrize("sub", ["", "lab", "profile", "plan", "serve", "reconfigure", "status", "stop"])
-def test_every_subcommand_has_help(ip: InteractiveShell, capsys: pytest.CaptureFixture[str], sub: str) -> None:
+def test_every_subcommand_has_help(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str], sub: str
+) -> None:
     assert ip.run_line_magic("packrat", f"{sub} --help".strip()) is None
     out = capsys.readouterr().out
     assert f"usage: %packrat {sub}".strip() in out
 
 
-def test_no_arguments_prints_the_subcommands(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_arguments_prints_the_subcommands(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
     ip.run_line_magic("packrat", "")
     out = capsys.readouterr().out
     for sub in ("lab", "profile", "plan", "serve", "reconfigure", "status", "stop"):
@@ -149,3 +153,23 @@ def test_reload_keeps_one_working_magic(ip: InteractiveShell, fake: FakeBackend)
     assert magics(ip).pools == []
     with pytest.raises(UsageError, match="no pool running"):
         ip.run_line_magic("packrat", "status")
+
+
+@pytest.mark.slow
+def test_real_profile_plan_serve_switch_and_unload(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    """The magics over the real API: pinned profiling processes, the DP, a real pool switched live."""
+    ip.run_line_magic("packrat", "profile mlp --cores 2 --batches 1,2 --point-time 0.3")
+    profile = ip.user_ns["packrat_profile"]
+    assert profile.threads == [1, 2] and profile.batches == [1, 2]
+    ip.run_line_magic("packrat", "plan --batch 2")
+    out = capsys.readouterr().out
+    assert "packrat" in out and "fat" in out
+    pool = ip.run_line_magic("packrat", "serve")
+    assert pool.plan.total_batch == 2
+    target = "1x2x2" if pool.plan.text != "1x2x2" else "2x1x1"
+    ip.run_line_magic("packrat", f"reconfigure {target}")
+    assert pool.plan.text.split("@")[0] == target
+    ip.run_line_magic("packrat", "status")
+    assert "lost=0" in capsys.readouterr().out
+    ip.run_line_magic("unload_ext", "packrat_lab")
+    assert pool.state != "serving"

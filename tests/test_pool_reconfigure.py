@@ -109,7 +109,7 @@ def test_workers_are_reused_when_only_the_count_changes(run: Run) -> None:
 def test_every_switch_is_timestamped_in_order(run: Run) -> None:
     steps = ["passive-start", "warm", "switch", "drained", "stopped"]
     first = next(k for k, e in enumerate(run.events) if e.kind == "passive-start")
-    timeline = [e for e in run.events[first:] if e.kind in steps ]
+    timeline = [e for e in run.events[first:] if e.kind in steps]
     assert [e.kind for e in timeline] == steps * len(SEQUENCE)
     assert [e.plan for e in timeline[::5]] == SEQUENCE
     times = [e.time for e in timeline]

@@ -9,6 +9,7 @@ import torch
 
 from packrat_lab.plan import Instance, Plan
 from packrat_lab.serving.dispatcher import Job, Piece, proportional_split, split_rows
+from packrat_lab.serving.inputs import check_input
 from packrat_lab.serving.reuse import match_reuse
 from packrat_lab.serving.stats import RequestStats, percentile
 from packrat_lab.serving.transport import Layout
@@ -120,3 +121,26 @@ def test_percentile_nearest_rank() -> None:
     assert percentile(values, 99) == 99.0
     assert percentile([3.0], 99) == 3.0
     assert percentile([], 50) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "batched", "fragment"),
+    [
+        (torch.zeros(2, 5), True, r"shape \(N, 1024\).*got shape \(2, 5\)"),
+        (torch.zeros(2, 1024, dtype=torch.int64), True, "dtype float32, got shape.*int64"),
+        (torch.zeros(1024), True, r"got shape \(1024,\)"),
+        (torch.zeros(0, 1024), True, r"got shape \(0, 1024\)"),
+        ([1.0], True, "got list"),
+        (torch.zeros(1, 1024), False, r"shape \(1024,\).*got shape \(1, 1024\)"),
+    ],
+)
+def test_check_input_names_expected_and_got(value: object, batched: bool, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment + ".*example"):
+        check_input(value, (1024,), "float32", batched=batched)
+
+
+def test_check_input_accepts_good_tensors() -> None:
+    check_input(torch.zeros(3, 1024), (1024,), "float32", batched=True)
+    check_input(torch.zeros(1024), (1024,), "float32", batched=False)
+    check_input(torch.zeros(2, 3, 8, 8), (3, 8, 8), "float32", batched=True)
+    check_input(torch.zeros(4, 16, dtype=torch.int64), (16,), "int64", batched=True)

@@ -38,8 +38,17 @@ class FakePool:
 
     def stats(self) -> dict[str, Any]:
         self.served += 1
-        return {"served": self.served, "failed": 0, "lost": 0, "in_flight": 1, "queue_depth": 2,
-                "p50_ms": 3.0, "p99_ms": 9.0, "throughput_rps": 50.0, "estimated_batch": 4}
+        return {
+            "served": self.served,
+            "failed": 0,
+            "lost": 0,
+            "in_flight": 1,
+            "queue_depth": 2,
+            "p50_ms": 3.0,
+            "p99_ms": 9.0,
+            "throughput_rps": 50.0,
+            "estimated_batch": 4,
+        }
 
     def events(self) -> list[dict[str, Any]]:
         return list(self._events)
@@ -62,8 +71,17 @@ class FakeBackend:
         self.loads: list[float] = []
         self.validated: list[list[str]] = []
 
-    def profile(self, model: Any, *, cores: int, batches: Sequence[int], point_time_s: float,
-                progress: Callable[[int, int, Measurement], None], cancel: threading.Event, **_: Any) -> Profile:
+    def profile(
+        self,
+        model: Any,
+        *,
+        cores: int,
+        batches: Sequence[int],
+        point_time_s: float,
+        progress: Callable[[int, int, Measurement], None],
+        cancel: threading.Event,
+        **_: Any,
+    ) -> Profile:
         if self.fail_profile:
             msg = "worker crashed"
             raise RuntimeError(msg)
@@ -87,9 +105,14 @@ class FakeBackend:
         if batch % cores:
             msg = f"no plan for B={batch} on {cores} cores"
             raise ValueError(msg)
-        return {"packrat": named(f"{cores}x1x{batch // cores}", "packrat"), "fat": named(f"1x{cores}x{batch}", "fat")}
+        return {
+            "packrat": named(f"{cores}x1x{batch // cores}", "packrat"),
+            "fat": named(f"1x{cores}x{batch}", "fat"),
+        }
 
-    def validate(self, model: Any, plans: Sequence[Plan], *, progress: Callable[[str], None]) -> dict[str, float]:
+    def validate(
+        self, model: Any, plans: Sequence[Plan], *, progress: Callable[[str], None]
+    ) -> dict[str, float]:
         self.validated.append([p.name for p in plans])
         progress("validating")
         return {p.name: (p.expected_latency_ms or 1.0) * 1.1 for p in plans}

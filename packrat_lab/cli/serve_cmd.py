@@ -62,34 +62,6 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _block_sigint() -> Any:
-    """Block SIGINT in this thread and so in every thread and worker started after (masks are inherited).
-
-    Ctrl-C in a terminal signals the whole process group; workers that died of it at the same moment
-    as the pool closed them made the parent abort. Only `_wait` takes SIGINT, with sigtimedwait.
-    """
-    if not hasattr(signal, "sigtimedwait"):  # macOS, Windows: plain KeyboardInterrupt handling
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-
-def _wait(server: Any, blocked: bool) -> None:
-    """Serve until Ctrl-C (taken from the blocked signal) or until the server stops by itself."""
-    if not blocked:
-        server.wait()
-        return
-    while server.running:
-        if signal.sigtimedwait({signal.SIGINT}, 0.5) is not None:
-            raise KeyboardInterrupt
-
-
-def _unblock_sigint(old_mask: Any) -> None:
-    """Drop a Ctrl-C still pending, then restore the mask."""
-    if old_mask is not None:
-        signal.sigtimedwait({signal.SIGINT}, 0)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-
-
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C, SIGTERM or POST /packrat/stop; always closes the pool."""
     from packrat_lab.serving.http.server import serve_pool
@@ -105,29 +77,24 @@ def run(args: argparse.Namespace) -> int:
         msg = "--auto needs --profile FILE (the optimizer plans from it)"
         raise ValueError(msg)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    old_mask = _block_sigint()
+    server = None
+    pool = None
     try:
         pool = Pool(
             args.model, plan, profile=profile, max_queue_delay_ms=args.max_queue_delay_ms, auto=args.auto
         )
-    except BaseException:
-        _unblock_sigint(old_mask)
-        signal.signal(signal.SIGTERM, previous)
-        raise
-    server = None
-    try:
         server = serve_pool(pool, host=args.host, port=args.port, token=args.token, profile=profile)
         print(f"serving {pool.workload.name} with plan {pool.plan.text} ({pool.plan})", flush=True)
         print(f"url   {server.url}", flush=True)
         print(f"token {server.token}", flush=True)
         print("Ctrl-C to stop", flush=True)
-        _wait(server, old_mask is not None)
+        server.wait()
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr, flush=True)
     finally:
         if server is not None:
             server.stop()
-        pool.close()
-        _unblock_sigint(old_mask)
+        if pool is not None:
+            pool.close()
         signal.signal(signal.SIGTERM, previous)
     return 0

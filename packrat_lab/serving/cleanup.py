@@ -31,4 +31,5 @@ def shutdown(handles: Iterable[WorkerHandle], prefix: str, timeout_s: float = 5.
         if not handle.exited.wait(max(0.0, deadline - time.monotonic())):
             handle.kill()
             handle.exited.wait(2.0)
+        handle.join(max(0.1, deadline - time.monotonic()))
     remove_segments(prefix)

@@ -73,6 +73,7 @@ class WorkerHandle:
         self._names: set[str] = set()
         self._process: SpawnProcess | None = None
         self._conn: Any = None
+        self._reader: threading.Thread | None = None
 
     @property
     def cores(self) -> tuple[int, ...]:
@@ -102,9 +103,10 @@ class WorkerHandle:
                         os.environ[key] = value
         child_conn.close()
         self._process, self._conn, self.pid = process, parent_conn, process.pid
-        threading.Thread(
+        self._reader = threading.Thread(
             target=self._read, name=f"packrat-reader-{self.config.worker_id}", daemon=True
-        ).start()
+        )
+        self._reader.start()
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until warm; raise WorkerFailedError if it failed to start or timed out."""
@@ -262,6 +264,11 @@ class WorkerHandle:
             self._on_exit(self, [i for i in items if isinstance(i, Piece)])
         finally:
             self.exited.set()
+
+    def join(self, timeout: float = 5.0) -> None:
+        """Wait for the reader thread to end (a thread still unwinding torch state at exit can abort)."""
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout)
 
     def kill(self) -> None:
         """Terminate the process now (close() after a drain timeout, or a test)."""

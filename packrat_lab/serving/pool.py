@@ -22,6 +22,7 @@ from packrat_lab.serving.dispatcher import Job, Piece, split_rows
 from packrat_lab.serving.estimator import BatchSizeEstimator
 from packrat_lab.serving.events import Event, EventLog
 from packrat_lab.serving.handle import WorkerHandle
+from packrat_lab.serving.inputs import check_input
 from packrat_lab.serving.reuse import match_reuse
 from packrat_lab.serving.stats import RequestStats
 from packrat_lab.serving.transport import Layout, new_prefix
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Pool"]
 
 READY_TIMEOUT_S = 300.0
-_EXAMPLE = "pool.infer(pool.workload.example_input(4))"
 
 
 @dataclass
@@ -219,6 +219,7 @@ class Pool:
         if hasattr(self, "_stop"):
             self._stop.set()
             self._batcher.close()  # queued single requests still run
+            self._sampler.join(5)
         with self._lock:
             self._closed = True
         shutdown(list(self._all), self._prefix)
@@ -240,25 +241,7 @@ class Pool:
     # -- dispatch -----------------------------------------------------------------------------
 
     def _check(self, tensor: Any, *, batched: bool) -> None:
-        """One-line ValueError naming the expected shape and dtype, before anything is queued."""
-        import torch
-
-        shape = tuple(self.workload.sample_shape)
-        want = f"({'N, ' if batched else ''}{', '.join(map(str, shape))}{',' if len(shape) == 1 and not batched else ''})"
-        dtype = getattr(torch, self.workload.dtype)
-        if not isinstance(tensor, torch.Tensor):
-            got = type(tensor).__name__
-        elif (
-            tensor.dtype != dtype
-            or tuple(tensor.shape[1 if batched else 0 :]) != shape
-            or (batched and (tensor.dim() != len(shape) + 1 or tensor.shape[0] < 1))
-        ):
-            got = f"shape {tuple(tensor.shape)} dtype {str(tensor.dtype).removeprefix('torch.')}"
-        else:
-            return
-        example = _EXAMPLE if batched else "pool.submit(pool.workload.example_input(1)[0])"
-        msg = f"expected a tensor of shape {want} and dtype {self.workload.dtype}, got {got}; example: {example}"
-        raise ValueError(msg)
+        check_input(tensor, tuple(self.workload.sample_shape), self.workload.dtype, batched=batched)
 
     def _dispatch(self, batch: torch.Tensor) -> Future[torch.Tensor]:
         """Split one batch over the active generation's workers; all pieces go to one generation."""
@@ -409,6 +392,7 @@ class Pool:
             if not handle.exited.wait(10.0):
                 handle.kill()
                 handle.exited.wait(5.0)
+            handle.join()
         self._events.record("stopped", placed.text, workers=[h.pid for h in retired])
 
     # -- estimator and auto mode --------------------------------------------------------------

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import ipywidgets as widgets
 
-__all__ = ["Listeners", "Throttle", "column", "fmt_duration", "namespace_models", "parse_batches", "row", "zoo_models"]
+__all__ = [
+    "Listeners",
+    "Throttle",
+    "column",
+    "fmt_duration",
+    "namespace_models",
+    "parse_batches",
+    "row",
+    "zoo_models",
+]
 
 
 class Listeners:
@@ -37,7 +46,9 @@ class Listeners:
 class Throttle:
     """Run `action` at most once per `interval_s`; a call in between is delivered late, never lost."""
 
-    def __init__(self, action: Callable[[], None], interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, action: Callable[[], None], interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.action = action
         self.interval_s = interval_s
         self.clock = clock
@@ -135,7 +146,9 @@ def row(children: list[Any]) -> widgets.HBox:
     """Controls side by side, spaced and vertically centred by the Lab's stylesheet."""
     import ipywidgets as widgets
 
-    return widgets.HBox(children, layout=widgets.Layout(align_items="center", flex_flow="row wrap")).add_class("packrat-row")
+    return widgets.HBox(
+        children, layout=widgets.Layout(align_items="center", flex_flow="row wrap")
+    ).add_class("packrat-row")
 
 
 def column(children: list[Any]) -> widgets.VBox:

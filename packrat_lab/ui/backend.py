@@ -43,7 +43,9 @@ class Backend(Protocol):
 
     def plans(self, profile: Profile, *, cores: int, batch: int) -> dict[str, Plan]: ...
 
-    def validate(self, model: Any, plans: Sequence[Plan], *, progress: Callable[[str], None]) -> dict[str, float]: ...
+    def validate(
+        self, model: Any, plans: Sequence[Plan], *, progress: Callable[[str], None]
+    ) -> dict[str, float]: ...
 
     def pool(self, model: Any, plan: Plan, profile: Profile | None) -> PoolLike: ...
 
@@ -96,7 +98,9 @@ class RealBackend:
             out.setdefault(name, plan)
         return out
 
-    def validate(self, model: Any, plans: Sequence[Plan], *, progress: Callable[[str], None]) -> dict[str, float]:
+    def validate(
+        self, model: Any, plans: Sequence[Plan], *, progress: Callable[[str], None]
+    ) -> dict[str, float]:
         """Measured median batch latency (ms) of each plan, keyed by plan name."""
         from packrat_lab.validation import validate
 
@@ -115,4 +119,3 @@ class RealBackend:
         from packrat_lab.loadgen import run_load
 
         return run_load(pool, rate=rate, duration_s=duration_s, poisson=poisson)
-

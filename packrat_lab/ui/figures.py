@@ -34,8 +34,15 @@ def empty_figure(note: str, *, height: int = 420) -> go.Figure:
         yaxis={"visible": False},
         margin={"l": 24, "r": 24, "t": 24, "b": 24},
         annotations=[
-            {"text": note, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
-             "font": {"size": 14, "color": "#777"}}
+            {
+                "text": note,
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+                "font": {"size": 14, "color": "#777"},
+            }
         ],
     )
     return fig

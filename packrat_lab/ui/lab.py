@@ -64,12 +64,20 @@ class Lab(widgets.VBox):  # type: ignore[misc]
         self.planning = PlanController(self.backend)
         self.serving = ServeController(self.backend)
         self.profile_step = ProfileStep(
-            self.profiling, model=model, cores=cores, max_cores=host_cores, batches=batches, budget_s=budget_s,
+            self.profiling,
+            model=model,
+            cores=cores,
+            max_cores=host_cores,
+            batches=batches,
+            budget_s=budget_s,
             namespace=namespace if namespace is not None else _notebook_namespace(),
         )
         self.plan_step = PlanStep(self.planning)
         self.serve_step = ServeStep(
-            self.serving, model=self._serving_model, known_plans=self._known_plans, profile=lambda: self.planning.profile
+            self.serving,
+            model=self._serving_model,
+            known_plans=self._known_plans,
+            profile=lambda: self.planning.profile,
         )
         self.profiling.changed.add(self._after_profile)
         self.planning.changed.add(self.serve_step.refresh_plans)
@@ -78,7 +86,8 @@ class Lab(widgets.VBox):  # type: ignore[misc]
             titles=("1 · Profile", "2 · Plan", "3 · Serve"),
         )
         head = widgets.HTML(
-            _CSS + "<div class='packrat-head'><h3>packrat lab</h3><p>Measure latency at every thread count × batch "
+            _CSS
+            + "<div class='packrat-head'><h3>packrat lab</h3><p>Measure latency at every thread count × batch "
             f"size on this host's {host_cores} usable cores, let the Packrat optimizer split a batch B into "
             "⟨instances, threads, batch⟩, then serve that plan and switch plans live.</p></div>"
         )

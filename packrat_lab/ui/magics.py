@@ -77,24 +77,32 @@ def build_parser() -> _Parser:
     lab.add_argument("--cores", type=_positive_int, help="cores to profile on (default: all usable)")
     lab.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], help="batch sizes, e.g. 1,2,4,8")
     lab.add_argument("--budget", type=_seconds, default=30.0, help="profiling time budget in seconds")
-    prof = sub.add_parser("profile", help="measure L[t][b] of a model (blocks; use the Lab for background runs)")
+    prof = sub.add_parser(
+        "profile", help="measure L[t][b] of a model (blocks; use the Lab for background runs)"
+    )
     prof.add_argument("model", help="zoo name (mlp, tiny-cnn, ...) or a notebook variable holding a model")
     prof.add_argument("--cores", type=_positive_int, help="cores to profile on (default: all usable)")
     prof.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], help="batch sizes, e.g. 1,2,4,8")
     prof.add_argument("--point-time", type=_seconds, default=2.0, help="seconds cap per point (default 2)")
     prof.add_argument("--budget", type=_seconds, help="total seconds cap (points not reached are skipped)")
     prof.add_argument("-o", "--out", help="also save the profile as JSON to this file")
-    prof.add_argument("--as", dest="var", default="packrat_profile", help="notebook variable (default packrat_profile)")
+    prof.add_argument(
+        "--as", dest="var", default="packrat_profile", help="notebook variable (default packrat_profile)"
+    )
     plan = sub.add_parser("plan", help="the optimizer's plan for batch B against fat, thin and homogeneous")
     plan.add_argument("--batch", "-B", type=_positive_int, required=True, help="total batch B, e.g. 8")
     plan.add_argument("--cores", "-T", type=_positive_int, help="cores T (default: the profile's largest t)")
     plan.add_argument("--profile", help="notebook variable or file with a profile (default: the last one)")
-    plan.add_argument("--as", dest="var", default="packrat_plan", help="notebook variable (default packrat_plan)")
+    plan.add_argument(
+        "--as", dest="var", default="packrat_plan", help="notebook variable (default packrat_plan)"
+    )
     serve = sub.add_parser("serve", help="start a background pool with a plan")
     serve.add_argument("plan", nargs="?", help="plan text such as 2x1x4 (default: the last %%packrat plan)")
     serve.add_argument("--model", help="zoo name or notebook variable (default: the profiled model)")
     serve.add_argument("--auto", action="store_true", help="let the batch-size estimator reconfigure")
-    serve.add_argument("--as", dest="var", default="packrat_pool", help="notebook variable (default packrat_pool)")
+    serve.add_argument(
+        "--as", dest="var", default="packrat_pool", help="notebook variable (default packrat_pool)"
+    )
     reconf = sub.add_parser("reconfigure", help="switch the running pool to another plan, live")
     reconf.add_argument("plan", help="plan text such as 1x2x8 or 2x1x4")
     sub.add_parser("status", help="counters and latency of the running pool")
@@ -155,8 +163,14 @@ class PackratMagics(Magics):
         from packrat_lab.ui.lab import Lab
 
         model = self._model(args.model) if args.model else None
-        lab = Lab(model, args.cores, batches=args.batches, budget_s=args.budget, backend=self.backend,
-                  namespace=self._user_ns())
+        lab = Lab(
+            model,
+            args.cores,
+            batches=args.batches,
+            budget_s=args.budget,
+            backend=self.backend,
+            namespace=self._user_ns(),
+        )
         self.labs.append(lab)
         return lab
 
@@ -171,13 +185,22 @@ class PackratMagics(Magics):
         def progress(done: int, total: int, m: Measurement) -> None:
             print(f"  [{done}/{total}] t={m.threads} b={m.batch} {m.setting}: {m.median:.2f} ms", flush=True)
 
-        profile = self.backend.profile(model, cores=cores, batches=args.batches, point_time_s=args.point_time,
-                                       progress=progress, cancel=threading.Event(), time_budget_s=args.budget)
+        profile = self.backend.profile(
+            model,
+            cores=cores,
+            batches=args.batches,
+            point_time_s=args.point_time,
+            progress=progress,
+            cancel=threading.Event(),
+            time_budget_s=args.budget,
+        )
         self.profile, self.model = profile, model
         self._user_ns()[args.var] = profile
         saved = f", saved to {profile.save(args.out)}" if args.out else ""
-        print(f"profiled {profile.model}: {len(profile.measurements)} points, threads {profile.threads}, "
-              f"batches {profile.batches}; stored as `{args.var}`{saved}. Next: %packrat plan --batch B")
+        print(
+            f"profiled {profile.model}: {len(profile.measurements)} points, threads {profile.threads}, "
+            f"batches {profile.batches}; stored as `{args.var}`{saved}. Next: %packrat plan --batch B"
+        )
 
     def _cmd_plan(self, args: argparse.Namespace) -> None:
         profile = self._profile(args.profile)
@@ -213,8 +236,10 @@ class PackratMagics(Magics):
             pool.set_auto(True)
         self.pools.append(pool)
         self._user_ns()[args.var] = pool
-        print(f"serving {plan} in the background as `{args.var}`; %packrat reconfigure PLAN switches live, "
-              "%packrat stop ends it")
+        print(
+            f"serving {plan} in the background as `{args.var}`; %packrat reconfigure PLAN switches live, "
+            "%packrat stop ends it"
+        )
         return pool
 
     def _cmd_reconfigure(self, args: argparse.Namespace) -> None:
@@ -229,8 +254,17 @@ class PackratMagics(Magics):
         from packrat_lab.ui.backend import stat
 
         stats = self._pool().stats()
-        fields = ("served", "failed", "lost", "in_flight", "queue_depth", "p50_ms", "p99_ms", "throughput_rps",
-                  "estimated_batch")
+        fields = (
+            "served",
+            "failed",
+            "lost",
+            "in_flight",
+            "queue_depth",
+            "p50_ms",
+            "p99_ms",
+            "throughput_rps",
+            "estimated_batch",
+        )
         print("  ".join(f"{name}={stat(stats, name):g}" for name in fields))
 
     def _cmd_stop(self, args: argparse.Namespace) -> None:

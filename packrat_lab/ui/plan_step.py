@@ -84,8 +84,9 @@ class PlanController:
         self.validating, self.validation_note = True, "starting pools…"
         self.changed()
         plans = list(self.plans.values())
-        self._thread = threading.Thread(target=self._validate, args=(plans, self.batch), daemon=True,
-                                        name="packrat-validate")
+        self._thread = threading.Thread(
+            target=self._validate, args=(plans, self.batch), daemon=True, name="packrat-validate"
+        )
         self._thread.start()
 
     def _validate(self, plans: list[Plan], batch: int | None) -> None:
@@ -145,8 +146,10 @@ class PlanController:
         if fat is not None and fat.expected_latency_ms and best.expected_latency_ms:
             gain = f", {fat.expected_latency_ms / best.expected_latency_ms:.2f}× faster than fat"
         measured = " Measured bars overlay the expected ones." if self.measured else ""
-        return (f"B={self.batch} on {self.cores} cores: {best.name} plan {best} is expected to take {lat}{gain}."
-                f"{measured} Serve it in step 3.")
+        return (
+            f"B={self.batch} on {self.cores} cores: {best.name} plan {best} is expected to take {lat}{gain}."
+            f"{measured} Serve it in step 3."
+        )
 
 
 class PlanStep:
@@ -161,7 +164,9 @@ class PlanStep:
         self.batch = widgets.BoundedIntText(value=8, min=1, max=4096, description="Total batch B")
         self.batch.style.description_width = "110px"
         self.chosen = widgets.Dropdown(description="Serve plan", options=[])
-        self.validate = widgets.Button(description="Validate", icon="check", tooltip="Measure each plan for real")
+        self.validate = widgets.Button(
+            description="Validate", icon="check", tooltip="Measure each plan for real"
+        )
         self.message = widgets.HTML().add_class("packrat-status")
         self.bars = new_widget(height=380).add_class("packrat-figure-bars")
         self.cores = new_widget(height=200).add_class("packrat-figure-cores")
@@ -172,8 +177,7 @@ class PlanStep:
         controller.changed.add(self.render)
         self._drawn_profile: Profile | None = None
         self.widget = column(
-            [row([self.batch, self.chosen, self.validate]), self.message, self.bars,
-             self.cores, self.map],
+            [row([self.batch, self.chosen, self.validate]), self.message, self.bars, self.cores, self.map],
         )
         self.render()
 
@@ -223,7 +227,9 @@ class PlanStep:
             show_figure(self.bars, plot_plan_comparison(plan_comparison_info(c.plans, c.measured)))
         plan = c.chosen_plan
         if plan is None:
-            show_figure(self.cores, empty_figure("The core map shows which cores each instance holds", height=200))
+            show_figure(
+                self.cores, empty_figure("The core map shows which cores each instance holds", height=200)
+            )
         else:
             show_figure(self.cores, plot_core_map(core_map_info(plan, c.cores)))
         if c.profile is not self._drawn_profile:
@@ -232,4 +238,6 @@ class PlanStep:
             if best:
                 show_figure(self.map, plot_plan_map(plan_map_info(best, fat or None)))
             else:
-                show_figure(self.map, empty_figure("The plan map shows the winning ⟨i,t,b⟩ at each B", height=380))
+                show_figure(
+                    self.map, empty_figure("The plan map shows the winning ⟨i,t,b⟩ at each B", height=380)
+                )

@@ -101,7 +101,9 @@ class ProfileController:
             self.error = None
             self._started = self.clock()
             self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(request, self._cancel), name="packrat-profile", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(request, self._cancel), name="packrat-profile", daemon=True
+        )
         self._thread.start()
         self.changed()
 
@@ -188,7 +190,9 @@ class ProfileController:
         if self.state is ProfileState.CANCELLING:
             return f"Cancelling {label} after the current point…"
         if self.state is ProfileState.DONE:
-            return f"Profiled {label}: {self.done} points in {fmt_duration(self.elapsed_s)}. Next: step 2, Plan."
+            return (
+                f"Profiled {label}: {self.done} points in {fmt_duration(self.elapsed_s)}. Next: step 2, Plan."
+            )
         if self.state is ProfileState.CANCELLED:
             kept = f"kept {self.done} points" if self.profile else "no points measured"
             return f"Cancelled {label} ({kept})."
@@ -219,24 +223,36 @@ class ProfileStep:
         self._objects: dict[str, Any] = {}
         self.model = widgets.Dropdown(description="Model", options=self._model_options(model))
         self.cores = widgets.IntSlider(
-            value=min(max(1, cores or max_cores), max_cores), min=1, max=max(1, max_cores), description="Cores"
+            value=min(max(1, cores or max_cores), max_cores),
+            min=1,
+            max=max(1, max_cores),
+            description="Cores",
         )
-        self.batches = widgets.Text(value=", ".join(str(b) for b in batches), description="Batch sizes",
-                                    placeholder="1, 2, 4, 8")
+        self.batches = widgets.Text(
+            value=", ".join(str(b) for b in batches), description="Batch sizes", placeholder="1, 2, 4, 8"
+        )
         self.budget = widgets.BoundedIntText(value=int(budget_s), min=2, max=3600, description="Budget (s)")
-        self.run = widgets.Button(description="Profile", button_style="primary", icon="play",
-                                  tooltip="Measure latency at every thread count × batch size")
-        self.cancel = widgets.Button(description="Cancel", icon="stop", tooltip="Stop after the current point")
+        self.run = widgets.Button(
+            description="Profile",
+            button_style="primary",
+            icon="play",
+            tooltip="Measure latency at every thread count × batch size",
+        )
+        self.cancel = widgets.Button(
+            description="Cancel", icon="stop", tooltip="Stop after the current point"
+        )
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description="Progress")
         self.message = widgets.HTML().add_class("packrat-status")
-        self.kind = widgets.ToggleButtons(options=[("Heatmap", "heatmap"), ("3-D surface", "3d")], value="heatmap")
+        self.kind = widgets.ToggleButtons(
+            options=[("Heatmap", "heatmap"), ("3-D surface", "3d")], value="heatmap"
+        )
         self.figure = new_widget(height=440).add_class("packrat-figure-surface")
         for control in (self.model, self.cores, self.batches, self.budget, self.progress):
             control.style.description_width = "90px"
         self.run.on_click(lambda _: self.start())
         self.cancel.on_click(lambda _: controller.cancel())
-        self.batches.observe(lambda _: self.render(), names="value")
-        self.cores.observe(lambda _: self.render(), names="value")
+        for control in (self.model, self.cores, self.batches, self.budget):
+            control.observe(lambda _: self.render(), names="value")
         self.kind.observe(lambda _: self.draw_surface(), names="value")
         self._throttle = Throttle(self.draw_surface, 1.0 / refresh_hz)
         controller.changed.add(self._on_change)
@@ -278,8 +294,13 @@ class ProfileStep:
             raise ValueError(msg)
         model = self._objects.get(key, key)
         label = key.removeprefix("var:")
-        return ProfileRequest(model, label, int(self.cores.value), tuple(parse_batches(self.batches.value)),
-                              float(self.budget.value))
+        return ProfileRequest(
+            model,
+            label,
+            int(self.cores.value),
+            tuple(parse_batches(self.batches.value)),
+            float(self.budget.value),
+        )
 
     def start(self) -> None:
         """Start profiling what the controls say (the Profile button)."""
@@ -306,13 +327,17 @@ class ProfileStep:
         self.run.disabled = busy or invalid is not None
         self.cancel.disabled = c.state is not ProfileState.RUNNING
         self.progress.value = (c.done / c.total) if c.total else 0.0
-        self.progress.bar_style = {"done": "success", "failed": "danger", "cancelled": "warning"}.get(c.state.value, "info")
+        self.progress.bar_style = {"done": "success", "failed": "danger", "cancelled": "warning"}.get(
+            c.state.value, "info"
+        )
         text = c.status()
         if invalid is not None and not busy:
             text = f"<span style='color:#b00020'>{invalid}</span>"
         elif c.state is ProfileState.IDLE and invalid is None:
-            text = (f"{text} This measures {request.points} points (each thread count × batch × 2 runtime "
-                    f"settings), timing each for up to {request.point_time_s:.1f} s in a fresh process.")
+            text = (
+                f"{text} This measures {request.points} points (each thread count × batch × 2 runtime "
+                f"settings), timing each for up to {request.point_time_s:.1f} s in a fresh process."
+            )
         self.message.value = text
 
     def draw_surface(self) -> None:
@@ -322,11 +347,13 @@ class ProfileStep:
 
         profile = self.controller.profile or self.controller.partial()
         if profile is None:
-            show_figure(self.figure, empty_figure("The latency surface appears here as points are measured", height=440))
+            show_figure(
+                self.figure,
+                empty_figure("The latency surface appears here as points are measured", height=440),
+            )
             return
         show_figure(self.figure, plot_surface(surface_info(profile), kind=self.kind.value))
 
     def close(self) -> None:
         """Stop pending redraws."""
         self._throttle.cancel()
-

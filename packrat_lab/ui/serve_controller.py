@@ -85,7 +85,14 @@ class ServeController:
         """The built-in load generator is sending requests."""
         return self._load_on.is_set()
 
-    def start(self, model: Any, plan: Plan, profile: Profile | None = None, *, sample_interval_s: float | None = 0.33) -> None:
+    def start(
+        self,
+        model: Any,
+        plan: Plan,
+        profile: Profile | None = None,
+        *,
+        sample_interval_s: float | None = 0.33,
+    ) -> None:
         """Start a pool running `plan` in the background; sample its stats every `sample_interval_s`."""
         if self.running or self.busy:
             msg = "a pool is already running; press Stop first"
@@ -97,7 +104,9 @@ class ServeController:
         self.changed()
         self._spawn(self._start, model, plan, profile, sample_interval_s)
 
-    def _start(self, model: Any, plan: Plan, profile: Profile | None, sample_interval_s: float | None) -> None:
+    def _start(
+        self, model: Any, plan: Plan, profile: Profile | None, sample_interval_s: float | None
+    ) -> None:
         try:
             pool = self.backend.pool(model, plan, profile)
             if self.auto:
@@ -117,7 +126,10 @@ class ServeController:
         self.stop_load()
         self._stop_sampling.set()
         for thread in list(self._threads):
-            if thread.name in ("packrat-load", "packrat-sampler") and thread is not threading.current_thread():
+            if (
+                thread.name in ("packrat-load", "packrat-sampler")
+                and thread is not threading.current_thread()
+            ):
                 thread.join(_LOAD_CHUNK_S * 5)
         pool = self.pool
         if pool is None:
@@ -202,7 +214,9 @@ class ServeController:
     def _load_loop(self) -> None:
         while self._load_on.is_set() and self.pool is not None:
             try:
-                self.backend.run_load(self.pool, rate=self.rate, duration_s=_LOAD_CHUNK_S, poisson=self.poisson)
+                self.backend.run_load(
+                    self.pool, rate=self.rate, duration_s=_LOAD_CHUNK_S, poisson=self.poisson
+                )
             except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
                 self.error = f"load generator stopped: {_first_line(exc)}"
                 self._load_on.clear()
@@ -264,14 +278,18 @@ class ServeController:
         note = f" <span style='color:#b00020'>{self.error}</span>" if self.error else ""
         if self.state is ServeState.STOPPED and (self.samples or self.counters["served"]):
             c = self.counters
-            return (f"Pool stopped after serving {c['served']:,} requests ({c['failed']:,} failed, {c['lost']:,} lost). "
-                    "Press Start pool to serve again." + note)
+            return (
+                f"Pool stopped after serving {c['served']:,} requests ({c['failed']:,} failed, {c['lost']:,} lost). "
+                "Press Start pool to serve again." + note
+            )
         if self.state is ServeState.STOPPED:
             return "No pool running. Pick a plan and press Start pool." + note
         if self.state is ServeState.STARTING:
             return f"Starting worker processes for{plan}…"
         if self.state is ServeState.RECONFIGURING:
-            return f"Switching live (active-passive) from{plan}: new workers warm up, then traffic moves over…"
+            return (
+                f"Switching live (active-passive) from{plan}: new workers warm up, then traffic moves over…"
+            )
         if self.state is ServeState.STOPPING:
             return "Draining and stopping the pool…"
         load = f"sending {self.rate:g} req/s" if self.load_running else "no load (press Send load)"

@@ -35,21 +35,31 @@ class ServeStep:
         self._model = model
         self._known_plans = known_plans
         self._profile = profile
-        self.plan = widgets.Combobox(description="Plan", placeholder=_PLAN_HINT, ensure_option=False).add_class(
-            "packrat-plan-box"
-        )
+        self.plan = widgets.Combobox(
+            description="Plan", placeholder=_PLAN_HINT, ensure_option=False
+        ).add_class("packrat-plan-box")
         self.start = widgets.Button(description="Start pool", button_style="primary", icon="play")
         self.stop = widgets.Button(description="Stop", icon="stop")
         self.rate = widgets.IntSlider(value=int(controller.rate), min=1, max=200, description="Rate (req/s)")
-        self.poisson = widgets.Checkbox(value=controller.poisson, description="Poisson arrivals", indent=False,
-                                        layout=widgets.Layout(width="auto"))
-        self.load = widgets.ToggleButton(value=False, description="Send load", icon="paper-plane")
-        self.target = widgets.Combobox(description="Switch to", placeholder=_PLAN_HINT, ensure_option=False).add_class(
-            "packrat-target-box"
+        self.poisson = widgets.Checkbox(
+            value=controller.poisson,
+            description="Poisson arrivals",
+            indent=False,
+            layout=widgets.Layout(width="auto"),
         )
-        self.apply = widgets.Button(description="Reconfigure", icon="exchange", tooltip="Active-passive switch, live")
-        self.auto = widgets.Checkbox(value=controller.auto, description="Auto (estimator picks B)", indent=False,
-                                     layout=widgets.Layout(width="auto"))
+        self.load = widgets.ToggleButton(value=False, description="Send load", icon="paper-plane")
+        self.target = widgets.Combobox(
+            description="Switch to", placeholder=_PLAN_HINT, ensure_option=False
+        ).add_class("packrat-target-box")
+        self.apply = widgets.Button(
+            description="Reconfigure", icon="exchange", tooltip="Active-passive switch, live"
+        )
+        self.auto = widgets.Checkbox(
+            value=controller.auto,
+            description="Auto (estimator picks B)",
+            indent=False,
+            layout=widgets.Layout(width="auto"),
+        )
         self.counters = widgets.HTML()
         self.message = widgets.HTML().add_class("packrat-status")
         self.figure = new_widget(height=560).add_class("packrat-figure-timeline")
@@ -59,7 +69,9 @@ class ServeStep:
         self.stop.on_click(lambda _: controller.stop())
         self.load.observe(self._on_load, names="value")
         self.rate.observe(lambda change: controller.set_rate(float(change["new"])), names="value")
-        self.poisson.observe(lambda change: setattr(controller, "poisson", bool(change["new"])), names="value")
+        self.poisson.observe(
+            lambda change: setattr(controller, "poisson", bool(change["new"])), names="value"
+        )
         self.apply.on_click(lambda _: self.reconfigure())
         self.auto.observe(lambda change: controller.set_auto(bool(change["new"])), names="value")
         for box in (self.plan, self.target):
@@ -151,8 +163,12 @@ class ServeStep:
 
     def _counters_html(self) -> str:
         c = self.controller.counters
-        cells = [("served", c["served"], "#009E73"), ("failed", c["failed"], "#D55E00"),
-                 ("lost", c["lost"], "#D55E00"), ("in flight", c["in_flight"], "#0072B2")]
+        cells = [
+            ("served", c["served"], "#009E73"),
+            ("failed", c["failed"], "#D55E00"),
+            ("lost", c["lost"], "#D55E00"),
+            ("in flight", c["in_flight"], "#0072B2"),
+        ]
         spans = "".join(
             f"<span class='packrat-counter' style='display:inline-block;min-width:96px;margin-right:12px'>"
             f"<span class='packrat-count packrat-count-{label.replace(' ', '-')}' "
@@ -169,7 +185,9 @@ class ServeStep:
 
         samples, events = self.controller.window()
         if not samples:
-            show_figure(self.figure, empty_figure("The live timeline appears here once a pool runs", height=560))
+            show_figure(
+                self.figure, empty_figure("The live timeline appears here once a pool runs", height=560)
+            )
             return
         info = timeline_info(samples, events, window_s=self.controller.window_s)
         show_figure(self.figure, plot_timeline(info))

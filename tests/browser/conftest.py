@@ -94,6 +94,13 @@ class LabServer:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read()
 
+    def shutdown_kernels(self) -> None:
+        """Stop every kernel (and so the pools its notebook started) so the next test starts clean."""
+        import json
+
+        for kernel in json.loads(self.api("api/kernels")):
+            self.api(f"api/kernels/{kernel['id']}", method="DELETE")
+
 
 @pytest.fixture(scope="session")
 def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
@@ -111,7 +118,9 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServ
     }
     settings = home / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    (settings / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
     log = home / "jupyter.log"
     command = [
         sys.executable, "-m", "jupyter", "lab",
@@ -155,7 +164,9 @@ def browser(chromium_path: Path) -> Iterator[Browser]:
     except ImportError:
         _missing("the playwright Python package is not installed")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_FLAGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium_path), args=CHROMIUM_FLAGS, headless=True
+        )
         try:
             yield browser
         finally:

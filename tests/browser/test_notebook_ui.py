@@ -68,6 +68,14 @@ def wait_for_text(locator: Locator, pattern: str, timeout_s: float) -> None:
 def test_quickstart_and_lab_widget_end_to_end(
     page: Page, jupyter_server: LabServer, screenshot: Callable[..., Any]
 ) -> None:
+    try:
+        drive_quickstart_and_lab(page, jupyter_server, screenshot)
+    finally:
+        jupyter_server.shutdown_kernels()
+
+
+def drive_quickstart_and_lab(page: Page, jupyter_server: LabServer, screenshot: Callable[..., Any]) -> None:
+    """Run the quickstart, then profile, plan, serve and switch through its Lab widget."""
     from playwright.sync_api import expect
 
     # the tutorial as a user meets it (small PACKRAT_NB_* budgets come from the conftest's server env)
@@ -75,9 +83,13 @@ def test_quickstart_and_lab_widget_end_to_end(
     open_and_run_all(page, jupyter_server, QUICKSTART.name)
     cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
     expect(cells.last.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"), timeout=150_000)
-    expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")).to_have_count(0)
+    expect(
+        page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+    ).to_have_count(0)
     plots = page.locator(".jp-NotebookPanel .jp-OutputArea-output .js-plotly-plot .main-svg")
-    assert plots.count() >= 5, "surface, settings effect, plans, core map, plan map and validation should render"
+    assert plots.count() >= 5, (
+        "surface, settings effect, plans, core map, plan map and validation should render"
+    )
     page.set_viewport_size({"width": 1400, "height": 2300})  # tall enough that each tab fits in a screenshot
     lab = page.locator(".packrat-lab")
     lab.wait_for(state="visible", timeout=30_000)
@@ -124,10 +136,14 @@ def test_quickstart_and_lab_widget_end_to_end(
     lab.locator(".packrat-target-box input").fill(other)
     button(lab, "Reconfigure").click()
     wait_for_text(serve_status, rf"Serving ⟨{other[0]},{other[2]},{other[4]}⟩", 60)
-    expect(lab.locator(".packrat-figure-timeline .legendtext", has_text="switch").first).to_be_attached(timeout=15_000)
+    expect(lab.locator(".packrat-figure-timeline .legendtext", has_text="switch").first).to_be_attached(
+        timeout=15_000
+    )
     served_before = counter(lab, "served")
     page.wait_for_timeout(1500)
-    assert counter(lab, "served") > served_before, "the timeline and counters should keep updating after the switch"
+    assert counter(lab, "served") > served_before, (
+        "the timeline and counters should keep updating after the switch"
+    )
     assert counter(lab, "lost") == 0
     screenshot(page, "switched", locator=lab)
     button(lab, "Stop").click()

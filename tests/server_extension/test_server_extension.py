@@ -22,8 +22,6 @@ from packrat_lab import registry
 from packrat_lab.plan import Plan
 from packrat_lab.profiling.table import profile_from_latencies
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
 POOL_TOKEN = "pool-secret-token"
 
 
