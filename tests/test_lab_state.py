@@ -42,7 +42,12 @@ def test_throttle_delivers_a_late_call_instead_of_dropping_it() -> None:
     now = [0.0]
     calls: list[float] = []
     fired = threading.Event()
-    throttle = Throttle(lambda: (calls.append(now[0]), fired.set()), 0.05, clock=lambda: now[0])
+
+    def action() -> None:
+        calls.append(now[0])
+        fired.set()
+
+    throttle = Throttle(action, 0.05, clock=lambda: now[0])
     throttle()
     assert calls == [0.0]
     fired.clear()
@@ -76,7 +81,7 @@ def test_profile_runs_in_background_and_reports_progress() -> None:
     assert controller.remaining_s is not None
     backend.gate.set()
     assert controller.join(5)
-    assert controller.state is ProfileState.DONE
+    assert controller.state is ProfileState.DONE  # type: ignore[comparison-overlap]  # changed by the thread
     assert controller.profile is not None
     assert controller.profile.threads == [1, 2] and controller.profile.batches == [1, 2]
     assert "4 points" in controller.status()
@@ -91,7 +96,7 @@ def test_profile_cancel_keeps_partial_points() -> None:
     assert controller.state is ProfileState.CANCELLING
     backend.gate.set()
     assert controller.join(5)
-    assert controller.state is ProfileState.CANCELLED
+    assert controller.state is ProfileState.CANCELLED  # type: ignore[comparison-overlap]  # changed by the thread
     assert controller.profile is not None and len(controller.profile.measurements) == 1
 
 
@@ -155,7 +160,9 @@ def test_finished_profile_feeds_plan_step_and_validate_overlays_measured() -> No
     lab.plan_step.validate.click()
     assert planning.join(5)
     assert backend.validated == [["packrat", "fat"]]
-    assert planning.measured["fat"] == pytest.approx(planning.plans["fat"].expected_latency_ms * 1.1)
+    expected_fat = planning.plans["fat"].expected_latency_ms
+    assert expected_fat is not None
+    assert planning.measured["fat"] == pytest.approx(expected_fat * 1.1)
     assert len(lab.plan_step.bars.data) == 2
     lab.close()
 
@@ -280,3 +287,77 @@ def test_lab_offers_profiled_plans_in_serve_step() -> None:
     assert lab.serve_step.plan.value == "2x1x2"
     assert set(lab.serve_step.target.options) >= {"2x1x2", "1x2x4", "2x1x1"}
     lab.close()
+
+
+def test_notebook_models_are_offered_and_a_bare_module_asks_for_an_example_input() -> None:
+    import torch
+
+    from packrat_lab.workloads.base import Workload
+    from packrat_lab.workloads.registry import get_workload
+
+    ns = {"net": torch.nn.Linear(4, 4), "wl": get_workload("tiny-cnn")}
+    lab = Lab(backend=FakeBackend(), host_cores=2, namespace=ns)
+    step = lab.profile_step
+    assert {"var:net", "var:wl"} <= {key for _, key in step.model.options}
+    step.model.value = "var:net"
+    assert step.run.disabled
+    assert "example_input" in step.message.value
+    step.model.value = "var:wl"
+    assert not step.run.disabled
+    lab.close()
+    wrapped = Lab(
+        torch.nn.Linear(4, 4),
+        backend=FakeBackend(),
+        host_cores=2,
+        namespace={},
+        example_input=torch.randn(1, 4),
+    )
+    assert wrapped.profile_step.model.value == "var:model"
+    assert isinstance(wrapped.profile_step.request().model, Workload)
+    wrapped.close()
+
+
+@pytest.mark.slow
+def test_real_backend_validates_plans_once_each() -> None:
+    """Validate through the real API: one pool per distinct plan, measured bars for every name."""
+    from packrat_lab.ui.backend import RealBackend
+
+    controller = PlanController(RealBackend())
+    profile = profile_from_latencies("mlp", {(t, b): latency(t, b) for t in (1, 2) for b in (1, 2)})
+    controller.set_profile(profile, cores=2, model="mlp")
+    assert {"packrat", "fat", "thin"} <= set(controller.plans)
+    controller.validate()
+    assert controller.join(120)
+    assert controller.error is None
+    assert set(controller.measured) == set(controller.plans)
+    assert all(ms > 0 for ms in controller.measured.values())
+
+
+def test_serve_step_suggests_another_plan_to_switch_to() -> None:
+    lab = make_lab(FakeBackend(), batches=(2, 4))
+    lab.profile_step.run.click()
+    assert lab.profiling.join(5)
+    assert lab.serve_step.target.value == ""
+    lab.serve_step.start.click()
+    lab.serving.join()
+    suggested = lab.serve_step.target.value
+    assert suggested and suggested != lab.serve_step.plan.value
+    assert not lab.serve_step.apply.disabled
+    lab.serve_step.apply.click()
+    lab.serving.join()
+    assert lab.serve_step.plan.value == suggested  # the box shows what is served now
+    assert lab.serve_step.target.value not in ("", suggested)  # and a next switch is suggested
+    lab.close()
+
+
+def test_live_surface_keeps_the_planned_grid_while_profiling() -> None:
+    import math
+
+    from packrat_lab.plots.surface import surface_info
+    from packrat_lab.ui.profile_step import padded
+
+    partial = profile_from_latencies("m", {(1, 1): 2.0, (2, 1): 1.5})
+    info = padded(surface_info(partial), (1, 2, 3), (1, 2))
+    assert info.threads == (1, 2, 3) and info.batches == (1, 2)
+    assert info.latency_ms[1, 0] == 1.5 and math.isnan(info.latency_ms[2, 1])
+    assert info.hover_text()[2][1].endswith("not measured")

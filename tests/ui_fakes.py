@@ -16,7 +16,7 @@ __all__ = ["FakeBackend", "FakePool", "latency"]
 
 def latency(t: int, b: int) -> float:
     """A synthetic surface: more threads help a little, batch costs linearly."""
-    return 2.0 * b / t**0.5 + 1.0
+    return float(2.0 * b / t**0.5 + 1.0)
 
 
 class FakePool:
@@ -122,6 +122,6 @@ class FakeBackend:
         self.pools.append(pool)
         return pool
 
-    def run_load(self, pool: FakePool, *, rate: float, duration_s: float, poisson: bool) -> None:
+    def run_load(self, pool: Any, *, rate: float, duration_s: float, poisson: bool) -> None:
         self.loads.append(rate)
         threading.Event().wait(0.01)

@@ -27,6 +27,9 @@ export interface IPool {
   p50_ms: number | null;
   p99_ms: number | null;
   cores: number | null;
+  auto: boolean | null;
+  estimated_batch: number | null;
+  reconfigurations: number | null;
   reachable: boolean;
   error: string | null;
 }
@@ -55,6 +58,7 @@ export interface IProfileView {
   cores: number;
   plan_map: IPlanMapRow[];
   plan_map_note: string | null;
+  host_differences: string[];
 }
 
 /**
@@ -138,6 +142,18 @@ export function parsePlanInput(text: string): PlanRequest {
     return { plan: value.replace(/\s+/g, '') };
   }
   throw new Error(`'${text}' is neither a plan nor a batch; examples: 2x1x4, 1x2x8+2x1x4 or 16`);
+}
+
+/** The card's second line: auto mode with its estimated B, and how many switches so far. */
+export function describeControl(pool: Pick<IPool, 'auto' | 'estimated_batch' | 'reconfigurations'>): string {
+  const parts: string[] = [];
+  if (pool.auto) {
+    parts.push(pool.estimated_batch !== null ? `auto · estimated B ${pool.estimated_batch}` : 'auto');
+  }
+  if (pool.reconfigurations) {
+    parts.push(`${pool.reconfigurations} switch${pool.reconfigurations === 1 ? '' : 'es'}`);
+  }
+  return parts.join(' · ');
 }
 
 /** Human numbers: `12.3 ms`, `1.25 s`, `—` when unknown. */
@@ -238,6 +254,9 @@ export function parsePools(body: unknown): IPool[] {
       p50_ms: asNumber(r.p50_ms),
       p99_ms: asNumber(r.p99_ms),
       cores: asNumber(r.cores),
+      auto: typeof r.auto === 'boolean' ? r.auto : null,
+      estimated_batch: asNumber(r.estimated_batch),
+      reconfigurations: asNumber(r.reconfigurations),
       reachable: r.reachable !== false,
       error: typeof r.error === 'string' ? r.error : null
     });
@@ -279,7 +298,8 @@ export function parseProfileView(body: unknown): IProfileView {
           speedup: asNumber(row.speedup)
         }))
       : [],
-    plan_map_note: typeof r.plan_map_note === 'string' ? r.plan_map_note : null
+    plan_map_note: typeof r.plan_map_note === 'string' ? r.plan_map_note : null,
+    host_differences: Array.isArray(r.host_differences) ? r.host_differences.filter((d): d is string => typeof d === 'string') : []
   };
 }
 

@@ -5,7 +5,17 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { listPools, stopPool, switchPlan } from './api';
-import { Backoff, IPool, coreMap, formatMs, formatPlan, formatRate, parsePlanInput, poolTitle } from './logic';
+import {
+  Backoff,
+  IPool,
+  coreMap,
+  describeControl,
+  formatMs,
+  formatPlan,
+  formatRate,
+  parsePlanInput,
+  poolTitle
+} from './logic';
 
 const INSTANCE_COLOURS = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#000000'];
 
@@ -42,7 +52,7 @@ class PoolCard {
     const stopButton = el('button', 'jp-Button jp-mod-styled jp-mod-warn jp-PackratPool-stop', 'Stop');
     stopButton.addEventListener('click', () => void this._stop());
     actions.append(this._input, switchButton, stopButton);
-    this.node.append(header, this._plan, this._cores, this._metrics, actions, this._message);
+    this.node.append(header, this._plan, this._cores, this._metrics, this._control, actions, this._message);
   }
 
   update(pool: IPool): void {
@@ -63,6 +73,7 @@ class PoolCard {
       })
     );
     this._metrics.textContent = `${formatRate(pool.throughput)} · p50 ${formatMs(pool.p50_ms)} · p99 ${formatMs(pool.p99_ms)}`;
+    this._control.textContent = describeControl(pool);
     if (pool.error && !this._busy) {
       this._say(pool.error, true);
     }
@@ -123,6 +134,7 @@ class PoolCard {
   private readonly _plan = el('div', 'jp-PackratPool-plan');
   private readonly _cores = el('div', 'jp-PackratPool-cores');
   private readonly _metrics = el('div', 'jp-PackratPool-metrics');
+  private readonly _control = el('div', 'jp-PackratPool-control');
   private readonly _input = el('input', 'jp-PackratPool-input');
   private readonly _message = el('div', 'jp-PackratPool-message');
 }

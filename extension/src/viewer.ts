@@ -106,7 +106,14 @@ export class ProfileView extends Widget {
         'Colour: latency on a log scale, dark = fast. Dashed outline: noisy point. Hover a cell for its runtime setting.';
       const mapTitle = document.createElement('h2');
       mapTitle.textContent = `Plan map on ${view.cores} cores: the optimizer's ⟨instances, threads, batch⟩ at each total batch B`;
-      this.node.replaceChildren(title, renderSurface(view), legend, mapTitle, renderPlanMap(view));
+      const parts: HTMLElement[] = [title];
+      if (view.host_differences.length) {
+        const warning = document.createElement('p');
+        warning.className = 'jp-PackratProfile-warning';
+        warning.textContent = `Measured on another host (${view.host_differences.join('; ')}): latencies and plans may not hold here; re-profile to trust them.`;
+        parts.push(warning);
+      }
+      this.node.replaceChildren(...parts, renderSurface(view), legend, mapTitle, renderPlanMap(view));
     } catch (error) {
       const message = document.createElement('div');
       message.className = 'jp-PackratProfile-error';

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import {
   Backoff,
   coreMap,
+  describeControl,
   formatMs,
   formatPlan,
   formatRate,
@@ -84,6 +85,14 @@ describe('formatting', () => {
   });
 });
 
+describe('describeControl', () => {
+  it('mentions auto mode with its estimate and counts switches', () => {
+    assert.equal(describeControl({ auto: true, estimated_batch: 8, reconfigurations: 1 }), 'auto · estimated B 8 · 1 switch');
+    assert.equal(describeControl({ auto: false, estimated_batch: 8, reconfigurations: 3 }), '3 switches');
+    assert.equal(describeControl({ auto: null, estimated_batch: null, reconfigurations: 0 }), '');
+  });
+});
+
 describe('coreMap', () => {
   it('colours pinned cores by instance and leaves the rest idle', () => {
     const cells = coreMap([inst(1, 4, [2]), inst(1, 4, [0])], 4);
@@ -149,6 +158,8 @@ describe('parseProfileView', () => {
     assert.equal(view.plan_map[0].plan, '2x1x2');
     assert.equal(view.cores, 2);
     assert.equal(view.statistic, 'median');
+    assert.deepEqual(view.host_differences, []);
+    assert.deepEqual(parseProfileView({ ...body, host_differences: ['torch: a != b', 3] }).host_differences, ['torch: a != b']);
   });
 
   it('refuses a grid that does not match its axes', () => {

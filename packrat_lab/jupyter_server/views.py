@@ -112,6 +112,9 @@ def pool_view(
         "p50_ms": _number(stats, "p50_ms", "latency_p50_ms", "median_ms"),
         "p99_ms": _number(stats, "p99_ms", "latency_p99_ms"),
         "cores": _number(stats, "usable_cores") or host_cores,
+        "auto": stats.get("auto") if isinstance(stats.get("auto"), bool) else None,
+        "estimated_batch": _number(stats, "estimated_batch"),
+        "reconfigurations": _number(stats, "reconfigurations"),
         "reachable": error is None,
         "error": error,
         "stats": strip_secrets(dict(stats)),
@@ -166,6 +169,7 @@ def _matrix(values: Any, convert: Any) -> list[list[Any]]:
 
 def profile_view(profile: Profile, *, path: str = "", cores: int | None = None) -> dict[str, Any]:
     """The profile viewer's data: latency surface (null where not measured) and the plan map."""
+    from packrat_lab.host import fingerprint, fingerprint_differences
     from packrat_lab.plots.surface import surface_info
 
     info = surface_info(profile)
@@ -184,4 +188,6 @@ def profile_view(profile: Profile, *, path: str = "", cores: int | None = None) 
         "cores": cores,
         "plan_map": rows,
         "plan_map_note": note,
+        # measured elsewhere: its latencies (and so its plans) may not hold on this host
+        "host_differences": fingerprint_differences(profile.host, fingerprint()) if profile.host else [],
     }

@@ -25,7 +25,7 @@ from packrat_lab.serving.handle import WorkerHandle
 from packrat_lab.serving.inputs import check_input
 from packrat_lab.serving.reuse import match_reuse
 from packrat_lab.serving.stats import RequestStats
-from packrat_lab.serving.transport import Layout, new_prefix
+from packrat_lab.serving.transport import new_prefix
 from packrat_lab.serving.worker import WorkerConfig, WorkerState
 
 if TYPE_CHECKING:
@@ -80,6 +80,12 @@ class Pool:
     ) -> None:
         from packrat_lab.workloads.registry import get_workload
 
+        if auto and profile is None:
+            msg = "auto mode needs a profile to plan from; example: Pool('mlp', '2x1x4', profile=prof, auto=True)"
+            raise ValueError(msg)
+        if max_queue_delay_ms < 0 or warmup < 0:
+            msg = f"max_queue_delay_ms and warmup must be ≥ 0, got {max_queue_delay_ms!r}, {warmup!r}; example: Pool('mlp', '2x1x4', max_queue_delay_ms=5.0, warmup=2)"
+            raise ValueError(msg)
         self.workload: Workload = get_workload(model)
         self.name = name or f"pool-{self.workload.name}"
         self.profile = profile
@@ -96,14 +102,13 @@ class Pool:
         self._closed = False
         self._closing = False
         self.reconfigurations = 0
-        self._in_layout = Layout(tuple(self.workload.sample_shape), self.workload.dtype)
         self._finalizer = weakref.finalize(self, shutdown, self._all, self._prefix)
         placed = place(Plan.coerce(plan))
         self._events.record("start", placed.text, prefix=self._prefix)
         handles = self._start_workers(placed.instances)
         try:
             self._wait_ready(handles)
-        except WorkerFailedError:
+        except BaseException:  # a failed start or a KeyboardInterrupt in the notebook: leave nothing behind
             self.close()
             raise
         self._out_layout = handles[0].output_layout

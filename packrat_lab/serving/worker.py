@@ -13,6 +13,7 @@ worker → parent: ("ready", info) | ("done", req_id, rows, ms) | ("error", req_
 from __future__ import annotations
 
 import enum
+import gc
 import os
 import signal
 import sys
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["WorkerConfig", "WorkerState", "worker_main"]
 
 PARENT_POLL_S = 0.2
-SPIN_S = float(os.environ.get("PACKRAT_WORKER_SPIN_S", "0.001"))  # 0 turns spinning off
+# Opt-in busy-poll after each request (seconds). Off by default: on the 2-core dev host it made
+# latency no better and tails worse, since the parent shares those cores (benchmarks/results/pool.md).
+SPIN_S = float(os.environ.get("PACKRAT_WORKER_SPIN_S", "0"))
 
 
 class WorkerState(str, enum.Enum):
@@ -176,6 +179,10 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     runner: _Runner | None = None
     try:
         runner = _Runner(config)
+        # Collect once and freeze what import and warm-up left: later collections then skip
+        # torch's many import-time objects instead of scanning them in the middle of a request.
+        gc.collect()
+        gc.freeze()
         conn.send(("ready", runner.info()))
         _serve(conn, config, runner)
     except Exception as exc:  # noqa: BLE001 - report any startup failure instead of dying silently
@@ -197,9 +204,8 @@ def _serve(conn: Connection, config: WorkerConfig, runner: _Runner) -> None:
     """The request loop: one request at a time, parent death checked while idle."""
     idle_since = time.perf_counter()
     while True:
-        # Right after a request, spin briefly on the pipe (this core is the worker's own): the
-        # next request usually follows within a few hundred µs, and a sleeping process pays the
-        # scheduler's wake-up latency on a busy host. Then block, checking on the parent.
+        # With SPIN_S > 0, poll the pipe without sleeping for that long after a request (saves a
+        # scheduler wake-up when requests come back to back); then block, checking on the parent.
         if time.perf_counter() - idle_since < SPIN_S:
             if not conn.poll(0):
                 continue

@@ -109,15 +109,20 @@ def namespace_models(namespace: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     from packrat_lab.workloads.base import Workload
 
-    torch = sys.modules.get("torch")
-    module_type = getattr(getattr(torch, "nn", None), "Module", None)
     found = {}
     for name, value in namespace.items():
         if name.startswith("_"):
             continue
-        if isinstance(value, Workload) or (module_type is not None and isinstance(value, module_type)):
+        if isinstance(value, Workload) or is_module(value):
             found[name] = value
     return dict(sorted(found.items()))
+
+
+def is_module(value: Any) -> bool:
+    """True for a torch nn.Module, without importing torch when the notebook has not."""
+    torch = sys.modules.get("torch")
+    module_type = getattr(getattr(torch, "nn", None), "Module", None)
+    return module_type is not None and isinstance(value, module_type)
 
 
 def parse_batches(text: str) -> list[int]:

@@ -101,11 +101,15 @@ class RealBackend:
     def validate(
         self, model: Any, plans: Sequence[Plan], *, progress: Callable[[str], None]
     ) -> dict[str, float]:
-        """Measured median batch latency (ms) of each plan, keyed by plan name."""
+        """Measured median batch latency (ms) of each plan, keyed by plan name; equal plans run once."""
         from packrat_lab.validation import validate
 
-        report = validate(model, list(plans), repeats=5, warmup=1, progress=progress)
-        return {r.plan.name: r.median_ms for r in report.results}
+        unique: dict[str, Plan] = {}
+        for plan in plans:
+            unique.setdefault(plan.text, plan)
+        report = validate(model, list(unique.values()), repeats=5, warmup=1, progress=progress)
+        by_text = {r.plan.text: r.median_ms for r in report.results}
+        return {plan.name: by_text[plan.text] for plan in plans if plan.text in by_text}
 
     def pool(self, model: Any, plan: Plan, profile: Profile | None) -> PoolLike:
         """A background serving pool running `plan`."""

@@ -52,8 +52,14 @@ class Lab(widgets.VBox):  # type: ignore[misc]
         namespace: Mapping[str, Any] | None = None,
         backend: Backend | None = None,
         host_cores: int | None = None,
+        example_input: Any = None,
     ) -> None:
         from packrat_lab.ui.backend import RealBackend
+
+        if example_input is not None:  # an nn.Module becomes a Workload (saved or traced once, here)
+            from packrat_lab.workloads.registry import get_workload
+
+            model = get_workload(model, example_input=example_input)
 
         if host_cores is None:
             from packrat_lab.host import detect_host

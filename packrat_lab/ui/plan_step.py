@@ -145,7 +145,13 @@ class PlanController:
         gain = ""
         if fat is not None and fat.expected_latency_ms and best.expected_latency_ms:
             gain = f", {fat.expected_latency_ms / best.expected_latency_ms:.2f}× faster than fat"
-        measured = " Measured bars overlay the expected ones." if self.measured else ""
+        measured = ""
+        if self.measured:
+            real = self.measured.get(best.name)
+            base = self.measured.get("fat")
+            versus = f" vs fat {base:.2f} ms" if base is not None and best.name != "fat" else ""
+            took = f": {best.name} took {real:.2f} ms{versus}" if real is not None else ""
+            measured = f" Measured bars overlay the expected ones{took}."
         return (
             f"B={self.batch} on {self.cores} cores: {best.name} plan {best} is expected to take {lat}{gain}."
             f"{measured} Serve it in step 3."

@@ -14,6 +14,7 @@ from packrat_lab.ui._util import (
     Throttle,
     column,
     fmt_duration,
+    is_module,
     namespace_models,
     parse_batches,
     row,
@@ -21,6 +22,7 @@ from packrat_lab.ui._util import (
 )
 
 if TYPE_CHECKING:
+    from packrat_lab.plots.surface import SurfaceInfo
     from packrat_lab.profiling.measurement import Measurement
     from packrat_lab.profiling.table import Profile
     from packrat_lab.ui.backend import Backend
@@ -294,6 +296,12 @@ class ProfileStep:
             raise ValueError(msg)
         model = self._objects.get(key, key)
         label = key.removeprefix("var:")
+        if is_module(model):
+            msg = (
+                f"{label} is a bare nn.Module: the profiler needs its input shape; "
+                f"example: Lab({label}, example_input=x) or {label}_wl = pl.get_workload({label}, example_input=x)"
+            )
+            raise ValueError(msg)
         return ProfileRequest(
             model,
             label,
@@ -352,8 +360,32 @@ class ProfileStep:
                 empty_figure("The latency surface appears here as points are measured", height=440),
             )
             return
-        show_figure(self.figure, plot_surface(surface_info(profile), kind=self.kind.value))
+        info = surface_info(profile)
+        request = self.controller.request
+        if self.controller.running and request is not None:  # the whole planned grid, blanks still to come
+            info = padded(info, tuple(range(1, request.cores + 1)), request.batches)
+        show_figure(self.figure, plot_surface(info, kind=self.kind.value))
 
     def close(self) -> None:
         """Stop pending redraws."""
         self._throttle.cancel()
+
+
+def padded(info: SurfaceInfo, threads: tuple[int, ...], batches: tuple[int, ...]) -> SurfaceInfo:
+    """The surface laid on the full planned grid (unmeasured cells empty), so axes do not jump while profiling."""
+    import dataclasses
+
+    import numpy as np
+
+    threads = tuple(sorted(set(threads) | set(info.threads)))
+    batches = tuple(sorted(set(batches) | set(info.batches)))
+    rows = [threads.index(t) for t in info.threads]
+    cols = [batches.index(b) for b in info.batches]
+    fills: dict[str, Any] = {"latency_ms": np.nan, "iqr_ms": np.nan, "n": 0, "setting": "", "noisy": False}
+    arrays: dict[str, Any] = {}
+    for name, fill in fills.items():
+        old = getattr(info, name)
+        new = np.full((len(threads), len(batches)), fill, dtype=old.dtype)
+        new[np.ix_(rows, cols)] = old
+        arrays[name] = new
+    return dataclasses.replace(info, threads=threads, batches=batches, **arrays)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ServeStep"]
 
-_PLAN_HINT = "e.g. 2x1x4 (instances × threads × batch)"
+_PLAN_HINT = "e.g. 2x1x4 = i×t×b"
 
 
 class ServeStep:
@@ -156,6 +156,10 @@ class ServeStep:
         self.load.description = "Stop load" if c.load_running else "Send load"
         self.load.button_style = "warning" if c.load_running else ""
         self.target.disabled = not c.running
+        if c.state is ServeState.RUNNING and c.plan is not None and self.target.value in ("", c.plan.text):
+            others = [text for text in self.target.options if text != c.plan.text]
+            if others:  # suggest a switch: the first other plan the Plan step knows
+                self.target.value = others[0]
         self.apply.disabled = c.state is not ServeState.RUNNING or not self._valid(self.target.value or "")
         self.counters.value = self._counters_html()
         self.message.value = c.status()

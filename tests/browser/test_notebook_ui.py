@@ -103,19 +103,24 @@ def drive_quickstart_and_lab(page: Page, jupyter_server: LabServer, screenshot: 
     status = lab.locator(".packrat-status").first
     wait_for_text(status, r"timing each for up to 0\.3 s", 10)
     button(lab, "Profile").click()
-    wait_for_text(status, r"Profiling mlp: \d+/8 points", 30)
+    wait_for_text(status, r"Profiling mlp: [2-7]/8 points", 60)
     expect(button(lab, "Cancel")).to_be_enabled()
+    expect(button(lab, "Profile")).to_be_disabled()
+    screenshot(page, "profiling", locator=lab)
     wait_for_text(status, r"Profiled mlp: 8 points", 150)
     expect(lab.locator(".packrat-figure-surface .heatmaplayer image").first).to_be_attached(timeout=30_000)
     expect(lab.locator(".packrat-figure-surface .main-svg").first).to_be_visible()
     screenshot(page, "surface", locator=lab)
 
-    # 2. Plan: bars for the DP plan against the baselines, core map and plan map
+    # 2. Plan: bars for the DP plan against the baselines, core map and plan map; Validate measures them
     lab.get_by_role("tab", name=re.compile("Plan")).click()
     wait_for_text(lab.locator(".packrat-status").nth(1), r"B=2 on 2 cores: packrat plan", 20)
     expect(lab.locator(".packrat-figure-bars .barlayer .point").first).to_be_visible(timeout=30_000)
     expect(lab.locator(".packrat-figure-map .barlayer .point").first).to_be_visible(timeout=30_000)
-    screenshot(page, "plan", locator=lab)
+    button(lab, "Validate").click()  # measures each distinct plan in a real pool, then overlays the bars
+    wait_for_text(lab.locator(".packrat-status").nth(1), r"Measured bars overlay the expected ones", 90)
+    expect(lab.locator(".packrat-figure-bars .barlayer .trace")).to_have_count(2, timeout=30_000)
+    screenshot(page, "plan-validated", locator=lab)
 
     # 3. Serve: start the pool, send load, switch plans live and watch the timeline mark it
     lab.get_by_role("tab", name=re.compile("Serve")).click()

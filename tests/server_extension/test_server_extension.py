@@ -254,6 +254,23 @@ async def test_profile_route_returns_surface_and_plan_map(jp_fetch: Any, jp_root
     assert rows[4]["speedup"] == pytest.approx((8 / 2**0.5 + 1) / 5.0)
 
 
+async def test_profile_route_warns_when_measured_on_another_host(jp_fetch: Any, jp_root_dir: Path) -> None:
+    from packrat_lab.host import fingerprint
+
+    profile = profile_from_latencies("mlp", {(1, 1): 2.0, (1, 2): 3.0})
+    profile.host = fingerprint()
+    profile.save(jp_root_dir / "here.packrat.json")
+    profile.host = {**fingerprint(), "cpu_model": "Imaginary CPU 9000"}
+    profile.save(jp_root_dir / "elsewhere.packrat.json")
+    here = json.loads((await jp_fetch("packrat-lab", "profile", params={"path": "here.packrat.json"})).body)
+    assert here["host_differences"] == []
+    away = json.loads(
+        (await jp_fetch("packrat-lab", "profile", params={"path": "elsewhere.packrat.json"})).body
+    )
+    (difference,) = away["host_differences"]
+    assert "Imaginary CPU 9000" in difference
+
+
 @pytest.mark.parametrize(
     ("path", "code"),
     [("../outside.packrat.json", 403), ("missing.packrat.json", 404), ("", 400), ("bad.packrat.json", 422)],
@@ -291,6 +308,8 @@ async def test_a_real_pool_is_listed_switched_and_stopped_through_the_extension(
         assert response.code == 200
         assert pool.plan.text == "1x2x4"
         assert registry.list_pools()[0].plan == "1x2x4"
+        (listed,) = json.loads((await jp_fetch("packrat-lab", "pools")).body)["pools"]
+        assert (listed["plan"], listed["reconfigurations"], listed["auto"]) == ("1x2x4", 1, False)
 
         response = await jp_fetch("packrat-lab", "pools", listed["id"], "stop", method="POST", body=b"")
         assert response.code == 200
