@@ -63,7 +63,8 @@ class Pool:
     dynamic batcher (max batch = the plan's B, `max_queue_delay_ms`). `reconfigure(plan)` is an
     active-passive switch with nothing lost. With `auto=True` (needs `profile=`), the batch-size
     estimator drives reconfiguration through the optimizer. Use as a context manager, or call
-    `close()`; an unclosed pool is cleaned up at interpreter exit.
+    `close()`; an unclosed pool is cleaned up at interpreter exit. Workers are spawned, so a script
+    (not a notebook) must create pools under `if __name__ == "__main__":`.
     """
 
     def __init__(
