@@ -167,6 +167,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """Spawn entry: set env and affinity, then load torch, build, warm, and serve until told or orphaned."""
     os.environ.update(dict(config.env))
     signal.signal(signal.SIGTERM, _exit_on_term)  # terminate() still runs the cleanup below
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent, which closes workers in order
     if config.cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, config.cores)
     import torch
