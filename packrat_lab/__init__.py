@@ -66,14 +66,14 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from packrat_lab.comparison import compare_plans
     from packrat_lab.errors import InfeasiblePlanError, PackratError, ProfileError, WorkerFailedError
     from packrat_lab.loadgen import LoadReport, run_load
-    from packrat_lab.comparison import compare_plans
     from packrat_lab.optimizer import optimize, solve_table
-    from packrat_lab.report import write_report
     from packrat_lab.plan import Instance, Plan
     from packrat_lab.profiling.profiler import profile
     from packrat_lab.profiling.table import Profile, load_profile
+    from packrat_lab.report import write_report
     from packrat_lab.serving.http.server import serve_pool
     from packrat_lab.serving.pool import Pool
     from packrat_lab.settings import RuntimeSetting

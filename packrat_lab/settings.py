@@ -35,7 +35,7 @@ class RuntimeSetting:
         env = data.get("env", {})
         if not isinstance(env, Mapping):
             msg = f"setting env must be a mapping, got {env!r}; example: {{'OMP_WAIT_POLICY': 'PASSIVE'}}"
-            raise ValueError(msg)
+            raise TypeError(msg)
         return cls.from_env(str(data["name"]), env)
 
 

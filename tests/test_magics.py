@@ -75,7 +75,7 @@ def test_no_arguments_prints_the_subcommands(
         ("plan", "--batch"),
         ("plan --batch 0", "0 must be at least 1"),
         ("profile mlp --batches 1,x", "'x' is not an integer"),
-        ("profile mlp --budget -3", "must be positive seconds"),
+        ("profile mlp --budget -3", "must be positive"),
         ("profile no-such-model", "unknown model 'no-such-model'"),
         ("plan --batch 8", "no profile yet"),
         ("status", "no pool running"),

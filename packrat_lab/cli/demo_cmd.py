@@ -8,22 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from packrat_lab.cli.args import batch_list, positive_int
+from packrat_lab.cli.args import batch_list, positive_float, positive_int
 
 __all__ = ["register", "run"]
 
 
-def _positive_float(text: str) -> float:
-    """argparse type for seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"{text!r} is not a number; example: 1.0"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not value > 0:
-        msg = f"{value} must be positive; example: 1.0"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -61,14 +50,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--point-time",
-        type=_positive_float,
+        type=positive_float("1.0"),
         default=1.0,
         metavar="S",
         help="time cap per profile point (default 1 s)",
     )
     p.add_argument(
         "--time-budget",
-        type=_positive_float,
+        type=positive_float("1.0"),
         default=90.0,
         metavar="S",
         help="stop profiling after S seconds (default 90)",

@@ -6,22 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from packrat_lab.cli.args import positive_int
+from packrat_lab.cli.args import positive_float, positive_int
 
 __all__ = ["register", "run"]
 
 
-def _positive_float(text: str) -> float:
-    """argparse type for a rate or seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"{text!r} is not a number; example: 50"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not value > 0:
-        msg = f"{value} must be positive; example: 50"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -39,9 +28,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--pool", default=None, metavar="MODEL:PLAN", help="start a local pool instead, e.g. mlp:2x1x4"
     )
-    p.add_argument("--rate", type=_positive_float, required=True, help="requests per second, e.g. 50")
+    p.add_argument("--rate", type=positive_float("50"), required=True, help="requests per second, e.g. 50")
     p.add_argument(
-        "--duration", type=_positive_float, default=10.0, metavar="S", help="seconds of load (default 10)"
+        "--duration", type=positive_float("50"), default=10.0, metavar="S", help="seconds of load (default 10)"
     )
     p.add_argument(
         "--poisson",
@@ -57,7 +46,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of arrivals and inputs (default 0)")
     p.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float("50"),
         default=30.0,
         metavar="S",
         help="per-request timeout and drain time (default 30)",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from packrat_lab.cli.args import batch_list, positive_int
+from packrat_lab.cli.args import batch_list, positive_float, positive_int
 
 if TYPE_CHECKING:
     from packrat_lab.profiling.measurement import Measurement
@@ -15,17 +15,6 @@ if TYPE_CHECKING:
 __all__ = ["register", "run", "summary_table"]
 
 
-def _positive_float(text: str) -> float:
-    """argparse type for seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"{text!r} is not a number; example: 10"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not value > 0:
-        msg = f"{value} must be positive; example: 10"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def _settings(text: str) -> list[str]:
@@ -73,21 +62,21 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--point-time",
-        type=_positive_float,
+        type=positive_float("10"),
         default=10.0,
         metavar="S",
         help="time cap per point in seconds (default 10)",
     )
     p.add_argument(
         "--time-budget",
-        type=_positive_float,
+        type=positive_float("10"),
         default=None,
         metavar="S",
         help="stop starting new points after S seconds",
     )
     p.add_argument(
         "--precision",
-        type=_positive_float,
+        type=positive_float("10"),
         default=0.02,
         help="target half-width of the median's 95%% CI (default 0.02)",
     )

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
+from packrat_lab.cli.args import positive_float, positive_int
+
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -41,12 +43,6 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
-def _positive_int(text: str) -> int:
-    from packrat_lab.cli.args import positive_int
-
-    return positive_int(text)
-
-
 def _batches(text: str) -> list[int]:
     from packrat_lab.ui._util import parse_batches
 
@@ -56,42 +52,30 @@ def _batches(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"{text!r} is not a number of seconds; example: 30"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not value > 0:
-        msg = f"{value} must be positive seconds; example: 30"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 def build_parser() -> _Parser:
     """The %packrat grammar: one subcommand per step, each with --help."""
     parser = _Parser(prog="%packrat", description="Profile, plan and serve a model on this host's cores.")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=_Parser)
     lab = sub.add_parser("lab", help="open the Lab widget (profile → plan → serve)")
     lab.add_argument("--model", help="zoo name or notebook variable to preselect, e.g. mlp")
-    lab.add_argument("--cores", type=_positive_int, help="cores to profile on (default: all usable)")
+    lab.add_argument("--cores", type=positive_int, help="cores to profile on (default: all usable)")
     lab.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], help="batch sizes, e.g. 1,2,4,8")
-    lab.add_argument("--budget", type=_seconds, default=30.0, help="profiling time budget in seconds")
+    lab.add_argument("--budget", type=positive_float("30"), default=30.0, help="profiling time budget in seconds")
     prof = sub.add_parser(
         "profile", help="measure L[t][b] of a model (blocks; use the Lab for background runs)"
     )
     prof.add_argument("model", help="zoo name (mlp, tiny-cnn, ...) or a notebook variable holding a model")
-    prof.add_argument("--cores", type=_positive_int, help="cores to profile on (default: all usable)")
+    prof.add_argument("--cores", type=positive_int, help="cores to profile on (default: all usable)")
     prof.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], help="batch sizes, e.g. 1,2,4,8")
-    prof.add_argument("--point-time", type=_seconds, default=2.0, help="seconds cap per point (default 2)")
-    prof.add_argument("--budget", type=_seconds, help="total seconds cap (points not reached are skipped)")
+    prof.add_argument("--point-time", type=positive_float("30"), default=2.0, help="seconds cap per point (default 2)")
+    prof.add_argument("--budget", type=positive_float("30"), help="total seconds cap (points not reached are skipped)")
     prof.add_argument("-o", "--out", help="also save the profile as JSON to this file")
     prof.add_argument(
         "--as", dest="var", default="packrat_profile", help="notebook variable (default packrat_profile)"
     )
     plan = sub.add_parser("plan", help="the optimizer's plan for batch B against fat, thin and homogeneous")
-    plan.add_argument("--batch", "-B", type=_positive_int, required=True, help="total batch B, e.g. 8")
-    plan.add_argument("--cores", "-T", type=_positive_int, help="cores T (default: the profile's largest t)")
+    plan.add_argument("--batch", "-B", type=positive_int, required=True, help="total batch B, e.g. 8")
+    plan.add_argument("--cores", "-T", type=positive_int, help="cores T (default: the profile's largest t)")
     plan.add_argument("--profile", help="notebook variable or file with a profile (default: the last one)")
     plan.add_argument(
         "--as", dest="var", default="packrat_plan", help="notebook variable (default packrat_plan)"
