@@ -17,15 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostinfo import host_description  # noqa: E402
+from hostinfo import host_description
 
-import packrat_lab  # noqa: E402
-from packrat_lab.comparison import compare_plans  # noqa: E402
-from packrat_lab.host import detect_host  # noqa: E402
-from packrat_lab.plan import Instance, Plan  # noqa: E402
-from packrat_lab.profiling.table import Profile  # noqa: E402
-from packrat_lab.settings import DEFAULT  # noqa: E402
-from packrat_lab.validation import validate  # noqa: E402
+import packrat_lab
+from packrat_lab.comparison import compare_plans
+from packrat_lab.host import detect_host
+from packrat_lab.plan import Instance, Plan
+from packrat_lab.profiling.table import Profile
+from packrat_lab.settings import DEFAULT
+from packrat_lab.validation import validate
 
 
 def settings_table(profile: Profile) -> list[str]:
@@ -56,8 +56,10 @@ def bench_model(model: str, batches: list[int], cores: int, point_time: float, r
     wall = time.perf_counter() - start
     noisy = len(profile.noisy_points)
     out += [
-        f"Profile: {len(profile.measurements)} points (threads 1..{cores} × batches {batches} × settings "
-        f"{sorted(profile.settings)}), wall time {wall:.1f} s, {noisy} point(s) flagged noisy.",
+        (
+            f"Profile: {len(profile.measurements)} points (threads 1..{cores} × batches {batches} × settings "
+            f"{sorted(profile.settings)}), wall time {wall:.1f} s, {noisy} point(s) flagged noisy."
+        ),
         "",
         "Runtime setting effect (median latency of one isolated instance):",
         "",
@@ -96,11 +98,15 @@ def main() -> None:
         "",
         host_description(),
         "",
-        f"Command: `python benchmarks/bench_profile.py --models {args.models} --batches {args.batches} "
-        f"--cores {args.cores} --point-time {args.point_time} --repeats {args.repeats}`",
+        (
+            f"Command: `python benchmarks/bench_profile.py --models {args.models} --batches {args.batches} "
+            f"--cores {args.cores} --point-time {args.point_time} --repeats {args.repeats}`"
+        ),
         "",
-        "Expected = slowest instance's isolated median latency from the profile; actual = median batch latency "
-        "with all instances running together in a serving pool (shared-memory transport included).",
+        (
+            "Expected = slowest instance's isolated median latency from the profile; actual = median batch latency "
+            "with all instances running together in a serving pool (shared-memory transport included)."
+        ),
         "",
     ]
     for model in args.models.split(","):

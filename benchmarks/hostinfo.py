@@ -14,7 +14,8 @@ def host_description() -> str:
     host = detect_host()
     fp = fingerprint(host)
     try:
-        mem_kb = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")))
+        with open("/proc/meminfo") as meminfo:
+            mem_kb = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal")))
         mem = f"{mem_kb / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         mem = "unknown"
