@@ -11,6 +11,7 @@ OMP_WAIT_POLICY=PASSIVE per point), and for each B the expected (isolated profil
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,11 +49,11 @@ def fat_default(profile: Profile, cores: int, batch: int) -> Plan | None:
     return Plan((Instance(cores, batch, DEFAULT, expected_latency_ms=found[0].median),), found[0].median, "fat-default-omp")
 
 
-def bench_model(model: str, batches: list[int], cores: int, point_time: float, repeats: int) -> list[str]:
+def bench_model(model: str, batches: list[int], cores: int, point_time: float, repeats: int, warmup: int) -> list[str]:
     """Profile one model and validate its plans for each B; returns Markdown lines."""
     out = [f"## {model}", ""]
     start = time.perf_counter()
-    profile = packrat_lab.profile(model, cores=cores, batches=batches, point_time_s=point_time)
+    profile = packrat_lab.profile(model, cores=cores, batches=batches, point_time_s=point_time, warmup=warmup)
     wall = time.perf_counter() - start
     noisy = len(profile.noisy_points)
     out += [
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=detect_host().usable_cores)
     parser.add_argument("--point-time", type=float, default=6.0)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up iterations per profile point")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
@@ -110,7 +112,8 @@ def main() -> None:
         "",
     ]
     for model in args.models.split(","):
-        lines += bench_model(model, batches, args.cores, args.point_time, args.repeats)
+        lines += bench_model(model, batches, args.cores, args.point_time, args.repeats, args.warmup)
+    lines.append(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}.")
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -23,5 +23,6 @@ def host_description() -> str:
         f"Host: {fp['cpu_model']}, {host.usable_cores} usable cores (affinity {len(host.affinity)} CPUs, "
         f"cgroup quota {host.quota_cpus}), {len(host.numa_nodes)} NUMA node(s), {mem} RAM, "
         f"{platform.system()} {platform.release()}, Python {fp['python']}, torch {fp['torch']}, "
-        f"os.cpu_count()={os.cpu_count()}; run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC."
+        f"os.cpu_count()={os.cpu_count()}; run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+        f"1-minute load average at start {os.getloadavg()[0]:.2f}."
     )
