@@ -116,12 +116,17 @@ def _measure(pool: Any, batch: Any, repeats: int, warmup: int, clock: Callable[[
     return tuple(samples)
 
 
+def _config_key(plan: Plan) -> str:
+    """What makes two plans the same configuration: instances with threads, batch and setting."""
+    return "+".join(sorted(f"{i.threads}x{i.batch}@{i.setting.name}" for i in plan.instances))
+
+
 def validate(
     model: Any,
     plans: Sequence[Plan | str],
     *,
     repeats: int = 10,
-    warmup: int = 2,
+    warmup: int = 3,
     rounds: int = 1,
     baseline: str = "fat",
     clock: Callable[[], float] = time.perf_counter,
@@ -130,7 +135,8 @@ def validate(
     """Run each plan in its own pool (instances pinned, started together) on one batch of B.
 
     All plans must serve the same B. `rounds` > 1 alternates the plans to spread machine drift
-    over all of them; samples of the same plan are pooled.
+    over all of them; samples of the same plan are pooled. Plans with the same configuration
+    (often the Packrat plan and a baseline) are measured once and share their samples.
     """
     from packrat_lab.serving.pool import Pool
     from packrat_lab.workloads.registry import get_workload
@@ -149,13 +155,18 @@ def validate(
     workload = get_workload(model)
     batch_size = batches.pop()
     batch = workload.example_input(batch_size)
-    collected: dict[int, list[float]] = {k: [] for k in range(len(resolved))}
+    # identical configurations (e.g. the plan *is* fat) are measured once and share samples,
+    # so the report never shows a "speedup" that is only run-to-run noise
+    distinct: dict[str, Plan] = {}
+    for plan in resolved:
+        distinct.setdefault(_config_key(plan), plan)
+    collected: dict[str, list[float]] = {key: [] for key in distinct}
     for _ in range(rounds):
-        for k, plan in enumerate(resolved):
+        for key, plan in distinct.items():
             if progress is not None:
                 progress(f"validating {plan.name} {plan}")
             with Pool(workload, plan) as pool:
-                collected[k].extend(_measure(pool, batch, repeats, warmup, clock))
+                collected[key].extend(_measure(pool, batch, repeats, warmup, clock))
     report = ValidationReport(batch_size, baseline=baseline)
-    report.results = [PlanMeasurement(p, tuple(collected[k])) for k, p in enumerate(resolved)]
+    report.results = [PlanMeasurement(p, tuple(collected[_config_key(p)])) for p in resolved]
     return report

@@ -41,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     workload = get_workload(args.model) if args.model else workload_of_profile(profile)
     plans = compare_plans(profile, args.cores, args.batch, all_cores=args.all_cores)
-    unique = list({p.text: p for p in plans}.values())  # homogeneous often equals packrat
-    report = validate(workload, unique, repeats=args.repeats, rounds=args.rounds, progress=print)
+    report = validate(workload, plans, repeats=args.repeats, rounds=args.rounds, progress=print)
     print(report.to_markdown())
     return 0
