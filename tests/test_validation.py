@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from typing_extensions import Self
 
 from packrat_lab.plan import Plan, parse_plan
 from packrat_lab.validation import validate
@@ -24,15 +25,15 @@ class FakeClock:
 class FakePool:
     """Stands in for the serving pool: infer() costs a fixed time per plan on the fake clock."""
 
-    opened: list[str] = []
-    cost_ms: dict[str, float] = {}
-    clock = FakeClock()
+    opened: ClassVar[list[str]] = []
+    cost_ms: ClassVar[dict[str, float]] = {}
+    clock: ClassVar[FakeClock] = FakeClock()
 
     def __init__(self, workload: Any, plan: Plan) -> None:
         self.plan = plan
         FakePool.opened.append(plan.text)
 
-    def __enter__(self) -> FakePool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
