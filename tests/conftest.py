@@ -16,3 +16,9 @@ def reference_dir() -> Path:
     if not (REFERENCE_DIR / "packrat-paper-bert.csv").exists():
         pytest.skip(f"reference profiles not found at {REFERENCE_DIR} (../shared beside the checkout)")
     return REFERENCE_DIR
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the real-browser tests last: Playwright's sync API keeps an event loop running in the
+    main thread for the rest of the session, which breaks later asyncio-based fixtures."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
