@@ -127,6 +127,9 @@ class Pool:
         self._sampler.start()
         self.state = "serving"
         self._events.record("serving", placed.text)
+        from packrat_lab.serving.announce import announce
+
+        self._announcement = announce(self)  # JupyterLab's Packrat sidebar; PACKRAT_LAB_ANNOUNCE=0 opts out
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -233,6 +236,8 @@ class Pool:
         self._events.record(
             "closed", self._active.plan.text if hasattr(self, "_active") else "", pool=self.name
         )
+        if hasattr(self, "_announcement"):
+            self._announcement.close()  # withdraw from the sidebar (idempotent)
         self._finalizer.detach()
 
     def __enter__(self) -> Pool:  # noqa: PYI034 - typing_extensions is not a dependency

@@ -289,19 +289,17 @@ async def test_profile_route_refuses_bad_paths(
 async def test_a_real_pool_is_listed_switched_and_stopped_through_the_extension(
     jp_fetch: Any, jp_environ: None
 ) -> None:
-    """Real worker processes and the pool's real management server, announced as a kernel would."""
-    from packrat_lab.serving.announce import announce
+    """Real worker processes and the pool's real management server: a Pool announces itself on start."""
     from packrat_lab.serving.pool import Pool
 
     pool = Pool("mlp", "2x1x4", name="ext-test")
     try:
-        handle = announce(pool)
-        assert handle.entry is not None
+        (entry,) = registry.list_pools()
         (listed,) = json.loads((await jp_fetch("packrat-lab", "pools")).body)["pools"]
         assert (listed["name"], listed["plan"], listed["state"]) == ("ext-test", "2x1x4", "serving")
         cores = [c for i in listed["instances"] for c in i["cores"]]
         assert len(cores) == len(set(cores)) == 2  # each instance pinned to its own core
-        assert handle.entry.token not in json.dumps(listed)
+        assert entry.token not in json.dumps(listed)
 
         body = json.dumps({"plan": "1x2x4"})
         response = await jp_fetch("packrat-lab", "pools", listed["id"], "plan", method="POST", body=body)
