@@ -165,7 +165,7 @@ def validate(
         for key, plan in distinct.items():
             if progress is not None:
                 progress(f"validating {plan.name} {plan}")
-            with Pool(workload, plan) as pool:
+            with Pool(workload, plan, announce=False) as pool:  # short-lived: keep it out of the sidebar
                 collected[key].extend(_measure(pool, batch, repeats, warmup, clock))
     report = ValidationReport(batch_size, baseline=baseline)
     report.results = [PlanMeasurement(p, tuple(collected[_config_key(p)])) for p in resolved]

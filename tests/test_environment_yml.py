@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # PyPI name -> conda-forge name where they differ
 CONDA_NAME = {"torch": "pytorch-cpu"}
 # test extras a notebook user also needs from conda (the rest come with `pip install -e .[test]`)
-USER_EXTRAS = {"jupyterlab"}
+USER_EXTRAS: set[str] = set()
 _REQ = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*(.*)$")
 
 

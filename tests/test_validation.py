@@ -29,7 +29,7 @@ class FakePool:
     cost_ms: ClassVar[dict[str, float]] = {}
     clock: ClassVar[FakeClock] = FakeClock()
 
-    def __init__(self, workload: Any, plan: Plan) -> None:
+    def __init__(self, workload: Any, plan: Plan, *, announce: bool = True) -> None:
         self.plan = plan
         FakePool.opened.append(plan.text)
 

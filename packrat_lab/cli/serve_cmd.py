@@ -64,6 +64,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C, SIGTERM or POST /packrat/stop; always closes the pool."""
+    from packrat_lab.serving.announce import announce
     from packrat_lab.serving.http.server import serve_pool
     from packrat_lab.serving.pool import Pool
 
@@ -81,9 +82,15 @@ def run(args: argparse.Namespace) -> int:
     pool = None
     try:
         pool = Pool(
-            args.model, plan, profile=profile, max_queue_delay_ms=args.max_queue_delay_ms, auto=args.auto
+            args.model,
+            plan,
+            profile=profile,
+            max_queue_delay_ms=args.max_queue_delay_ms,
+            auto=args.auto,
+            announce=False,  # this server is the one JupyterLab's sidebar should talk to
         )
         server = serve_pool(pool, host=args.host, port=args.port, token=args.token, profile=profile)
+        announce(pool, server=server)
         print(f"serving {pool.workload.name} with plan {pool.plan.text} ({pool.plan})", flush=True)
         print(f"url   {server.url}", flush=True)
         print(f"token {server.token}", flush=True)

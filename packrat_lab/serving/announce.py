@@ -28,6 +28,7 @@ class Handle:
 
     server: Server | None
     entry: registry.PoolEntry | None
+    owns_server: bool = True
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -57,7 +58,7 @@ class Handle:
             registry.unregister(self.entry.id)
         if threading.current_thread().name.startswith("packrat-http"):
             return  # closed by POST /packrat/stop: the server stops itself once it has answered
-        if self.server is not None:
+        if self.server is not None and self.owns_server:
             try:
                 self.server.stop()
             except Exception:  # a failing stop must not hide the pool's own close errors
@@ -72,8 +73,11 @@ def _describe(pool: Any) -> tuple[str, str]:
     return model, str(getattr(plan, "text", plan))
 
 
-def announce(pool: Any, *, enabled: bool | None = None) -> Handle:
+def announce(pool: Any, *, enabled: bool | None = None, server: Server | None = None) -> Handle:
     """Serve `pool`'s management routes on 127.0.0.1 with a fresh token and register it; never raises.
+
+    Given the `server` that already serves the pool (`packrat-lab serve`), register that one
+    instead of starting a second; the caller keeps owning it.
 
     The announcement is withdrawn when the pool records its 'stopped' event (Pool.close, or
     POST /packrat/stop from the sidebar), or by Handle.close().
@@ -82,22 +86,23 @@ def announce(pool: Any, *, enabled: bool | None = None) -> Handle:
         enabled = os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "no", "off")
     if not enabled:
         return Handle(None, None)
-    server: Server | None = None
+    owns_server = server is None
     try:
-        from packrat_lab.serving.http import serve_pool
+        if server is None:
+            from packrat_lab.serving.http import serve_pool
 
-        server = serve_pool(pool, host="127.0.0.1", port=0, token=secrets.token_urlsafe(24), background=True)
+            server = serve_pool(pool, host="127.0.0.1", port=0, token=secrets.token_urlsafe(24), background=True)
         model, plan = _describe(pool)
         entry = registry.register(model=model, plan=plan, url=server.url, token=server.token or "")
     except Exception:  # the pool serves fine without the sidebar; say why it is not listed
         log.warning("pool not announced to JupyterLab (its sidebar will not list it)", exc_info=True)
-        if server is not None:
+        if server is not None and owns_server:
             try:
                 server.stop()
             except Exception:
                 log.debug("stopping a half-announced server failed", exc_info=True)
         return Handle(None, None)
-    handle = Handle(server, entry)
+    handle = Handle(server, entry, owns_server)
     subscribe = getattr(pool, "on_event", None)
     if callable(subscribe):
         subscribe(

@@ -63,7 +63,8 @@ class Pool:
     dynamic batcher (max batch = the plan's B, `max_queue_delay_ms`). `reconfigure(plan)` is an
     active-passive switch with nothing lost. With `auto=True` (needs `profile=`), the batch-size
     estimator drives reconfiguration through the optimizer. Use as a context manager, or call
-    `close()`; an unclosed pool is cleaned up at interpreter exit. Workers are spawned, so a script
+    `close()`; an unclosed pool is cleaned up at interpreter exit. With `announce=True` the pool
+    serves its management routes on 127.0.0.1 and registers itself for JupyterLab's Packrat sidebar. Workers are spawned, so a script
     (not a notebook) must create pools under `if __name__ == "__main__":`.
     """
 
@@ -78,6 +79,7 @@ class Pool:
         auto: bool = False,
         warmup: int = 2,
         name: str | None = None,
+        announce: bool = True,
     ) -> None:
         from packrat_lab.workloads.registry import get_workload
 
@@ -127,9 +129,10 @@ class Pool:
         self._sampler.start()
         self.state = "serving"
         self._events.record("serving", placed.text)
-        from packrat_lab.serving.announce import announce
+        if announce:  # JupyterLab's Packrat sidebar; PACKRAT_LAB_ANNOUNCE=0 opts out everywhere
+            from packrat_lab.serving.announce import announce as announce_pool
 
-        self._announcement = announce(self)  # JupyterLab's Packrat sidebar; PACKRAT_LAB_ANNOUNCE=0 opts out
+            self._announcement = announce_pool(self)
 
     # -- public API ---------------------------------------------------------------------------
 
