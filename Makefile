@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser
-JUPYTER_FLAGS ?= --ServerApp.ip=127.0.0.1
+JUPYTER_FLAGS ?= --ServerApp.ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: setup demo demo-headless test test-fast bench clean
 

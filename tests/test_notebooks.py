@@ -83,7 +83,7 @@ def test_notebook_executes_on_a_small_model(
     ]
     if name.startswith("01"):
         assert len(figures) >= 5  # surface, settings, comparison, core map, plan map, validated comparison
-        assert (tmp_path / "mlp.profile.json").exists() and (tmp_path / "mlp-report.html").exists()
+        assert (tmp_path / "mlp.packrat.json").exists() and (tmp_path / "mlp-report.html").exists()
     else:
         assert len(figures) == 1  # the timeline
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)

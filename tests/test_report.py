@@ -164,7 +164,7 @@ def test_demo_profiles_plans_validates_and_writes_a_report(
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert (tmp_path / "profile.json").exists() and (tmp_path / "report.html").exists()
+    assert (tmp_path / "profile.packrat.json").exists() and (tmp_path / "report.html").exists()
     assert "T=1 cores, B=2" in out and "B=4: no plan" in out  # one core cannot serve 4 with b=2 measured
     assert "| packrat | ⟨1,1,2⟩ |" in out  # validated for real
     assert f"wrote {(tmp_path / 'report.html').resolve()}" in out

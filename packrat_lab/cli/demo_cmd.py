@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
         "--out",
         default="packrat-demo",
         metavar="DIR",
-        help="folder for profile.json and report.html (default ./packrat-demo)",
+        help="folder for profile.packrat.json and report.html (default ./packrat-demo)",
     )
     p.add_argument(
         "--cores", type=positive_int, default=None, help="cores T to use (default: all usable cores)"
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         msg = f"no point finished within --time-budget {args.time_budget:g}; example: --time-budget 120"
         raise ValueError(msg)
     _say(summary_table(result))
-    profile_path = result.save(out / "profile.json")
+    profile_path = result.save(out / "profile.packrat.json")
     _say(f"saved {profile_path}\n")
 
     plan_batches = args.plan_batch or [4, 8, 16]

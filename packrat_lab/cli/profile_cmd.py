@@ -86,7 +86,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="profile the TorchScript-traced model (as the Packrat paper did)",
     )
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="save the profile as JSON")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="save the profile as JSON (name it NAME.packrat.json to open it in JupyterLab's profile viewer)")
     p.set_defaults(func=run)
 
 

@@ -222,10 +222,10 @@ def load_profile(path: str | Path, *, check_host: bool = True) -> Profile:
     try:
         text = path.read_text()
     except OSError as exc:
-        msg = f"cannot read profile {str(path)!r}: {exc.strerror}; example: packrat-lab profile mlp -o mlp.json"
+        msg = f"cannot read profile {str(path)!r}: {exc.strerror}; example: packrat-lab profile mlp -o mlp.packrat.json"
         raise ProfileError(msg) from exc
     if not text.strip():
-        msg = f"profile {str(path)!r} is empty; example: packrat-lab profile mlp -o mlp.json"
+        msg = f"profile {str(path)!r} is empty; example: packrat-lab profile mlp -o mlp.packrat.json"
         raise ProfileError(msg)
     if text.lstrip().startswith("{"):
         try:
