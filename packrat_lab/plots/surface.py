@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -109,23 +109,19 @@ def plot_surface(
     values, colorbar = _colour_values(info, colour)
     text = info.hover_text()
     xs = [str(b) for b in info.batches]
+    common: dict[str, Any] = {
+        "x": xs,
+        "y": list(info.threads),
+        "z": values,
+        "text": text,
+        "hoverinfo": "text",
+        "colorscale": SEQUENTIAL,
+        "colorbar": colorbar,
+        "name": "latency",
+    }
     fig = go.Figure()
     if kind == "heatmap":
-        fig.add_trace(
-            go.Heatmap(
-                x=xs,
-                y=list(info.threads),
-                z=values,
-                text=text,
-                hoverinfo="text",
-                colorscale=SEQUENTIAL,
-                colorbar=colorbar,
-                xgap=1,
-                ygap=1,
-                name="latency",
-                hoverongaps=False,
-            )
-        )
+        fig.add_trace(go.Heatmap(**common, xgap=1, ygap=1, hoverongaps=False))
         noisy = info.noisy_points
         if noisy:
             fig.add_trace(
@@ -146,18 +142,7 @@ def plot_surface(
         fig.update_xaxes(title_text="batch size b (per instance)", type="category")
         fig.update_yaxes(title_text="intra-op threads t", dtick=1 if len(info.threads) <= 16 else None)
     else:
-        fig.add_trace(
-            go.Surface(
-                x=xs,
-                y=list(info.threads),
-                z=values,
-                text=text,
-                hoverinfo="text",
-                colorscale=SEQUENTIAL,
-                colorbar=colorbar,
-                name="latency",
-            )
-        )
+        fig.add_trace(go.Surface(**common))
         noisy = info.noisy_points
         if noisy:
             idx = {(t, b): (info.threads.index(t), info.batches.index(b)) for t, b in noisy}
