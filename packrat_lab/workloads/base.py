@@ -115,7 +115,7 @@ def build_from_spec(spec: WorkloadSpec) -> torch.nn.Module:
         module_name, _, attr = spec.target.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
         result = factory(**spec.options_dict)
-        model = result.build() if isinstance(result, Workload) else result
+        model: torch.nn.Module = result.build() if isinstance(result, Workload) else result
         return model
     if spec.kind == "torchscript":
         import warnings
@@ -123,8 +123,10 @@ def build_from_spec(spec: WorkloadSpec) -> torch.nn.Module:
         with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still ship .pt files
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
-            return torch.jit.load(spec.target, map_location="cpu")
+            scripted: torch.nn.Module = torch.jit.load(spec.target, map_location="cpu")  # type: ignore[no-untyped-call]
+            return scripted
     if spec.kind == "saved":
-        return torch.load(spec.target, map_location="cpu", weights_only=False)
+        saved: torch.nn.Module = torch.load(spec.target, map_location="cpu", weights_only=False)
+        return saved
     msg = f"unknown workload kind {spec.kind!r}; valid: 'zoo', 'import', 'torchscript', 'saved'"
     raise ValueError(msg)
