@@ -31,7 +31,16 @@ def test_auto_mode_needs_a_profile() -> None:
 
 def test_a_sustained_queue_reconfigures_to_the_estimated_batch() -> None:
     x = MLP.example_input(32, seed=4)
-    with Pool("mlp", "1x1x1", profile=PROFILE, auto=True, warmup=1, max_queue_delay_ms=1.0) as pool:
+    with Pool(
+        "mlp",
+        "1x1x1",
+        profile=PROFILE,
+        auto=True,
+        warmup=1,
+        max_queue_delay_ms=1.0,
+        auto_hysteresis_s=0.3,
+        auto_min_interval_s=0.0,
+    ) as pool:
         stop = threading.Event()
         outstanding: list[Future[torch.Tensor]] = []
 

@@ -62,10 +62,12 @@ class Pool:
     runtime setting. `infer(batch)` splits a batch by the plan; `submit(sample)` goes through the
     dynamic batcher (max batch = the plan's B, `max_queue_delay_ms`). `reconfigure(plan)` is an
     active-passive switch with nothing lost. With `auto=True` (needs `profile=`), the batch-size
-    estimator drives reconfiguration through the optimizer. Use as a context manager, or call
-    `close()`; an unclosed pool is cleaned up at interpreter exit. With `announce=True` the pool
-    serves its management routes on 127.0.0.1 and registers itself for JupyterLab's Packrat sidebar. Workers are spawned, so a script
-    (not a notebook) must create pools under `if __name__ == "__main__":`.
+    estimator drives reconfiguration through the optimizer once the estimated B has differed for
+    `auto_hysteresis_s` and `auto_min_interval_s` has passed since the last change. With
+    `announce=True` the pool serves its management routes on 127.0.0.1 and registers itself for
+    JupyterLab's Packrat sidebar. Use as a context manager, or call `close()`; an unclosed pool is
+    cleaned up at interpreter exit. Workers are spawned, so a script (not a notebook) must create
+    pools under `if __name__ == "__main__":`.
     """
 
     def __init__(
@@ -80,6 +82,8 @@ class Pool:
         warmup: int = 2,
         name: str | None = None,
         announce: bool = True,
+        auto_hysteresis_s: float = 1.0,
+        auto_min_interval_s: float = 5.0,
     ) -> None:
         from packrat_lab.workloads.registry import get_workload
 
@@ -121,7 +125,13 @@ class Pool:
             self._dispatch, lambda: self._active.plan.total_batch, max_queue_delay_ms / 1000.0
         )
         self.estimator = estimator or BatchSizeEstimator()
-        self._policy = AutoPolicy(optimizer_planner(profile)) if profile is not None else None
+        self._policy = (
+            AutoPolicy(
+                optimizer_planner(profile), hysteresis_s=auto_hysteresis_s, min_interval_s=auto_min_interval_s
+            )
+            if profile is not None
+            else None
+        )
         self._auto = False
         self.set_auto(auto)
         self._stop = threading.Event()
