@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--precision",
-        type=positive_float("10"),
+        type=positive_float("0.02"),
         default=0.02,
         help="target half-width of the median's 95%% CI (default 0.02)",
     )

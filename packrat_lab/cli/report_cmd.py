@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
         description="Render a saved profile (JSON from `packrat-lab profile -o`, or a threads,batch,latency_ms CSV) "
         "as one HTML file that opens offline.",
     )
-    p.add_argument("profile", help="profile file, e.g. mlp.json or packrat-paper-bert.csv")
+    p.add_argument("profile", help="profile file, e.g. mlp.packrat.json or packrat-paper-bert.csv")
     p.add_argument(
         "--cores",
         "-T",
