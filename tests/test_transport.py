@@ -8,7 +8,15 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from packrat_lab.serving.transport import Layout, Segment, leftover_segments, new_prefix, remove_segments
+from packrat_lab.serving.transport import (
+    Layout,
+    Segment,
+    decode_message,
+    encode_message,
+    leftover_segments,
+    new_prefix,
+    remove_segments,
+)
 
 
 @pytest.fixture
@@ -68,3 +76,21 @@ def test_remove_segments_by_prefix(prefix: str) -> None:
 
 def test_prefixes_differ() -> None:
     assert new_prefix() != new_prefix()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        ("run", 7, 32),
+        ("done", 2**40, 1, 0.25),
+        ("stop",),
+        ("resize", 16),
+        ("error", 3, "ValueError: bad rows"),
+        ("ready", {"pid": 1, "input": {"name": "x"}}),
+    ],
+)
+def test_control_messages_round_trip(message: tuple[object, ...]) -> None:
+    data = encode_message(message)
+    assert decode_message(data) == message
+    if message[0] in ("run", "done"):  # the per-request ones are packed, not pickled
+        assert data[0] < 0x80

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -53,23 +54,39 @@ class Job:
     """One batch in flight: an output tensor filled piece by piece, a Future set when all are in."""
 
     def __init__(self, rows: int, out_layout: Layout, pieces: int) -> None:
-        import torch
-
         self.future: Future[torch.Tensor] = Future()
-        with torch.inference_mode(False):  # a caller in inference mode must not make it an inference tensor
-            self.out = torch.empty((rows, *out_layout.sample_shape), dtype=getattr(torch, out_layout.dtype))
+        self.out: torch.Tensor | None = None  # a single piece's rows are cloned out whole in `fill`
+        if pieces > 1:
+            import torch
+
+            with torch.inference_mode(False):  # a caller in inference mode must not make it an inference tensor
+                self.out = torch.empty((rows, *out_layout.sample_shape), dtype=getattr(torch, out_layout.dtype))
         self._remaining = pieces
         self._lock = threading.Lock()
 
-    def fill(self, start: int, rows: torch.Tensor) -> None:
-        """Copy one piece's output rows in place; resolve the future after the last one."""
+    def fill(self, start: int, rows: torch.Tensor) -> bool:
+        """Copy one piece's output rows; True once the last is in (then `resolve`, after freeing the worker)."""
         if self.future.done():
-            return
-        self.out[start : start + rows.shape[0]].copy_(rows)
+            return False
+        if self.out is None:  # the only piece: one clone instead of an empty tensor and a copy
+            import torch
+
+            # The reader thread is never in inference mode: skip entering torch's guard on every
+            # reply (tens of µs on a core just woken) unless this thread needs it.
+            guard = torch.inference_mode(False) if torch.is_inference_mode_enabled() else nullcontext()
+            with guard:
+                self.out = rows.clone()
+        else:
+            self.out[start : start + rows.shape[0]].copy_(rows)
         with self._lock:
             self._remaining -= 1
-            if self._remaining == 0 and not self.future.done():
-                self.future.set_result(self.out)
+            return self._remaining == 0
+
+    def resolve(self) -> None:
+        """Hand the filled output to the caller (unless the batch already failed)."""
+        with self._lock:
+            if not self.future.done():
+                self.future.set_result(self.out)  # type: ignore[arg-type]
 
     def fail(self, exc: BaseException) -> None:
         """Fail the whole batch once (other pieces still finish but are ignored)."""
@@ -86,15 +103,19 @@ class Piece:
     job: Job
     src: torch.Tensor
     start: int
+    rows: int = field(init=False)
 
-    @property
-    def rows(self) -> int:
-        """How many rows this piece carries."""
-        return int(self.src.shape[0])
+    def __post_init__(self) -> None:
+        self.rows = int(self.src.shape[0])  # read on every send and reply: worth keeping
+
+    def deliver(self, out: torch.Tensor) -> bool:
+        """Copy this piece's rows out of the worker's output; True if the job is then complete."""
+        return self.job.fill(self.start, out[: self.rows])
 
     def complete(self, out: torch.Tensor) -> None:
-        """The worker finished: copy its output rows into the job."""
-        self.job.fill(self.start, out[: self.rows])
+        """The worker finished: copy its output rows into the job (resolving it after the last)."""
+        if self.deliver(out):
+            self.job.resolve()
 
     def fail(self, exc: BaseException) -> None:
         """The worker failed this piece."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from packrat_lab.errors import WorkerFailedError
 from packrat_lab.serving.dispatcher import Piece
-from packrat_lab.serving.transport import Segment, unlink_name
+from packrat_lab.serving.transport import Segment, decode_message, encode_message, unlink_name
 from packrat_lab.serving.worker import WorkerConfig, WorkerState, worker_main
 
 if TYPE_CHECKING:
@@ -127,17 +127,14 @@ class WorkerHandle:
     def enqueue(self, piece: Piece) -> None:
         """Queue one piece of a batch (≤ this worker's batch rows)."""
         with self._lock:
-            if self.state in (WorkerState.FAILED, WorkerState.STOPPED) or self._stop_sent:
-                dead = True
-            else:
-                dead = False
+            dead = self.state in (WorkerState.FAILED, WorkerState.STOPPED) or self._stop_sent
+            if not dead:
                 self._pending.append(piece)
+                self._send_next()
         if dead:
             piece.fail(
                 WorkerFailedError(f"worker {self.config.worker_id} is {self.state.value}; retry the request")
             )
-            return
-        self._pump()
 
     def adopt(self, pieces: list[Piece]) -> None:
         """Take over the pieces a dead worker held (they run here once this worker is ready)."""
@@ -167,25 +164,29 @@ class WorkerHandle:
     def _pump(self) -> None:
         """Send the next item if the worker is free (called by callers and the reader thread)."""
         with self._lock:
-            if self._current is not None or not self._pending or self._stop_sent:
-                return
-            if self.state not in (WorkerState.READY, WorkerState.DRAINING):
-                return
-            item = self._pending.popleft()
-            self._current = item
-            try:
-                if isinstance(item, _Stop):
-                    self._stop_sent = True
-                    self.drained.set()
-                    self._conn.send(("stop",))
-                elif isinstance(item, _Resize):
-                    self._conn.send(("resize", item.batch))
-                else:
-                    assert self._inp is not None
-                    self._inp.tensor[: item.rows].copy_(item.src)
-                    self._conn.send(("run", next(self._ids), item.rows))
-            except (OSError, ValueError):  # pipe broken: the reader sees EOF and hands the item on
-                pass
+            self._send_next()
+
+    def _send_next(self) -> None:
+        """_pump's body, for callers that already hold the lock (one acquisition per request)."""
+        if self._current is not None or not self._pending or self._stop_sent:
+            return
+        if self.state is not WorkerState.READY and self.state is not WorkerState.DRAINING:
+            return
+        item = self._pending.popleft()
+        self._current = item
+        try:
+            if isinstance(item, Piece):
+                assert self._inp is not None
+                self._inp.tensor[: item.rows].copy_(item.src)
+                self._conn.send_bytes(encode_message(("run", next(self._ids), item.rows)))
+            elif isinstance(item, _Stop):
+                self._stop_sent = True
+                self.drained.set()
+                self._conn.send_bytes(encode_message(("stop",)))
+            else:
+                self._conn.send_bytes(encode_message(("resize", item.batch)))
+        except (OSError, ValueError):  # pipe broken: the reader sees EOF and hands the item on
+            pass
 
     # -- the reader thread --------------------------------------------------------------------
 
@@ -205,7 +206,7 @@ class WorkerHandle:
         """Turn replies into completed pieces; on EOF, account for the process's end."""
         while True:
             try:
-                message = self._conn.recv()
+                message = decode_message(self._conn.recv_bytes())
             except (EOFError, OSError):
                 break
             kind = message[0]
@@ -221,14 +222,18 @@ class WorkerHandle:
             elif kind in ("done", "error", "resized"):
                 # `_current` stays set while the output is copied, so no other thread sends the next
                 # request (which would overwrite the output segment) before we are done with it.
+                # The caller is woken last, after the next request went out: it then finds the
+                # GIL free as soon as this thread blocks in recv again.
                 item = self._current
+                finished: Piece | None = None
                 if kind == "resized":
                     with self._lock:
                         self._attach(message[1])
                 elif kind == "done":
                     assert isinstance(item, Piece) and self._out is not None
                     try:
-                        item.complete(self._out.tensor)
+                        if item.deliver(self._out.tensor):
+                            finished = item
                     except Exception as exc:  # noqa: BLE001 - the reader thread must outlive any one request
                         item.fail(exc)
                 elif isinstance(item, Piece):
@@ -238,6 +243,10 @@ class WorkerHandle:
                     if kind == "done":
                         self.served += 1
                         self.run_ms += float(message[3])
+                    self._send_next()
+                if finished is not None:
+                    finished.job.resolve()
+                continue
             self._pump()
         self._finish()
 

@@ -14,8 +14,6 @@ def check_input(tensor: Any, sample_shape: tuple[int, ...], dtype: str, *, batch
     """Raise a one-line ValueError unless `tensor` is a (N, *sample_shape) batch (or one sample) of `dtype`."""
     import torch
 
-    dims = ", ".join(map(str, sample_shape))
-    want = f"(N, {dims})" if batched else f"({dims}{',' if len(sample_shape) == 1 else ''})"
     if not isinstance(tensor, torch.Tensor):
         got = type(tensor).__name__
     elif (
@@ -27,6 +25,8 @@ def check_input(tensor: Any, sample_shape: tuple[int, ...], dtype: str, *, batch
         got = f"shape {tuple(tensor.shape)} dtype {str(tensor.dtype).removeprefix('torch.')}"
     else:
         return
+    dims = ", ".join(map(str, sample_shape))  # built only on failure: this runs on every request
+    want = f"(N, {dims})" if batched else f"({dims}{',' if len(sample_shape) == 1 else ''})"
     example = _BATCH_EXAMPLE if batched else _SAMPLE_EXAMPLE
     msg = f"expected a tensor of shape {want} and dtype {dtype}, got {got}; example: {example}"
     raise ValueError(msg)

@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import secrets
+import struct
 from dataclasses import dataclass
 from math import prod
 from multiprocessing import shared_memory
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SHM_DIR", "Layout", "Segment", "leftover_segments", "new_prefix", "remove_segments"]
+__all__ = [
+    "SHM_DIR",
+    "Layout",
+    "Segment",
+    "decode_message",
+    "encode_message",
+    "leftover_segments",
+    "new_prefix",
+    "remove_segments",
+]
 
 SHM_DIR = "/dev/shm"
 _ITEMSIZE = {
@@ -33,6 +44,37 @@ _ITEMSIZE = {
     "uint8": 1,
     "bool": 1,
 }
+
+
+# Control messages: the per-request ones ("run", "done") are fixed-size structs whose first byte is
+# a tag below 0x80; everything else (rare: ready, resize, stop, error, ...) is a pickle, which
+# always starts with the PROTO opcode 0x80. One pipe carries both; the first byte tells them apart.
+_RUN = struct.Struct("<Bqq")  # tag, request id, rows
+_DONE = struct.Struct("<Bqqd")  # tag, request id, rows, model ms
+_RUN_TAG, _DONE_TAG = 1, 2
+
+
+def encode_message(message: tuple[Any, ...]) -> bytes:
+    """Bytes for one control message (hot ones packed, so a request costs no pickling)."""
+    kind = message[0]
+    if kind == "run":
+        return _RUN.pack(_RUN_TAG, message[1], message[2])
+    if kind == "done":
+        return _DONE.pack(_DONE_TAG, message[1], message[2], message[3])
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_message(data: bytes) -> tuple[Any, ...]:
+    """Inverse of encode_message."""
+    tag = data[0]
+    if tag == _RUN_TAG:
+        _, req_id, rows = _RUN.unpack(data)
+        return ("run", req_id, rows)
+    if tag == _DONE_TAG:
+        _, req_id, rows, ms = _DONE.unpack(data)
+        return ("done", req_id, rows, ms)
+    message: tuple[Any, ...] = pickle.loads(data)
+    return message
 
 
 def new_prefix() -> str:

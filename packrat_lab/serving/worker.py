@@ -4,7 +4,8 @@ This module is the spawn entry point. It must not import torch (or anything that
 module top: the instance's runtime setting (OMP_WAIT_POLICY, ...) has to be in os.environ and the
 affinity set before torch and its OpenMP runtime load in the child.
 
-Protocol over one duplex Pipe (small tuples only; tensors travel through `transport.Segment`):
+Protocol over one duplex Pipe (small tuples, framed by `transport.encode_message`; tensors travel
+through `transport.Segment`):
 parent → worker: ("run", req_id, rows) | ("resize", batch) | ("stop",)
 worker → parent: ("ready", info) | ("done", req_id, rows, ms) | ("error", req_id, message)
 | ("resized", info) | ("failed", message)
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from packrat_lab.serving.transport import Layout, Segment
+from packrat_lab.serving.transport import Layout, Segment, decode_message, encode_message
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -184,11 +185,11 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         # torch's many import-time objects instead of scanning them in the middle of a request.
         gc.collect()
         gc.freeze()
-        conn.send(("ready", runner.info()))
+        conn.send_bytes(encode_message(("ready", runner.info())))
         _serve(conn, config, runner)
     except Exception as exc:  # noqa: BLE001 - report any startup failure instead of dying silently
         try:
-            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+            conn.send_bytes(encode_message(("failed", f"{type(exc).__name__}: {exc}")))
         except OSError:
             pass
     finally:
@@ -215,7 +216,7 @@ def _serve(conn: Connection, config: WorkerConfig, runner: _Runner) -> None:
                 return
             continue
         try:
-            message = conn.recv()
+            message = decode_message(conn.recv_bytes())
         except (EOFError, OSError):
             return
         kind = message[0]
@@ -227,10 +228,10 @@ def _serve(conn: Connection, config: WorkerConfig, runner: _Runner) -> None:
             try:
                 runner.run(rows)
             except Exception as exc:  # noqa: BLE001 - the request fails, the worker lives on
-                conn.send(("error", req_id, f"{type(exc).__name__}: {exc}"))
+                conn.send_bytes(encode_message(("error", req_id, f"{type(exc).__name__}: {exc}")))
                 continue
-            conn.send(("done", req_id, rows, (time.perf_counter() - start) * 1000.0))
+            conn.send_bytes(encode_message(("done", req_id, rows, (time.perf_counter() - start) * 1000.0)))
             idle_since = time.perf_counter()
         elif kind == "resize":
             runner.resize(int(message[1]))
-            conn.send(("resized", runner.info()))
+            conn.send_bytes(encode_message(("resized", runner.info())))
