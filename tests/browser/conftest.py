@@ -83,8 +83,8 @@ class LabServer:
     log: Path
 
     def open_url(self, path: str) -> str:
-        """URL that opens a file from the root in JupyterLab, authenticated by the token."""
-        return f"{self.url}/lab/tree/{path}?token={self.token}"
+        """URL that opens a file in JupyterLab with a fresh workspace (no tabs left by an earlier test)."""
+        return f"{self.url}/lab/tree/{path}?reset&token={self.token}"
 
     def api(self, path: str, method: str = "GET") -> Any:
         """Call the server's REST API (e.g. 'api/status') with the token."""

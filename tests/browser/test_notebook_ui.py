@@ -14,11 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-try:
-    from playwright.sync_api import TimeoutError
-except ImportError:  # the conftest skips or fails with instructions
-    pass
-
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
@@ -32,19 +27,28 @@ PLAN_TEXT = r"^\d+x\d+x\d+(@\w+)?(\+\d+x\d+x\d+(@\w+)?)*$"
 
 def open_and_run_all(page: Page, server: LabServer, name: str) -> None:
     """Open a notebook in JupyterLab, wait for its kernel, and run every cell from the Run menu."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     page.goto(server.open_url(name))
     page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=60_000)
     page.keyboard.press("Control+b")  # fold the file browser away: the notebook gets the width
     expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)  # kernel started
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
-    select = page.locator(".jp-Dialog").get_by_role("button", name="Select")
-    try:  # JupyterLab may ask which kernel to start before it runs the cells
-        select.click(timeout=5_000)
-    except TimeoutError:
-        pass
+    first_prompt = page.locator(".jp-NotebookPanel:visible .jp-CodeCell").first.locator(".jp-InputPrompt")
+    for _attempt in range(3):  # a menu click can land before the notebook panel is focused: retry
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+        select = page.locator(".jp-Dialog").get_by_role("button", name="Select")
+        try:  # JupyterLab may ask which kernel to start before it runs the cells
+            select.click(timeout=5_000)
+        except PlaywrightTimeout:
+            pass
+        try:
+            expect(first_prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=20_000)
+            return
+        except AssertionError:
+            continue
+    expect(first_prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=1_000)
 
 
 def button(lab: Locator, text: str) -> Locator:
