@@ -13,7 +13,7 @@ from typing import Any
 
 from packrat_lab.errors import InfeasiblePlanError
 
-__all__ = ["HostInfo", "assign_cores", "detect_host", "fingerprint", "usable_core_count"]
+__all__ = ["HostInfo", "assign_cores", "detect_host", "fingerprint", "require_cores", "usable_core_count"]
 
 SYS_CPU = Path("/sys/devices/system/cpu")
 SYS_NODE = Path("/sys/devices/system/node")
@@ -144,6 +144,19 @@ def _package_version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def require_cores(cores: int, host: HostInfo | None = None) -> int:
+    """Check a requested core count against this host: a clear error, never silent oversubscription."""
+    host = host or detect_host()
+    usable = host.usable_cores
+    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+        msg = f"cores must be a positive integer, got {cores!r}; example: cores={usable}"
+        raise ValueError(msg)
+    if cores > usable:
+        msg = f"cores={cores} is more than the {usable} usable cores of this host; example: cores={usable}"
+        raise InfeasiblePlanError(msg)
+    return cores
 
 
 def fingerprint(host: HostInfo | None = None) -> dict[str, Any]:

@@ -53,3 +53,14 @@ def test_detect_host_sees_this_process() -> None:
     host = detect_host()
     assert host.usable_cores >= 1
     assert set(host.primary_cpus) <= set(host.affinity)
+
+
+def test_require_cores_refuses_more_than_usable() -> None:
+    from packrat_lab.host import require_cores
+
+    host = two_socket_smt()
+    assert require_cores(4, host) == 4
+    with pytest.raises(InfeasiblePlanError, match="cores=5 is more than the 4 usable cores of this host; example: cores=4"):
+        require_cores(5, host)
+    with pytest.raises(ValueError, match="positive integer"):
+        require_cores(0, host)

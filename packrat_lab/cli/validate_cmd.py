@@ -29,15 +29,12 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plan, then measure all plans in one run and print the table."""
     from packrat_lab.comparison import compare_plans
-    from packrat_lab.host import detect_host
+    from packrat_lab.host import require_cores
     from packrat_lab.profiling.table import load_profile
     from packrat_lab.validation import validate
     from packrat_lab.workloads.registry import get_workload, workload_of_profile
 
-    usable = detect_host().usable_cores
-    if args.cores > usable:
-        msg = f"--cores {args.cores} is more than the {usable} usable cores of this host; example: --cores {usable}"
-        raise ValueError(msg)
+    require_cores(args.cores)
     profile = load_profile(args.profile)
     workload = get_workload(args.model) if args.model else workload_of_profile(profile)
     plans = compare_plans(profile, args.cores, args.batch, all_cores=args.all_cores)

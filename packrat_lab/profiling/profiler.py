@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from packrat_lab.errors import InfeasiblePlanError
-from packrat_lab.host import HostInfo, assign_cores, detect_host, fingerprint
+from packrat_lab.host import HostInfo, assign_cores, detect_host, fingerprint, require_cores
 from packrat_lab.profiling.measurement import Measurement
 from packrat_lab.profiling.runner import PointCancelled, run_point
 from packrat_lab.profiling.spec import PointSpec, ProfileGrid, default_batches
@@ -37,17 +37,9 @@ def _cancel_check(cancel: Cancel) -> Callable[[], bool]:
 
 def resolve_threads(threads: Sequence[int] | None, cores: int | None, host: HostInfo) -> tuple[int, ...]:
     """Thread counts to measure, checked against the usable cores (never oversubscribe)."""
-    usable = host.usable_cores
     if cores is not None:
-        if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
-            msg = f"cores must be a positive integer, got {cores!r}; example: cores={usable}"
-            raise ValueError(msg)
-        if cores > usable:
-            msg = (
-                f"cores={cores} is more than the {usable} usable cores of this host; example: cores={usable}"
-            )
-            raise InfeasiblePlanError(msg)
-    limit = cores or usable
+        require_cores(cores, host)
+    limit = cores or host.usable_cores
     chosen = tuple(range(1, limit + 1)) if threads is None else tuple(sorted(set(threads)))
     too_many = [t for t in chosen if isinstance(t, int) and t > limit]
     if too_many:
