@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "FailurePolicy",
     "InfeasiblePlanError",
     "Instance",
     "Lab",
@@ -18,8 +19,11 @@ __all__ = [
     "PackratError",
     "Plan",
     "Pool",
+    "PoolClosedError",
+    "PoolState",
     "Profile",
     "ProfileError",
+    "RequestTimeoutError",
     "RuntimeSetting",
     "WorkerFailedError",
     "Workload",
@@ -43,6 +47,10 @@ _LAZY = {
     "InfeasiblePlanError": "packrat_lab.errors",
     "ProfileError": "packrat_lab.errors",
     "WorkerFailedError": "packrat_lab.errors",
+    "PoolClosedError": "packrat_lab.errors",
+    "RequestTimeoutError": "packrat_lab.errors",
+    "FailurePolicy": "packrat_lab.serving.lifecycle",
+    "PoolState": "packrat_lab.serving.lifecycle",
     "Instance": "packrat_lab.plan",
     "Plan": "packrat_lab.plan",
     "RuntimeSetting": "packrat_lab.settings",
@@ -67,7 +75,14 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from packrat_lab.comparison import compare_plans
-    from packrat_lab.errors import InfeasiblePlanError, PackratError, ProfileError, WorkerFailedError
+    from packrat_lab.errors import (
+        InfeasiblePlanError,
+        PackratError,
+        PoolClosedError,
+        ProfileError,
+        RequestTimeoutError,
+        WorkerFailedError,
+    )
     from packrat_lab.loadgen import LoadReport, run_load
     from packrat_lab.optimizer import optimize, solve_table
     from packrat_lab.plan import Instance, Plan
@@ -75,6 +90,7 @@ if TYPE_CHECKING:
     from packrat_lab.profiling.table import Profile, load_profile
     from packrat_lab.report import write_report
     from packrat_lab.serving.http.server import serve_pool
+    from packrat_lab.serving.lifecycle import FailurePolicy, PoolState
     from packrat_lab.serving.pool import Pool
     from packrat_lab.settings import RuntimeSetting
     from packrat_lab.ui.lab import Lab

@@ -5,8 +5,10 @@ from __future__ import annotations
 __all__ = [
     "InfeasiblePlanError",
     "PackratError",
+    "PoolClosedError",
     "ProfileError",
     "ProfileMissingPointError",
+    "RequestTimeoutError",
     "WorkerFailedError",
 ]
 
@@ -32,3 +34,11 @@ class ProfileMissingPointError(ProfileError, KeyError):
 
 class WorkerFailedError(PackratError, RuntimeError):
     """A worker process died or raised while running a request."""
+
+
+class PoolClosedError(WorkerFailedError):
+    """The pool was closed (or is closing): start a new Pool to serve more."""
+
+
+class RequestTimeoutError(PackratError, TimeoutError):
+    """A request had no answer within the caller's timeout; it was withdrawn."""

@@ -13,6 +13,7 @@ __all__ = ["Instance", "Plan", "parse_plan"]
 
 _GROUP = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*x\s*(\d+)\s*(?:@\s*([A-Za-z_][\w-]*))?\s*$")
 _EXAMPLE = "'2x1x4' (2 instances, 1 thread, batch 4) or '1x2x8+2x1x4'"
+MAX_PLAN_NUMBER = 65536  # per count, threads or batch: far above any host, far below a typo like 1e9
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,9 @@ def parse_plan(text: str) -> Plan:
         count, threads, batch = (int(g) for g in match.groups()[:3])
         if min(count, threads, batch) < 1:
             msg = f"plan {text!r} has a zero count, thread or batch; example: {_EXAMPLE}"
+            raise ValueError(msg)
+        if max(count, threads, batch) > MAX_PLAN_NUMBER:
+            msg = f"plan {text!r} has a count, thread or batch above {MAX_PLAN_NUMBER}; example: {_EXAMPLE}"
             raise ValueError(msg)
         name = match.group(4)
         setting = DEFAULT if name in (None, "default") else RuntimeSetting(name)

@@ -97,9 +97,9 @@ def test_request_stats_accounting() -> None:
     stats = RequestStats(window_s=10.0, clock=lambda: now[0])
     a, b, c = stats.begin(), stats.begin(), stats.begin()
     now[0] = 0.5
-    stats.end(a, ok=True)
+    stats.end(a, "ok")
     now[0] = 1.0
-    stats.end(b, ok=False)
+    stats.end(b, "failed")
     snap = stats.snapshot()
     assert (snap["submitted"], snap["served"], snap["failed"], snap["in_flight"], snap["lost"]) == (
         3,
@@ -110,7 +110,7 @@ def test_request_stats_accounting() -> None:
     )
     assert snap["p50_ms"] == pytest.approx(500.0)
     assert snap["throughput_rps"] == pytest.approx(1.0)
-    stats.end(c, ok=True)
+    stats.end(c, "ok")
     now[0] = 20.0
     assert stats.snapshot()["p99_ms"] is None  # outside the window
 

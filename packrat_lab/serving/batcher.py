@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from packrat_lab.errors import WorkerFailedError
+from packrat_lab.errors import PoolClosedError
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +42,9 @@ class DynamicBatcher:
 
     While a batch runs the next one collects, so under load batches grow toward B by themselves
     (and the estimator sees the queue). `max_batch` is a callable so a plan switch changes B live.
+    A request's future is marked running when its batch is taken: one cancelled before that is
+    skipped (never run), and one cannot be cancelled after it, so delivery never meets a
+    cancelled future. Futures are settled with no lock held.
     """
 
     def __init__(
@@ -76,9 +79,7 @@ class DynamicBatcher:
         future: Future[torch.Tensor] = Future()
         with self._cond:
             if self._closed or self._draining:
-                future.set_exception(
-                    WorkerFailedError("the pool is closed; start a new Pool to serve requests")
-                )
+                future.set_exception(PoolClosedError("the pool is closed; start a new Pool to serve requests"))
                 return future
             self._queue.append(_Request(sample, future, self._clock()))
             self._cond.notify_all()
@@ -104,8 +105,8 @@ class DynamicBatcher:
             self._queue.clear()
             self._cond.notify_all()
         for request in left:
-            if not request.future.done():
-                request.future.set_exception(WorkerFailedError("the pool closed before this request ran"))
+            if request.future.set_running_or_notify_cancel():
+                request.future.set_exception(PoolClosedError("the pool closed before this request ran"))
         self._thread.join(timeout=5)
 
     def _take(self) -> list[_Request] | None:
@@ -120,7 +121,11 @@ class DynamicBatcher:
                 due = should_flush(len(self._queue), oldest, now, max_batch, self.max_delay_s)
                 if self._in_flight < self.max_in_flight and (due or (self._draining and self._queue)):
                     taken = [self._queue.popleft() for _ in range(min(max_batch, len(self._queue)))]
+                    taken = [r for r in taken if r.future.set_running_or_notify_cancel()]
+                    if not taken:  # all cancelled while queued
+                        continue
                     self._in_flight += 1
+                    self.histogram[len(taken)] += 1
                     return taken
                 if oldest is None or self._in_flight >= self.max_in_flight:
                     self._cond.wait()
@@ -134,7 +139,6 @@ class DynamicBatcher:
             taken = self._take()
             if taken is None:
                 return
-            self.histogram[len(taken)] += 1
             try:
                 future = self._dispatch(torch.stack([r.sample for r in taken]))
             except Exception as exc:  # noqa: BLE001 - a failed dispatch fails its requests, not the batcher
@@ -143,14 +147,19 @@ class DynamicBatcher:
             future.add_done_callback(functools.partial(self._deliver, taken=taken))
 
     def _deliver(self, future: Future[torch.Tensor], *, taken: list[_Request]) -> None:
-        exc = future.exception()
-        if exc is None:
-            out = future.result()
+        try:
+            exc = future.exception()
             for row, request in enumerate(taken):
-                request.future.set_result(out[row])
-        else:
-            for request in taken:
-                request.future.set_exception(exc)
+                if exc is None:
+                    request.future.set_result(future.result()[row])
+                else:
+                    request.future.set_exception(exc)
+        finally:  # whatever happened above, the batcher must not wedge
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def histogram_snapshot(self) -> dict[int, int]:
+        """Batch sizes sent so far (a copy, safe to read while the batcher runs)."""
         with self._cond:
-            self._in_flight -= 1
-            self._cond.notify_all()
+            return dict(sorted(self.histogram.items()))

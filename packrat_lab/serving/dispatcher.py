@@ -62,11 +62,17 @@ class Job:
             with torch.inference_mode(False):  # a caller in inference mode must not make it an inference tensor
                 self.out = torch.empty((rows, *out_layout.sample_shape), dtype=getattr(torch, out_layout.dtype))
         self._remaining = pieces
+        self._settled = False  # decided under the lock; the future itself is set outside it
         self._lock = threading.Lock()
+
+    @property
+    def settled(self) -> bool:
+        """Answered, failed, withdrawn or cancelled: its pieces need not run."""
+        return self.future.done() or self._settled
 
     def fill(self, start: int, rows: torch.Tensor) -> bool:
         """Copy one piece's output rows; True once the last is in (then `resolve`, after freeing the worker)."""
-        if self.future.done():
+        if self.settled:
             return False
         if self.out is None:  # the only piece: one clone instead of an empty tensor and a copy
             import torch
@@ -82,18 +88,25 @@ class Job:
             self._remaining -= 1
             return self._remaining == 0
 
+    def _claim(self) -> bool:
+        """True for the one caller that gets to settle the future (callbacks then run lock-free)."""
+        with self._lock:
+            if self._settled or self.future.done():
+                return False
+            self._settled = True
+            return True
+
     def resolve(self) -> None:
         """Hand the filled output to the caller (unless the batch already failed)."""
-        with self._lock:
-            if not self.future.done():
-                self.future.set_result(self.out)  # type: ignore[arg-type]
+        if self._claim():
+            self.future.set_result(self.out)  # type: ignore[arg-type]
 
-    def fail(self, exc: BaseException) -> None:
-        """Fail the whole batch once (other pieces still finish but are ignored)."""
-        with self._lock:
-            if self.future.done():
-                return
-            self.future.set_exception(exc)
+    def fail(self, exc: BaseException) -> bool:
+        """Fail the whole batch once (other pieces still finish but are ignored); True if this call did."""
+        if not self._claim():
+            return False
+        self.future.set_exception(exc)
+        return True
 
 
 @dataclass(eq=False)
@@ -104,6 +117,7 @@ class Piece:
     src: torch.Tensor
     start: int
     rows: int = field(init=False)
+    attempts: int = 0  # runs that ended with the worker dying under it (the policy reruns once)
 
     def __post_init__(self) -> None:
         self.rows = int(self.src.shape[0])  # read on every send and reply: worth keeping
@@ -118,5 +132,5 @@ class Piece:
             self.job.resolve()
 
     def fail(self, exc: BaseException) -> None:
-        """The worker failed this piece."""
+        """The worker failed this piece (and so its whole job)."""
         self.job.fail(exc)

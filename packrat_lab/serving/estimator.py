@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, deque
 
 __all__ = ["BatchSizeEstimator", "floor_pow2"]
@@ -44,24 +45,27 @@ class BatchSizeEstimator:
         self.max_batch = max_batch
         self.ewma: float | None = None
         self._recent: deque[int] = deque(maxlen=window)
+        self._lock = threading.Lock()  # the sampler thread writes while stats() and HTTP read
 
     def update(self, depth: float) -> int:
         """Feed one queue-depth sample; return the current estimate."""
-        self.ewma = depth if self.ewma is None else self.alpha * depth + (1.0 - self.alpha) * self.ewma
-        rounded = floor_pow2(self.ewma)
-        if self.max_batch is not None:
-            rounded = min(rounded, floor_pow2(self.max_batch))
-        self._recent.append(rounded)
+        with self._lock:
+            self.ewma = depth if self.ewma is None else self.alpha * depth + (1.0 - self.alpha) * self.ewma
+            rounded = floor_pow2(self.ewma)
+            if self.max_batch is not None:
+                rounded = min(rounded, floor_pow2(self.max_batch))
+            self._recent.append(rounded)
         return self.estimate
 
     @property
     def estimate(self) -> int:
         """Mode of the recent rounded values (most recent wins a tie); 1 before any sample."""
-        if not self._recent:
+        recent = self.recent
+        if not recent:
             return 1
-        counts = Counter(self._recent)
+        counts = Counter(recent)
         top = max(counts.values())
-        for value in reversed(self._recent):
+        for value in reversed(recent):
             if counts[value] == top:
                 return value
         return 1  # unreachable
@@ -69,25 +73,29 @@ class BatchSizeEstimator:
     @property
     def recent(self) -> list[int]:
         """The rounded values the mode is taken over, oldest first."""
-        return list(self._recent)
+        with self._lock:
+            return list(self._recent)
 
     @property
     def settled(self) -> bool:
         """True when more zero-depth samples cannot change the estimate (idle: EWMA < 1, all 1s)."""
-        return (
-            self.ewma is not None
-            and self.ewma < 1
-            and len(self._recent) == self.window
-            and set(self._recent) == {1}
-        )
+        with self._lock:
+            return (
+                self.ewma is not None
+                and self.ewma < 1
+                and len(self._recent) == self.window
+                and set(self._recent) == {1}
+            )
 
     def skip_zeros(self, count: int) -> None:
         """Apply `count` zero-depth samples at once (the sampler sleeps while the queue is idle)."""
-        if count > 0 and self.ewma is not None:
-            self.ewma *= (1.0 - self.alpha) ** count
-            self._recent.extend([floor_pow2(self.ewma)] * min(count, self.window))
+        with self._lock:
+            if count > 0 and self.ewma is not None:
+                self.ewma *= (1.0 - self.alpha) ** count
+                self._recent.extend([floor_pow2(self.ewma)] * min(count, self.window))
 
     def reset(self) -> None:
         """Forget history (e.g. after a reconfiguration)."""
-        self.ewma = None
-        self._recent.clear()
+        with self._lock:
+            self.ewma = None
+            self._recent.clear()

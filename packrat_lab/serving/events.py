@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +29,13 @@ class Event:
 
 
 class EventLog:
-    """Thread-safe, bounded list of events that also notifies observers (widget, HTTP metrics)."""
+    """Thread-safe, bounded list of events; observers are called on one delivery thread of its own.
+
+    `record` never runs observer code: the recording thread (often the pool's supervisor) only
+    appends and enqueues, so a slow or blocking observer cannot stall the pool. Observers may do
+    anything but block for long; one that raises is dropped. `close` ends the delivery thread
+    after the events recorded so far were delivered.
+    """
 
     def __init__(self, limit: int = 10_000, clock: Callable[[], float] = time.time) -> None:
         self._events: list[Event] = []
@@ -36,28 +43,49 @@ class EventLog:
         self._clock = clock
         self._lock = threading.Lock()
         self._callbacks: list[EventCallback] = []
+        self._outbox: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._delivery: threading.Thread | None = None
 
     def record(self, kind: str, plan: str, **detail: Any) -> Event:
-        """Append an event and tell observers; an observer that raises is dropped, not fatal."""
+        """Append an event and queue it for observers."""
         event = Event(self._clock(), kind, plan, detail)
         with self._lock:
             self._events.append(event)
             if len(self._events) > self._limit:
                 del self._events[: len(self._events) - self._limit]
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            try:
-                callback(event)
-            except Exception:  # noqa: BLE001 - a broken observer must not break serving
-                with self._lock:
-                    if callback in self._callbacks:
-                        self._callbacks.remove(callback)
+            notify = bool(self._callbacks)
+        if notify:
+            self._outbox.put(event)
         return event
 
     def subscribe(self, callback: EventCallback) -> None:
-        """Call `callback(event)` for each future event (from the pool's threads)."""
+        """Call `callback(event)` for each future event (on the log's delivery thread)."""
         with self._lock:
             self._callbacks.append(callback)
+            if self._delivery is None:
+                self._delivery = threading.Thread(target=self._deliver, name="packrat-events", daemon=True)
+                self._delivery.start()
+
+    def _deliver(self) -> None:
+        while (event := self._outbox.get()) is not None:
+            with self._lock:
+                callbacks = list(self._callbacks)
+            for callback in callbacks:
+                try:
+                    callback(event)
+                except Exception:  # noqa: BLE001 - a broken observer must not break serving
+                    with self._lock:
+                        if callback in self._callbacks:
+                            self._callbacks.remove(callback)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued, then end the delivery thread (idempotent)."""
+        with self._lock:
+            delivery, self._delivery = self._delivery, None
+        if delivery is not None:
+            self._outbox.put(None)
+            if delivery is not threading.current_thread():
+                delivery.join(timeout)
 
     def snapshot(self) -> list[Event]:
         """A copy of the timeline so far, oldest first."""

@@ -1,29 +1,32 @@
-"""Parent-side handle of one worker process: its queue, its reader thread, its death."""
+"""Parent-side handle of one worker: its FIFO of pieces, its reader thread, its deadline, its end.
+
+A handle owns no lifecycle decisions: when its worker becomes ready or ends it posts a
+`WorkerReady` / `WorkerExited` to the supervisor, which alone decides what happens next.
+Threads: callers (`enqueue`), the supervisor (`start`, `stop`, `resize`, `mark_hung`, `kill`) and
+the reader thread all take `_lock` briefly; the reader delivers outputs and settles jobs outside it.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 from packrat_lab.errors import WorkerFailedError
 from packrat_lab.serving.dispatcher import Piece
-from packrat_lab.serving.transport import Segment, decode_message, encode_message, unlink_name
-from packrat_lab.serving.worker import WorkerConfig, WorkerState, worker_main
+from packrat_lab.serving.messages import Done, Ready, Resized, RunError, StartFailed
+from packrat_lab.serving.worker import WorkerConfig, WorkerState
 
 if TYPE_CHECKING:
-    from multiprocessing.context import SpawnContext, SpawnProcess
-
     from packrat_lab.plan import Instance
+    from packrat_lab.serving.channel import WorkerChannel
+    from packrat_lab.serving.transport import Layout
 
-__all__ = ["WorkerHandle"]
-
-_ENV_LOCK = threading.Lock()  # os.environ is process-wide: one spawn at a time edits it
+__all__ = ["WorkerExited", "WorkerHandle", "WorkerReady"]
 
 
 @dataclass(frozen=True)
@@ -36,43 +39,68 @@ class _Stop:
 
 
 _Item = Union[Piece, _Resize, _Stop]  # noqa: UP007 - a runtime alias on 3.10
-ExitCallback = Callable[["WorkerHandle", list[Piece]], None]
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    """Posted by a reader thread: the worker is loaded and warm."""
+
+    handle: WorkerHandle
+
+
+@dataclass(frozen=True)
+class WorkerExited:
+    """Posted by a reader thread: the worker ended; what it was running and what waited behind it."""
+
+    handle: WorkerHandle
+    running: Piece | None
+    queued: list[Piece]
+
+
+Notify = Callable[[Union[WorkerReady, WorkerExited]], None]  # noqa: UP007
 
 
 class WorkerHandle:
-    """One worker: requests queue here FIFO and go to the process one at a time.
+    """One worker: pieces queue here FIFO and go to the worker one at a time.
 
-    A piece enqueued before the worker is ready waits; one enqueued after it failed or stopped
-    fails at once with WorkerFailedError, so no caller ever waits on a dead worker.
+    A piece enqueued before the worker is ready waits (also while the handle's process is not
+    started yet, during a restart backoff); one enqueued after the worker ended fails at once
+    with WorkerFailedError, so no caller ever waits on a dead worker.
     """
 
     def __init__(
-        self, ctx: SpawnContext, config: WorkerConfig, instance: Instance, on_exit: ExitCallback
+        self,
+        channel: WorkerChannel,
+        config: WorkerConfig,
+        instance: Instance,
+        notify: Notify,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ctx = ctx
         self.config = config
         self.instance = instance
         self.batch = instance.batch
         self.state = WorkerState.STARTING
         self.served = 0
-        self.run_ms = 0.0  # model time reported by the worker, summed (for mean run time in stats)
+        self.run_ms = 0.0  # model time reported by the worker, summed (mean run time in stats)
+        self.warm_ms: float | None = None  # the worker's own warm batch time (hang deadline base)
         self.error: str | None = None
-        self.pid: int | None = None
+        self.start_failed = False  # the worker said it could not load: a restart would fail again
+        self.started_at: float | None = None
         self.ready = threading.Event()
         self.exited = threading.Event()
-        self.drained = threading.Event()  # set once the stop went out: everything before it finished
         self.was_ready = False
-        self._on_exit = on_exit
+        self._channel = channel
+        self._notify = notify
+        self._clock = clock
         self._lock = threading.Lock()
         self._pending: deque[_Item] = deque()
         self._current: _Item | None = None
+        self._current_since = 0.0
+        self._stop_asked = False
         self._stop_sent = False
+        self._broken = False  # a send failed: the worker is gone, its EOF is on the way
+        self._ended = False
         self._ids = itertools.count()
-        self._inp: Segment | None = None
-        self._out: Segment | None = None
-        self._names: set[str] = set()
-        self._process: SpawnProcess | None = None
-        self._conn: Any = None
         self._reader: threading.Thread | None = None
 
     @property
@@ -80,80 +108,80 @@ class WorkerHandle:
         """The cores this worker is pinned to."""
         return self.config.cores
 
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id (None before start)."""
+        return self._channel.pid
+
+    @property
+    def output_layout(self) -> Layout | None:
+        """Layout of one output row (known once the worker is ready)."""
+        return self._channel.output_layout
+
+    @property
+    def exitcode(self) -> int | None:
+        """How the worker process ended (None while it runs)."""
+        return self._channel.exitcode
+
+    @property
+    def started(self) -> bool:
+        """Whether `start` ran (a handle waiting out a restart backoff has not)."""
+        return self._reader is not None
+
     def start(self) -> None:
-        """Spawn the process with the instance's runtime environment (set for the exec as well)."""
-        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
-        process = self.ctx.Process(
-            target=worker_main,
-            args=(child_conn, self.config),
-            daemon=True,
-            name=f"packrat-worker-{self.config.worker_id}",
-        )
-        env = dict(self.config.env)
-        with _ENV_LOCK:  # the child execs with our environ: torch may load before worker_main runs
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                process.start()
-            finally:
-                for key, value in saved.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
-        child_conn.close()
-        self._process, self._conn, self.pid = process, parent_conn, process.pid
+        """Start the worker and its reader thread (supervisor thread only)."""
+        self.started_at = self._clock()
+        self._channel.start()
         self._reader = threading.Thread(
             target=self._read, name=f"packrat-reader-{self.config.worker_id}", daemon=True
         )
         self._reader.start()
 
-    def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until warm; raise WorkerFailedError if it failed to start or timed out."""
-        if not self.ready.wait(timeout):
-            msg = f"worker {self.config.worker_id} ({self.instance.threads} threads, batch {self.batch}) not ready after {timeout} s"
-            raise WorkerFailedError(msg)
-        if self.state is not WorkerState.READY and self.state is not WorkerState.DRAINING:
-            code = None if self._process is None else self._process.exitcode
-            why = (
-                self.error
-                or f"exited with code {code} before it was ready (in a script, create pools under if __name__ == '__main__':)"
-            )
-            msg = f"worker {self.config.worker_id} failed to start: {why}"
-            raise WorkerFailedError(msg)
-
     # -- queueing -----------------------------------------------------------------------------
 
-    def enqueue(self, piece: Piece) -> None:
-        """Queue one piece of a batch (≤ this worker's batch rows)."""
-        with self._lock:
-            dead = self.state in (WorkerState.FAILED, WorkerState.STOPPED) or self._stop_sent
-            if not dead:
-                self._pending.append(piece)
-                self._send_next()
-        if dead:
-            piece.fail(
-                WorkerFailedError(f"worker {self.config.worker_id} is {self.state.value}; retry the request")
-            )
+    def enqueue(self, piece: Piece) -> bool:
+        """Queue one piece of a batch (≤ this worker's batch rows); False if this worker takes no more.
 
-    def adopt(self, pieces: list[Piece]) -> None:
-        """Take over the pieces a dead worker held (they run here once this worker is ready)."""
-        for piece in pieces:
-            self.enqueue(piece)
+        The caller fails a refused piece itself, after releasing its own locks.
+        """
+        with self._lock:
+            if self._ended or self._stop_asked:
+                return False
+            self._pending.append(piece)
+            doomed = self._send_next()
+        _fail_all(doomed, self.config.worker_id)
+        return True
+
+    def refusal(self) -> WorkerFailedError:
+        """The error for a piece this worker refused."""
+        return WorkerFailedError(f"worker {self.config.worker_id} is {self.state}; retry the request")
 
     def resize(self, batch: int) -> None:
         """Serve a new batch slice (queued behind what the worker already holds)."""
         with self._lock:
+            self.batch = batch
             self._pending.append(_Resize(batch))
-        self._pump()
+            doomed = self._send_next()
+        _fail_all(doomed, self.config.worker_id)
 
     def stop(self) -> None:
-        """Drain: finish what is queued, then exit."""
+        """Drain: finish what is queued, then exit (a worker not yet started just ends)."""
         with self._lock:
-            if self.state is WorkerState.READY:  # a starting worker gets the stop once it is ready
+            if self._stop_asked or self._ended:
+                return
+            self._stop_asked = True
+            if self.state is WorkerState.READY:
                 self.state = WorkerState.DRAINING
             self._pending.append(_Stop())
-        self._pump()
+            doomed = self._send_next()
+        _fail_all(doomed, self.config.worker_id)
+
+    def take_queued(self) -> list[Piece]:
+        """Remove and return the pieces not yet sent (a worker that will never start gives them back)."""
+        with self._lock:
+            pieces = [item for item in self._pending if isinstance(item, Piece)]
+            self._pending = deque(item for item in self._pending if not isinstance(item, Piece))
+            return pieces
 
     @property
     def load(self) -> int:
@@ -161,130 +189,159 @@ class WorkerHandle:
         with self._lock:
             return len(self._pending) + (self._current is not None and not isinstance(self._current, _Stop))
 
-    def _pump(self) -> None:
-        """Send the next item if the worker is free (called by callers and the reader thread)."""
+    def overdue(self, now: float, deadline_s: float, start_timeout_s: float) -> str | None:
+        """Why this worker counts as hung at `now`, or None (a batch or a start past its deadline)."""
         with self._lock:
-            self._send_next()
+            if self._ended or self.state is WorkerState.HUNG:
+                return None
+            if self.state is WorkerState.STARTING:
+                if self.started_at is not None and now - self.started_at > start_timeout_s:
+                    return f"not ready after {start_timeout_s:g} s"
+                return None
+            if isinstance(self._current, Piece) and now - self._current_since > deadline_s:
+                return f"no answer to a {self._current.rows}-row batch within {deadline_s:.3g} s"
+            if isinstance(self._current, _Resize) and now - self._current_since > 2 * deadline_s:
+                return f"no answer to a resize (one warm batch) within {2 * deadline_s:.3g} s"
+            return None
 
-    def _send_next(self) -> None:
-        """_pump's body, for callers that already hold the lock (one acquisition per request)."""
-        if self._current is not None or not self._pending or self._stop_sent:
-            return
-        if self.state is not WorkerState.READY and self.state is not WorkerState.DRAINING:
-            return
-        item = self._pending.popleft()
-        self._current = item
-        try:
-            if isinstance(item, Piece):
-                assert self._inp is not None
-                self._inp.tensor[: item.rows].copy_(item.src)
-                self._conn.send_bytes(encode_message(("run", next(self._ids), item.rows)))
-            elif isinstance(item, _Stop):
-                self._stop_sent = True
-                self.drained.set()
-                self._conn.send_bytes(encode_message(("stop",)))
-            else:
-                self._conn.send_bytes(encode_message(("resize", item.batch)))
-        except (OSError, ValueError):  # pipe broken: the reader sees EOF and hands the item on
-            pass
+    def mark_hung(self, why: str) -> None:
+        """Record why the supervisor is about to kill this worker."""
+        with self._lock:
+            self.state = WorkerState.HUNG
+            self.error = f"hung: {why}"
+
+    def _send_next(self) -> list[tuple[Piece, str]]:
+        """Send the next item if the worker is free; caller holds `_lock` and fails what this returns."""
+        doomed: list[tuple[Piece, str]] = []
+        while self._current is None and self._pending and not self._stop_sent and not self._broken:
+            if self.state not in (WorkerState.READY, WorkerState.DRAINING):
+                break
+            item = self._pending.popleft()
+            if isinstance(item, Piece) and item.job.settled:
+                continue  # failed elsewhere, withdrawn or cancelled: never run it
+            self._current, self._current_since = item, self._clock()
+            try:
+                if isinstance(item, Piece):
+                    self._channel.send_run(next(self._ids), item.src)
+                elif isinstance(item, _Stop):
+                    self._stop_sent = True
+                    self._channel.send_stop()
+                else:
+                    self._channel.send_resize(item.batch)
+            except (OSError, ValueError, EOFError):  # the worker is gone: the reader sees EOF next
+                self._broken = True
+                if isinstance(item, Piece):  # it never ran: it goes back as queued, not as the suspect
+                    self._current = None
+                    self._pending.appendleft(item)
+                break
+            except Exception as exc:  # noqa: BLE001 - one bad piece must not stop this worker's queue
+                self._current = None
+                if isinstance(item, Piece):
+                    doomed.append((item, f"could not send: {type(exc).__name__}: {exc}"))
+                continue
+            break
+        return doomed
 
     # -- the reader thread --------------------------------------------------------------------
 
-    def _attach(self, info: dict[str, Any]) -> None:
-        for seg in (self._inp, self._out):
-            if seg is not None:
-                seg.close()
-        self._inp, self._out = Segment.attach(info["input"]), Segment.attach(info["output"])
-        self._names.update((self._inp.name, self._out.name))
-
-    @property
-    def output_layout(self) -> Any:
-        """Layout of one output row (known once the worker is ready)."""
-        return None if self._out is None else self._out.layout
-
     def _read(self) -> None:
-        """Turn replies into completed pieces; on EOF, account for the process's end."""
-        while True:
+        """Turn replies into completed pieces; on EOF (or any surprise), account for the end."""
+        try:
+            while True:
+                try:
+                    reply = self._channel.recv()
+                except EOFError:
+                    break
+                self._on_reply(reply)
+        except Exception as exc:  # noqa: BLE001 - recorded; the end is accounted for below
+            self.error = self.error or f"reader: {type(exc).__name__}: {exc}"
+            self._channel.kill()
+        finally:
+            self._finish()
+
+    def _on_reply(self, reply: object) -> None:
+        if isinstance(reply, Ready):
+            with self._lock:
+                self.warm_ms = reply.info.warm_ms
+                self.was_ready = True
+                if self.state is WorkerState.STARTING:
+                    self.state = WorkerState.READY
+                doomed = self._send_next()
+            _fail_all(doomed, self.config.worker_id)
+            self.ready.set()
+            self._notify(WorkerReady(self))
+        elif isinstance(reply, StartFailed):
+            self.error, self.start_failed = reply.message, True
+        elif isinstance(reply, (Done, RunError, Resized)):
+            self._on_answer(reply)
+
+    def _on_answer(self, reply: Done | RunError | Resized) -> None:
+        # `_current` stays set while the output is copied, so no other thread sends the next
+        # request (which would overwrite the output segment) before we are done with it. The
+        # caller is woken last, after the next request went out.
+        item = self._current
+        finished: Piece | None = None
+        if isinstance(reply, Done) and isinstance(item, Piece):
             try:
-                message = decode_message(self._conn.recv_bytes())
-            except (EOFError, OSError):
-                break
-            kind = message[0]
-            if kind == "ready":
-                with self._lock:
-                    self._attach(message[1])
-                    self.was_ready = True
-                    if self.state is WorkerState.STARTING:
-                        self.state = WorkerState.READY
-                self.ready.set()
-            elif kind == "failed":
-                self.error = message[1]
-            elif kind in ("done", "error", "resized"):
-                # `_current` stays set while the output is copied, so no other thread sends the next
-                # request (which would overwrite the output segment) before we are done with it.
-                # The caller is woken last, after the next request went out: it then finds the
-                # GIL free as soon as this thread blocks in recv again.
-                item = self._current
-                finished: Piece | None = None
-                if kind == "resized":
-                    with self._lock:
-                        self._attach(message[1])
-                elif kind == "done":
-                    assert isinstance(item, Piece) and self._out is not None
-                    try:
-                        if item.deliver(self._out.tensor):
-                            finished = item
-                    except Exception as exc:  # noqa: BLE001 - the reader thread must outlive any one request
-                        item.fail(exc)
-                elif isinstance(item, Piece):
-                    item.fail(WorkerFailedError(f"worker {self.config.worker_id}: {message[2]}"))
-                with self._lock:
-                    self._current = None
-                    if kind == "done":
-                        self.served += 1
-                        self.run_ms += float(message[3])
-                    self._send_next()
-                if finished is not None:
-                    finished.job.resolve()
-                continue
-            self._pump()
-        self._finish()
+                if item.deliver(self._channel.output(item.rows)):
+                    finished = item
+            except Exception as exc:  # noqa: BLE001 - the reader thread must outlive any one request
+                item.fail(exc)
+        elif isinstance(reply, RunError) and isinstance(item, Piece):
+            item.fail(WorkerFailedError(f"worker {self.config.worker_id}: {reply.message}"))
+        with self._lock:
+            self._current = None
+            if isinstance(reply, Done):
+                self.served += 1
+                self.run_ms += reply.run_ms
+            elif isinstance(reply, Resized):
+                self.warm_ms = reply.info.warm_ms
+            doomed = self._send_next()
+        _fail_all(doomed, self.config.worker_id)
+        if finished is not None:
+            finished.job.resolve()
 
     def _finish(self) -> None:
-        if self._process is not None:
-            self._process.join(timeout=5)
+        self._channel.join(5.0)
         with self._lock:
-            items = ([self._current] if self._current is not None else []) + list(self._pending)
+            running = self._current if isinstance(self._current, Piece) else None
+            queued = [i for i in self._pending if isinstance(i, Piece)]
             self._current = None
             self._pending.clear()
-            expected = self._stop_sent and self.error is None
-            self.state = WorkerState.STOPPED if expected else WorkerState.FAILED
-            for seg in (self._inp, self._out):
-                if seg is not None:
-                    seg.close()
-            self._inp = self._out = None
-        for name in self._names:  # a killed worker could not remove its own segments
-            unlink_name(name)
-        with contextlib.suppress(OSError):
-            self._conn.close()
+            self._ended = True
+            clean = self._stop_sent and self.error is None
+            self.state = WorkerState.STOPPED if clean else WorkerState.FAILED
+            if not clean and self.error is None:
+                code = self._channel.exitcode
+                self.error = "process died" if code is None else f"process ended with code {code}"
+        self._channel.close()
         self.ready.set()
-        self.drained.set()
         try:
-            self._on_exit(self, [i for i in items if isinstance(i, Piece)])
+            self._notify(WorkerExited(self, running, queued))
         finally:
             self.exited.set()
 
+    def end_unstarted(self) -> list[Piece]:
+        """Retire a handle whose worker was never started (close during a backoff); its queued pieces."""
+        with self._lock:
+            self._ended = True
+            self.state = WorkerState.STOPPED
+            queued = [i for i in self._pending if isinstance(i, Piece)]
+            self._pending.clear()
+        self.ready.set()
+        self.exited.set()
+        return queued
+
     def join(self, timeout: float = 5.0) -> None:
-        """Wait for the reader thread to end (a thread still unwinding torch state at exit can abort)."""
+        """Wait for the reader thread to end."""
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout)
 
     def kill(self) -> None:
-        """Terminate the process now (close() after a drain timeout, or a test)."""
-        if self._process is not None and self._process.is_alive():
-            self._process.kill()
+        """End the worker now (a hang, a close that timed out, a test)."""
+        self._channel.kill()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """Per-worker row for pool.stats()."""
         return {
             "id": self.config.worker_id,
@@ -297,4 +354,11 @@ class WorkerHandle:
             "served": self.served,
             "mean_run_ms": self.run_ms / self.served if self.served else None,
             "queued": self.load,
+            "error": self.error,
         }
+
+
+def _fail_all(doomed: list[tuple[Piece, str]], worker_id: int) -> None:
+    """Fail pieces that could not be sent (called with no lock held: futures run callbacks)."""
+    for piece, why in doomed:
+        piece.fail(WorkerFailedError(f"worker {worker_id}: {why}"))

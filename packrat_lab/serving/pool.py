@@ -1,4 +1,17 @@
-"""Pool: serve a Plan with one pinned worker process per instance, and switch plans live."""
+"""Pool: serve a Plan with one pinned worker process per instance, and switch plans live.
+
+Threads and what they own (the lifecycle itself is `supervisor.py`'s, see its docstring):
+- callers (`infer`, `submit`, HTTP handlers): check input, then `_dispatch` reads the serving
+  generation under `supervisor.dispatch_lock` and enqueues pieces on its workers' handles;
+- packrat-batcher: forms batches from `submit`ted samples and dispatches them;
+- packrat-estimator: samples queue depth; in auto mode asks the supervisor for a switch;
+- packrat-supervisor: the only writer of workers, generations and `state`;
+- packrat-reader-N: one per worker, turns replies into answers and posts worker news;
+- packrat-events: calls `on_event` observers (they may do anything but block for long).
+Lock order: dispatch_lock → handle lock → job lock; futures are settled with no lock held, so a
+done-callback may call back into the pool (but `close()` from a callback of this pool's own
+future would wait on itself: don't).
+"""
 
 from __future__ import annotations
 
@@ -8,43 +21,63 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from packrat_lab.errors import InfeasiblePlanError, WorkerFailedError
+from packrat_lab.errors import InfeasiblePlanError, PoolClosedError, RequestTimeoutError, WorkerFailedError
 from packrat_lab.plan import Instance, Plan
 from packrat_lab.serving.autoscale import AutoPolicy, optimizer_planner
 from packrat_lab.serving.batcher import DynamicBatcher
+from packrat_lab.serving.channel import ChannelFactory, process_channels
 from packrat_lab.serving.cleanup import shutdown
 from packrat_lab.serving.dispatcher import Job, Piece, split_rows
 from packrat_lab.serving.estimator import BatchSizeEstimator
 from packrat_lab.serving.events import Event, EventLog
 from packrat_lab.serving.handle import WorkerHandle
 from packrat_lab.serving.inputs import check_input
-from packrat_lab.serving.reuse import match_reuse
+from packrat_lab.serving.lifecycle import FailurePolicy, PoolState
+from packrat_lab.serving.plan_check import check_plan
 from packrat_lab.serving.stats import RequestStats
-from packrat_lab.serving.transport import new_prefix
-from packrat_lab.serving.worker import WorkerConfig, WorkerState
+from packrat_lab.serving.supervisor import Supervisor
+from packrat_lab.serving.transport import Layout, new_prefix, remove_segments
+from packrat_lab.serving.worker import WorkerConfig
 
 if TYPE_CHECKING:
     import torch
 
     from packrat_lab.profiling.table import Profile
+    from packrat_lab.settings import RuntimeSetting
     from packrat_lab.workloads.base import Workload
 
-__all__ = ["Pool"]
-
-READY_TIMEOUT_S = 300.0
+__all__ = ["Pool", "PoolStats"]
 
 
-@dataclass
-class _Generation:
-    """The plan being dispatched to and its workers, in instance order."""
+class PoolStats(TypedDict):
+    """What `Pool.stats()` returns (and the HTTP /v2/stats route serves)."""
 
-    plan: Plan
-    handles: list[WorkerHandle]
+    name: str
+    state: str
+    plan: str
+    submitted: int
+    served: int
+    failed: int
+    cancelled: int
+    in_flight: int
+    lost: int
+    p50_ms: float | None
+    p99_ms: float | None
+    throughput_rps: float
+    queue_depth: int
+    batch_histogram: dict[int, int]
+    estimated_batch: int
+    reconfigurations: int
+    worker_restarts: int
+    reruns: int
+    hung_workers: int
+    auto: bool
+    workers: list[dict[str, Any]]
+    retiring_workers: list[dict[str, Any]]
 
 
 def place(plan: Plan) -> Plan:
@@ -63,11 +96,15 @@ class Pool:
     dynamic batcher (max batch = the plan's B, `max_queue_delay_ms`). `reconfigure(plan)` is an
     active-passive switch with nothing lost. With `auto=True` (needs `profile=`), the batch-size
     estimator drives reconfiguration through the optimizer once the estimated B has differed for
-    `auto_hysteresis_s` and `auto_min_interval_s` has passed since the last change. With
-    `announce=True` the pool serves its management routes on 127.0.0.1 and registers itself for
-    JupyterLab's Packrat sidebar. Use as a context manager, or call `close()`; an unclosed pool is
-    cleaned up at interpreter exit. Workers are spawned, so a script (not a notebook) must create
-    pools under `if __name__ == "__main__":`.
+    `auto_hysteresis_s` and `auto_min_interval_s` has passed since the last change; a manual
+    `reconfigure` turns auto off (manual beats auto). Workers that die, hang or fail to start
+    are handled by `policy` (see FailurePolicy); `state` says 'degraded' while a worker keeps
+    failing. Plan settings are looked up by name among the built-in ones, the profile's and
+    `settings=`; an instance batch above `max_instance_batch` (default: the profile's largest
+    batch, else 4096) is refused. With `announce=True` the pool serves its management routes on
+    127.0.0.1 and registers itself for JupyterLab's Packrat sidebar. Use as a context manager,
+    or call `close()`; an unclosed pool is cleaned up at interpreter exit. Workers are spawned, so
+    a script (not a notebook) must create pools under `if __name__ == "__main__":`.
     """
 
     def __init__(
@@ -84,6 +121,10 @@ class Pool:
         announce: bool = True,
         auto_hysteresis_s: float = 1.0,
         auto_min_interval_s: float = 5.0,
+        policy: FailurePolicy | None = None,
+        settings: Mapping[str, RuntimeSetting] | None = None,
+        max_instance_batch: int | None = None,
+        channels: ChannelFactory | None = None,
     ) -> None:
         from packrat_lab.workloads.registry import get_workload
 
@@ -97,33 +138,27 @@ class Pool:
         self.name = name or f"pool-{self.workload.name}"
         self.profile = profile
         self.warmup = warmup
-        self.state = "starting"
+        self.policy = policy or FailurePolicy()
+        self._settings = _known_settings(profile, settings)
+        self._max_instance_batch = max_instance_batch or _profile_max_batch(profile) or 4096
+        placed = place(self._checked(plan))
         self._prefix = new_prefix()
-        self._ctx = multiprocessing.get_context("spawn")
+        self._channels = channels or process_channels(multiprocessing.get_context("spawn"))
         self._events = EventLog()
         self._stats = RequestStats()
-        self._lock = threading.RLock()  # dispatch vs switch: pieces of one batch go to one generation
-        self._switch_lock = threading.Lock()  # one reconfiguration at a time
         self._ids = itertools.count()
-        self._all: list[WorkerHandle] = []  # every handle not yet exited (for cleanup)
-        self._closed = False
         self._closing = False
-        self.reconfigurations = 0
-        self._finalizer = weakref.finalize(self, shutdown, self._all, self._prefix)
-        placed = place(Plan.coerce(plan))
+        self._close_lock = threading.Lock()
+        self._out_layout: Layout | None = None
+        self._supervisor = Supervisor(self._make_handle, self._events, self.policy, self._remove_segments)
+        self._finalizer = weakref.finalize(self, shutdown, self._supervisor, self._prefix)
         self._events.record("start", placed.text, prefix=self._prefix)
-        handles = self._start_workers(placed.instances)
         try:
-            self._wait_ready(handles)
+            self._supervisor.start(placed).result()
         except BaseException:  # a failed start or a KeyboardInterrupt in the notebook: leave nothing behind
             self.close()
             raise
-        self._out_layout = handles[0].output_layout
-        self._active = _Generation(placed, handles)
-        self._events.record("warm", placed.text, workers=[h.pid for h in handles])
-        self._batcher = DynamicBatcher(
-            self._dispatch, lambda: self._active.plan.total_batch, max_queue_delay_ms / 1000.0
-        )
+        self._batcher = DynamicBatcher(self._dispatch, lambda: self.plan.total_batch, max_queue_delay_ms / 1000.0)
         self.estimator = estimator or BatchSizeEstimator()
         self._policy = (
             AutoPolicy(
@@ -137,8 +172,6 @@ class Pool:
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample_loop, name="packrat-estimator", daemon=True)
         self._sampler.start()
-        self.state = "serving"
-        self._events.record("serving", placed.text)
         if announce:  # JupyterLab's Packrat sidebar; PACKRAT_LAB_ANNOUNCE=0 opts out everywhere
             from packrat_lab.serving.announce import announce as announce_pool
 
@@ -149,106 +182,131 @@ class Pool:
     @property
     def plan(self) -> Plan:
         """The plan requests are dispatched to now (with cores filled in)."""
-        return self._active.plan
+        active = self._supervisor.active
+        assert active is not None, "the pool has not started"
+        return active.plan
 
-    def infer(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run a batch of N ≥ 1 samples split by the plan (chunks of B when N > B); output rows in order."""
+    @property
+    def state(self) -> PoolState:
+        """starting, serving, switching, degraded, draining or closed."""
+        return self._supervisor.state
+
+    @property
+    def reconfigurations(self) -> int:
+        """Plan switches completed so far."""
+        return self._supervisor.reconfigurations
+
+    def infer(self, batch: torch.Tensor, *, timeout: float | None = None) -> torch.Tensor:
+        """Run a batch of N ≥ 1 samples split by the plan (chunks of B when N > B); output rows in order.
+
+        With `timeout` (seconds), a batch not answered in time is withdrawn (its pieces that have
+        not started never run) and RequestTimeoutError is raised.
+        """
         self._check(batch, batched=True)
+        if timeout is not None and not timeout > 0:
+            msg = f"timeout must be a positive number of seconds, got {timeout!r}; example: pool.infer(x, timeout=2.0)"
+            raise ValueError(msg)
         started = self._stats.begin()
+        outcome = "failed"
         try:
-            out = self._dispatch(batch).result()
-        except BaseException:
-            self._stats.end(started, ok=False)
-            raise
-        self._stats.end(started, ok=True)
-        return out
+            job = self._dispatch_job(batch)
+            try:
+                out = job.future.result(timeout)
+            except TimeoutError:
+                rows = int(batch.shape[0])
+                error = RequestTimeoutError(f"no answer to a {rows}-row batch within {timeout:g} s; it was withdrawn")
+                if job.fail(error):
+                    raise error from None
+                out = job.future.result()  # answered in the instant between the two
+            outcome = "ok"
+            return out
+        finally:
+            self._stats.end(started, outcome)
 
     def submit(self, sample: torch.Tensor) -> Future[torch.Tensor]:
-        """Queue one sample (no batch dimension) for the dynamic batcher; the future gets its output row."""
+        """Queue one sample (no batch dimension) for the dynamic batcher; the future gets its output row.
+
+        Cancelling the future (or an asyncio timeout on `asyncio.wrap_future`) withdraws the
+        sample if it has not gone out yet; the pool keeps serving.
+        """
         self._check(sample, batched=False)
         started = self._stats.begin()
         future = self._batcher.submit(sample)
-        future.add_done_callback(lambda f: self._stats.end(started, ok=f.exception() is None))
+        future.add_done_callback(lambda f: self._stats.end(started, _outcome(f)))
         return future
 
-    def reconfigure(self, plan: Plan | str, *, wait: bool = True) -> None:
+    def reconfigure(self, plan: Plan | str, *, wait: bool = True) -> Future[Plan]:
         """Switch to `plan` active-passive: start new workers passive, warm them, switch, drain, stop.
 
         Workers whose threads, setting and cores stay the same are reused (only their batch slice
         changes). The new plan must fit the host on its own (InfeasiblePlanError otherwise, and the
-        old plan keeps serving); it does not need to fit beside the old one: during the switch
-        new and old workers may share cores for a moment on a small host. With `wait=False` the
-        switch runs in a background thread and this returns at once (feasibility is still
-        checked first).
+        old plan keeps serving). A manual switch turns auto mode off. With `wait=False` this
+        returns the switch's future at once (feasibility is still checked first); otherwise it
+        waits and raises what the switch raised (WorkerFailedError, PoolClosedError).
         """
-        target = Plan.coerce(plan)
-        try:
-            placed = place(target)
-        except InfeasiblePlanError as exc:
-            self._events.record("reconfigure-refused", target.text, reason=str(exc))
-            raise
-        if self._closed:
-            msg = f"pool {self.name!r} is closed; start a new Pool to serve {target.text!r}"
-            raise WorkerFailedError(msg)
+        future = self._request_switch(plan, source="manual")
         if wait:
-            self._switch(placed)
-        else:
-            threading.Thread(
-                target=self._switch_logged, args=(placed,), name="packrat-switch", daemon=True
-            ).start()
+            future.result()
+        return future
 
-    def stats(self) -> dict[str, Any]:
-        """Counters (served, failed, lost, in_flight), queue, latency window, batches, workers."""
-        with self._lock:
-            handles = list(self._active.handles)
-            retiring = [h for h in self._all if h not in handles and h.state is not WorkerState.STOPPED]
+    def stats(self) -> PoolStats:
+        """Counters (served, failed, cancelled, lost, in_flight), queue, latency window, batches, workers."""
+        with self._supervisor.dispatch_lock:
+            active = self._supervisor.active
+            handles = [] if active is None else [slot.handle for slot in active.slots]
+        retiring = [h for h in self._supervisor.live_handles() if h not in handles]
+        supervisor = self._supervisor
         return {
             "name": self.name,
-            "state": self.state,
-            "plan": self.plan.text,
-            **self._stats.snapshot(),
+            "state": self.state.value,
+            "plan": "" if active is None else active.plan.text,
+            **self._stats.snapshot(),  # type: ignore[typeddict-item]
             "queue_depth": self._batcher.depth(),
-            "batch_histogram": dict(sorted(self._batcher.histogram.items())),
+            "batch_histogram": self._batcher.histogram_snapshot(),
             "estimated_batch": self.estimator.estimate,
-            "reconfigurations": self.reconfigurations,
+            "reconfigurations": supervisor.reconfigurations,
+            "worker_restarts": supervisor.restarts,
+            "reruns": supervisor.reruns,
+            "hung_workers": supervisor.hung,
             "auto": self._auto,
             "workers": [h.describe() for h in handles],
             "retiring_workers": [h.describe() for h in retiring],
         }
 
     def events(self) -> list[Event]:
-        """The timeline: start, warm, passive-start, switch, drained, stopped, worker-failed, worker-replaced, closed, ..."""
+        """The timeline: start, warm, state, passive-start, switch, drained, stopped, worker-failed, ..."""
         return self._events.snapshot()
 
     def on_event(self, callback: Callable[[Event], None]) -> None:
-        """Call `callback(event)` from the pool's threads for every future event."""
+        """Call `callback(event)` for every future event, on the pool's event-delivery thread."""
         self._events.subscribe(callback)
 
-    def set_auto(self, enabled: bool) -> None:
+    def set_auto(self, enabled: bool, *, reason: str = "") -> None:
         """Turn auto mode on or off; on needs the pool to have been given a profile."""
         if enabled and self._policy is None:
             msg = "auto mode needs a profile to plan from; example: Pool('mlp', '2x1x4', profile=prof, auto=True)"
             raise ValueError(msg)
         self._auto = bool(enabled)
-        self._events.record("auto-on" if self._auto else "auto-off", self.plan.text)
+        detail = {"reason": reason} if reason else {}
+        self._events.record("auto-on" if self._auto else "auto-off", self.plan.text, **detail)
 
     def close(self) -> None:
         """Finish queued work, stop every worker, remove every segment; safe to call twice."""
-        with self._lock:
+        with self._close_lock:
             if self._closing:
                 return
             self._closing = True
         if hasattr(self, "_stop"):
             self._stop.set()
-            self._batcher.close()  # queued single requests still run
+            self._batcher.activity.set()
             self._sampler.join(5)
-        with self._lock:
-            self._closed = True
-        shutdown(list(self._all), self._prefix)
-        self.state = "closed"
-        self._events.record(
-            "closed", self._active.plan.text if hasattr(self, "_active") else "", pool=self.name
-        )
+        if hasattr(self, "_batcher"):
+            self._batcher.close()  # queued single requests still run
+        self._supervisor.close().result(self.policy.drain_timeout_s + 30)
+        self._supervisor.join(10)
+        plan = self._supervisor.active.plan.text if self._supervisor.active is not None else ""
+        self._events.record("closed", plan, pool=self.name)
+        self._events.close()
         if hasattr(self, "_announcement"):
             self._announcement.close()  # withdraw from the sidebar (idempotent)
         self._finalizer.detach()
@@ -260,33 +318,65 @@ class Pool:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Pool({self.workload.name!r}, {self.plan.text!r}, state={self.state!r})"
+        plan = self._supervisor.active.plan.text if self._supervisor.active is not None else "?"
+        return f"Pool({self.workload.name!r}, {plan!r}, state={self.state.value!r})"
 
     # -- dispatch -----------------------------------------------------------------------------
 
     def _check(self, tensor: Any, *, batched: bool) -> None:
         check_input(tensor, tuple(self.workload.sample_shape), self.workload.dtype, batched=batched)
 
+    def _checked(self, plan: Plan | str) -> Plan:
+        return check_plan(plan, self._settings, self._max_instance_batch)
+
     def _dispatch(self, batch: torch.Tensor) -> Future[torch.Tensor]:
-        """Split one batch over the active generation's workers; all pieces go to one generation."""
+        """The batcher's way in: dispatch and return the batch's future."""
+        return self._dispatch_job(batch).future
+
+    def _dispatch_job(self, batch: torch.Tensor) -> Job:
+        """Split one batch over the serving workers; all pieces go to one generation."""
         batch = batch.contiguous()
-        with self._lock:
-            if self._closed:
+        refused: list[tuple[Piece, WorkerHandle]] = []
+        with self._supervisor.dispatch_lock:
+            generation = self._supervisor.active
+            if self._closing or generation is None:
                 msg = f"pool {self.name!r} is closed; start a new Pool to serve requests"
+                raise PoolClosedError(msg)
+            slots = [slot for slot in generation.slots if not slot.degraded]
+            if not slots:
+                msg = f"pool {self.name!r} is degraded: no worker of {generation.plan.text!r} could be started; see pool.events()"
                 raise WorkerFailedError(msg)
-            generation = self._active
-            parts = split_rows(int(batch.shape[0]), [i.batch for i in generation.plan.instances])
+            parts = split_rows(int(batch.shape[0]), [slot.instance.batch for slot in slots])
+            assert self._out_layout is not None
             job = Job(int(batch.shape[0]), self._out_layout, len(parts))
             for k, start, rows in parts:
-                generation.handles[k].enqueue(Piece(job, batch[start : start + rows], start))
-        return job.future
+                piece = Piece(job, batch[start : start + rows], start)
+                if not slots[k].handle.enqueue(piece):
+                    refused.append((piece, slots[k].handle))
+        for piece, handle in refused:  # settled outside the lock: futures run callbacks
+            piece.fail(handle.refusal())
+        return job
+
+    def _request_switch(self, plan: Plan | str, *, source: str) -> Future[Plan]:
+        target = self._checked(plan)
+        try:
+            placed = place(target)
+        except InfeasiblePlanError as exc:
+            self._events.record("reconfigure-refused", target.text, reason=str(exc))
+            raise
+        if self._closing:
+            msg = f"pool {self.name!r} is closed; start a new Pool to serve {target.text!r}"
+            raise PoolClosedError(msg)
+        if source == "manual" and self._auto:
+            self.set_auto(False, reason="manual switch")  # manual beats auto
+        if self._policy is not None:
+            self._policy.mark_changed()
+        return self._supervisor.switch(placed)
 
     # -- workers ------------------------------------------------------------------------------
 
-    def _start_workers(self, instances: tuple[Instance, ...] | list[Instance]) -> list[WorkerHandle]:
-        return [self._start_worker(inst) for inst in instances]
-
-    def _start_worker(self, instance: Instance) -> WorkerHandle:
+    def _make_handle(self, instance: Instance) -> WorkerHandle:
+        """A handle for one instance (the supervisor starts it); called on the supervisor thread."""
         config = WorkerConfig(
             worker_id=next(self._ids),
             threads=instance.threads,
@@ -299,125 +389,17 @@ class Pool:
             prefix=self._prefix,
             parent_pid=os.getpid(),
         )
-        handle = WorkerHandle(self._ctx, config, instance, self._on_worker_exit)
-        with self._lock:
-            self._all.append(handle)
-        handle.start()
-        return handle
+        return WorkerHandle(self._channels(config), config, instance, self._on_worker_news)
 
-    def _wait_ready(self, handles: list[WorkerHandle]) -> None:
-        for handle in handles:
-            handle.wait_ready(READY_TIMEOUT_S)
+    def _on_worker_news(self, news: Any) -> None:
+        from packrat_lab.serving.handle import WorkerReady
 
-    def _on_worker_exit(self, handle: WorkerHandle, orphans: list[Piece]) -> None:
-        """A worker process ended: expected (stopped) or not (replace it and rerun what it held)."""
-        with self._lock:
-            if handle in self._all:
-                self._all.remove(handle)
-            generation = getattr(self, "_active", None)
-            active = generation is not None and handle in generation.handles
-            unexpected = handle.state is WorkerState.FAILED
-            if unexpected:
-                self._events.record(
-                    "worker-failed",
-                    generation.plan.text if generation else "",
-                    pid=handle.pid,
-                    worker=handle.config.worker_id,
-                    error=handle.error or "process died",
-                )
-            # replace only a worker that had served (one that failed to start would fail again)
-            if not (unexpected and active and handle.was_ready and not self._closed):
-                error = WorkerFailedError(
-                    f"worker {handle.config.worker_id} (pid {handle.pid}) ended: {handle.error or 'killed'}; retry the request"
-                )
-                for piece in orphans:
-                    piece.fail(error)
-                return
-            assert generation is not None
-            successor = self._start_worker(handle.instance)
-            generation.handles[generation.handles.index(handle)] = successor
-            successor.adopt(orphans)  # queued until the successor is warm, then rerun
-        threading.Thread(
-            target=self._announce_replacement, args=(handle, successor, len(orphans)), daemon=True
-        ).start()
+        if isinstance(news, WorkerReady) and self._out_layout is None:
+            self._out_layout = news.handle.output_layout
+        self._supervisor.post(news)
 
-    def _announce_replacement(self, old: WorkerHandle, new: WorkerHandle, rerun: int) -> None:
-        try:
-            new.wait_ready(READY_TIMEOUT_S)
-        except WorkerFailedError as exc:
-            self._events.record("worker-failed", self.plan.text, worker=new.config.worker_id, error=str(exc))
-            return
-        self._events.record(
-            "worker-replaced",
-            self.plan.text,
-            old_pid=old.pid,
-            pid=new.pid,
-            worker=new.config.worker_id,
-            rerun=rerun,
-        )
-
-    # -- reconfiguration ----------------------------------------------------------------------
-
-    def _switch_logged(self, placed: Plan) -> None:
-        try:
-            self._switch(placed)
-        except Exception as exc:  # noqa: BLE001 - background switch: the timeline says what went wrong
-            self._events.record("reconfigure-failed", placed.text, error=f"{type(exc).__name__}: {exc}")
-
-    def _switch(self, placed: Plan) -> None:
-        """The active-passive switch itself (one at a time)."""
-        with self._switch_lock:
-            old = self._active
-            self.state = "switching"
-            try:
-                healthy = [h for h in old.handles if h.state is WorkerState.READY]
-                reuse = match_reuse(healthy, placed.instances)
-                kept = [healthy[k] for k in reuse if k is not None]
-                self._events.record(
-                    "passive-start",
-                    placed.text,
-                    previous=old.plan.text,
-                    reused=[h.pid for h in kept],
-                    starting=reuse.count(None),
-                )
-                fresh = {
-                    k: self._start_worker(inst) for k, inst in enumerate(placed.instances) if reuse[k] is None
-                }
-                try:
-                    self._wait_ready(list(fresh.values()))
-                except WorkerFailedError:
-                    for handle in fresh.values():
-                        handle.stop()
-                    raise
-                handles = [fresh[k] if r is None else healthy[r] for k, r in enumerate(reuse)]
-                self._events.record("warm", placed.text, workers=[h.pid for h in fresh.values()])
-                with self._lock:
-                    for handle, inst in zip(handles, placed.instances, strict=True):
-                        if handle in kept and handle.batch != inst.batch:
-                            handle.resize(inst.batch)  # queued ahead of every piece of the new plan
-                        handle.instance, handle.batch = inst, inst.batch
-                    self._active = _Generation(placed, handles)
-                    self.reconfigurations += 1
-                self._events.record("switch", placed.text, previous=old.plan.text)
-                self._drain([h for h in old.handles if h not in kept], placed)
-            finally:
-                self.state = "closed" if self._closed else "serving"
-            if self._policy is not None:
-                self._policy.mark_changed()
-
-    def _drain(self, retired: list[WorkerHandle], placed: Plan) -> None:
-        """Let retired workers finish what they hold, then stop them, with an event for each step."""
-        for handle in retired:
-            handle.stop()
-        for handle in retired:
-            handle.drained.wait(READY_TIMEOUT_S)
-        self._events.record("drained", placed.text, workers=[h.pid for h in retired])
-        for handle in retired:
-            if not handle.exited.wait(10.0):
-                handle.kill()
-                handle.exited.wait(5.0)
-            handle.join()
-        self._events.record("stopped", placed.text, workers=[h.pid for h in retired])
+    def _remove_segments(self) -> None:
+        remove_segments(self._prefix)
 
     # -- estimator and auto mode --------------------------------------------------------------
 
@@ -436,7 +418,7 @@ class Pool:
             if self._stop.wait(interval):
                 return
             estimate = self.estimator.update(self._batcher.depth())
-            if not (self._auto and self._policy is not None and self.state == "serving"):
+            if not (self._auto and self._policy is not None and self.state is PoolState.SERVING):
                 continue
             try:
                 target = self._policy.step(self.plan.total_batch, estimate)
@@ -446,6 +428,31 @@ class Pool:
             if target is not None:
                 self._events.record("auto-reconfigure", target.text, estimated_batch=estimate)
                 try:
-                    self.reconfigure(target, wait=False)
-                except InfeasiblePlanError:
-                    pass  # recorded as reconfigure-refused
+                    self._request_switch(target, source="auto")
+                except (InfeasiblePlanError, ValueError, PoolClosedError) as exc:
+                    self._events.record("auto-failed", target.text, error=str(exc))
+
+
+def _outcome(future: Future[Any]) -> str:
+    """ok / failed / cancelled, without raising for a cancelled future."""
+    if future.cancelled():
+        return "cancelled"
+    return "ok" if future.exception() is None else "failed"
+
+
+def _known_settings(
+    profile: Profile | None, extra: Mapping[str, RuntimeSetting] | None
+) -> dict[str, RuntimeSetting]:
+    """Setting names a plan may use: built-in, the profile's, and the caller's (server-side only)."""
+    from packrat_lab.settings import builtin_settings
+
+    known = builtin_settings()
+    if profile is not None:
+        known.update(getattr(profile, "settings", None) or {})
+    known.update(extra or {})
+    return known
+
+
+def _profile_max_batch(profile: Profile | None) -> int | None:
+    batches = getattr(profile, "batches", None) if profile is not None else None
+    return max(batches) if batches else None

@@ -33,6 +33,7 @@ class RequestStats:
         self.submitted = 0
         self.served = 0
         self.failed = 0
+        self.cancelled = 0
         self.in_flight = 0
         self._recent: deque[tuple[float, float]] = deque(maxlen=keep)  # (done time, latency ms)
         self._started = clock()
@@ -44,14 +45,16 @@ class RequestStats:
             self.in_flight += 1
         return self._clock()
 
-    def end(self, started: float, ok: bool) -> None:
-        """A request left the pool, answered (ok) or failed."""
+    def end(self, started: float, outcome: str) -> None:
+        """A request left the pool: 'ok' (answered), 'cancelled' (by its caller) or 'failed'."""
         now = self._clock()
         with self._lock:
             self.in_flight -= 1
-            if ok:
+            if outcome == "ok":
                 self.served += 1
                 self._recent.append((now, (now - started) * 1000.0))
+            elif outcome == "cancelled":
+                self.cancelled += 1
             else:
                 self.failed += 1
 
@@ -64,12 +67,17 @@ class RequestStats:
                 "submitted": self.submitted,
                 "served": self.served,
                 "failed": self.failed,
+                "cancelled": self.cancelled,
                 "in_flight": self.in_flight,
             }
         span = max(1e-9, min(self.window_s, now - self._started))
         return {
             **counts,
-            "lost": counts["submitted"] - counts["served"] - counts["failed"] - counts["in_flight"],
+            "lost": counts["submitted"]
+            - counts["served"]
+            - counts["failed"]
+            - counts["cancelled"]
+            - counts["in_flight"],
             "p50_ms": percentile(recent, 50),
             "p99_ms": percentile(recent, 99),
             "throughput_rps": len(recent) / span,

@@ -19,6 +19,8 @@ from math import prod
 from multiprocessing import shared_memory
 from typing import TYPE_CHECKING, Any
 
+from packrat_lab.serving.messages import Done, Run
+
 if TYPE_CHECKING:
     import torch
 
@@ -46,8 +48,8 @@ _ITEMSIZE = {
 }
 
 
-# Control messages: the per-request ones ("run", "done") are fixed-size structs whose first byte is
-# a tag below 0x80; everything else (rare: ready, resize, stop, error, ...) is a pickle, which
+# Control messages: the per-request ones (Run, Done) are fixed-size structs whose first byte is a
+# tag below 0x80; everything else (rare: Ready, Resize, Stop, RunError, ...) is a pickle, which
 # always starts with the PROTO opcode 0x80. One pipe carries both; the first byte tells them apart.
 _RUN = struct.Struct("<Bqq")  # tag, request id, rows
 _DONE = struct.Struct("<Bqqd")  # tag, request id, rows, model ms
@@ -56,11 +58,10 @@ _RUN_TAG, _DONE_TAG = 1, 2
 
 def encode_message(message: tuple[Any, ...]) -> bytes:
     """Bytes for one control message (hot ones packed, so a request costs no pickling)."""
-    kind = message[0]
-    if kind == "run":
-        return _RUN.pack(_RUN_TAG, message[1], message[2])
-    if kind == "done":
-        return _DONE.pack(_DONE_TAG, message[1], message[2], message[3])
+    if isinstance(message, Run):
+        return _RUN.pack(_RUN_TAG, message.req_id, message.rows)
+    if isinstance(message, Done):
+        return _DONE.pack(_DONE_TAG, message.req_id, message.rows, message.run_ms)
     return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -69,10 +70,10 @@ def decode_message(data: bytes) -> tuple[Any, ...]:
     tag = data[0]
     if tag == _RUN_TAG:
         _, req_id, rows = _RUN.unpack(data)
-        return ("run", req_id, rows)
+        return Run(req_id, rows)
     if tag == _DONE_TAG:
         _, req_id, rows, ms = _DONE.unpack(data)
-        return ("done", req_id, rows, ms)
+        return Done(req_id, rows, ms)
     message: tuple[Any, ...] = pickle.loads(data)
     return message
 
@@ -119,13 +120,15 @@ class Segment:
             assert buf is not None
             count = self.capacity * prod(self.layout.sample_shape)
             dtype = getattr(torch, self.layout.dtype)
-            if self.layout.dtype == "bfloat16":  # numpy has no bfloat16: view raw bytes
-                raw = np.frombuffer(buf, dtype=np.uint16, count=count)
-                self._tensor = torch.from_numpy(raw).view(dtype)
-            else:
-                raw = np.frombuffer(buf, dtype=np.dtype(self.layout.dtype), count=count)
-                self._tensor = torch.from_numpy(raw)
-            self._tensor = self._tensor.view(self.capacity, *self.layout.sample_shape)
+            # first use may come from a caller in inference mode: the view must stay a normal tensor
+            with torch.inference_mode(False):
+                if self.layout.dtype == "bfloat16":  # numpy has no bfloat16: view raw bytes
+                    raw = np.frombuffer(buf, dtype=np.uint16, count=count)
+                    tensor = torch.from_numpy(raw).view(dtype)
+                else:
+                    raw = np.frombuffer(buf, dtype=np.dtype(self.layout.dtype), count=count)
+                    tensor = torch.from_numpy(raw)
+                self._tensor = tensor.view(self.capacity, *self.layout.sample_shape)
         return self._tensor
 
     def close(self, unlink: bool = False) -> None:

@@ -4,11 +4,10 @@ This module is the spawn entry point. It must not import torch (or anything that
 module top: the instance's runtime setting (OMP_WAIT_POLICY, ...) has to be in os.environ and the
 affinity set before torch and its OpenMP runtime load in the child.
 
-Protocol over one duplex Pipe (small tuples, framed by `transport.encode_message`; tensors travel
-through `transport.Segment`):
-parent → worker: ("run", req_id, rows) | ("resize", batch) | ("stop",)
-worker → parent: ("ready", info) | ("done", req_id, rows, ms) | ("error", req_id, message)
-| ("resized", info) | ("failed", message)
+Protocol over one duplex Pipe (the typed messages of `serving.messages`, framed by
+`transport.encode_message`; tensors travel through `transport.Segment`):
+parent → worker: Run | Resize | Stop
+worker → parent: Ready | Done | RunError | Resized | StartFailed
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from packrat_lab.serving.messages import Done, Ready, Resize, Resized, Run, RunError, StartFailed, Stop, WorkerInfo
 from packrat_lab.serving.transport import Layout, Segment, decode_message, encode_message
 
 if TYPE_CHECKING:
@@ -45,8 +45,12 @@ class WorkerState(str, enum.Enum):
     STARTING = "starting"
     READY = "ready"
     DRAINING = "draining"
+    HUNG = "hung"  # a batch ran past its deadline: being killed, then replaced
     STOPPED = "stopped"
     FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ class _Runner:
         self.generation = 0
         self.batch = config.batch
         example = self.workload.example_input(config.batch)
+        started = time.perf_counter()
         out = self._forward(example)
+        self.warm_ms = (time.perf_counter() - started) * 1000.0  # the first call (slow): an upper bound
         if out.dim() == 0 or out.shape[0] != config.batch:
             msg = f"model output shape {tuple(out.shape)} does not keep the batch dimension {config.batch}"
             raise ValueError(msg)
@@ -105,7 +111,9 @@ class _Runner:
         self.out: Segment | None = None
         self._allocate(config.batch)
         for _ in range(max(0, config.warmup - 1)):
+            started = time.perf_counter()
             self._forward(example)
+            self.warm_ms = (time.perf_counter() - started) * 1000.0  # the parent's hang deadline starts here
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         import torch
@@ -121,15 +129,10 @@ class _Runner:
         self.inp = Segment(base + "i", self.in_layout, capacity, create=True)
         self.out = Segment(base + "o", self.out_layout, capacity, create=True)
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> WorkerInfo:
         """What the parent needs to attach and account for this worker."""
         assert self.inp is not None and self.out is not None
-        return {
-            "pid": os.getpid(),
-            "input": self.inp.describe(),
-            "output": self.out.describe(),
-            "batch": self.batch,
-        }
+        return WorkerInfo(os.getpid(), self.inp.describe(), self.out.describe(), self.batch, self.warm_ms)
 
     def run(self, rows: int) -> None:
         """Run the model on the first `rows` input rows, writing the output rows in place."""
@@ -146,7 +149,9 @@ class _Runner:
         self.batch = batch
         if batch > self.inp.capacity:
             self._allocate(batch)
+        started = time.perf_counter()
         self._forward(self.workload.example_input(batch))
+        self.warm_ms = (time.perf_counter() - started) * 1000.0
 
     def close(self) -> None:
         """Unlink this worker's segments (it created them, so it removes them)."""
@@ -185,11 +190,11 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         # torch's many import-time objects instead of scanning them in the middle of a request.
         gc.collect()
         gc.freeze()
-        conn.send_bytes(encode_message(("ready", runner.info())))
+        conn.send_bytes(encode_message(Ready(runner.info())))
         _serve(conn, config, runner)
     except Exception as exc:  # noqa: BLE001 - report any startup failure instead of dying silently
         try:
-            conn.send_bytes(encode_message(("failed", f"{type(exc).__name__}: {exc}")))
+            conn.send_bytes(encode_message(StartFailed(f"{type(exc).__name__}: {exc}")))
         except OSError:
             pass
     finally:
@@ -219,19 +224,18 @@ def _serve(conn: Connection, config: WorkerConfig, runner: _Runner) -> None:
             message = decode_message(conn.recv_bytes())
         except (EOFError, OSError):
             return
-        kind = message[0]
-        if kind == "stop":
+        if isinstance(message, Stop):
             return
-        if kind == "run":
-            _, req_id, rows = message
+        if isinstance(message, Run):
             start = time.perf_counter()
             try:
-                runner.run(rows)
+                runner.run(message.rows)
             except Exception as exc:  # noqa: BLE001 - the request fails, the worker lives on
-                conn.send_bytes(encode_message(("error", req_id, f"{type(exc).__name__}: {exc}")))
+                conn.send_bytes(encode_message(RunError(message.req_id, f"{type(exc).__name__}: {exc}")))
                 continue
-            conn.send_bytes(encode_message(("done", req_id, rows, (time.perf_counter() - start) * 1000.0)))
+            ms = (time.perf_counter() - start) * 1000.0
+            conn.send_bytes(encode_message(Done(message.req_id, message.rows, ms)))
             idle_since = time.perf_counter()
-        elif kind == "resize":
-            runner.resize(int(message[1]))
-            conn.send_bytes(encode_message(("resized", runner.info())))
+        elif isinstance(message, Resize):
+            runner.resize(message.batch)
+            conn.send_bytes(encode_message(Resized(runner.info())))

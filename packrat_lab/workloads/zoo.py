@@ -183,9 +183,12 @@ ZOO: dict[str, ZooEntry] = {
 
 
 def build_zoo_model(name: str, **options: Any) -> torch.nn.Module:
-    """Build a zoo model by name with random weights."""
+    """Build a zoo model by name with random (seeded) weights, leaving the caller's RNG state as it was."""
+    import torch
+
     entry = ZOO.get(name)
     if entry is None:
         msg = f"unknown model {name!r}; valid: {', '.join(sorted(ZOO))} (example: 'resnet50')"
         raise ValueError(msg)
-    return entry.build(**options)
+    with torch.random.fork_rng(devices=[]):  # the builders seed torch's global RNG
+        return entry.build(**options)
