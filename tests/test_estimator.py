@@ -133,3 +133,27 @@ def test_skipping_idle_zeros_equals_sampling_them() -> None:
     assert skipped.ewma == pytest.approx(sampled.ewma)
     assert skipped.recent == sampled.recent == [1, 1, 1]
     assert sampled.update(30) == skipped.update(30)
+
+
+def test_reading_while_the_sampler_writes_never_raises() -> None:
+    """Issue 8 item 6: stats() read the estimate while the sampler appended ('deque mutated during iteration')."""
+    import threading
+
+    estimator = BatchSizeEstimator(window=64)
+    stop = threading.Event()
+
+    def sample() -> None:
+        depth = 0
+        while not stop.is_set():
+            estimator.update(depth % 37)
+            depth += 1
+
+    writer = threading.Thread(target=sample)
+    writer.start()
+    try:
+        for _ in range(20_000):
+            assert estimator.estimate >= 1
+            assert len(estimator.recent) <= 64
+    finally:
+        stop.set()
+        writer.join()

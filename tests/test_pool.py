@@ -35,7 +35,7 @@ def test_starts_warm_with_pinned_disjoint_workers(pool: Pool) -> None:
     assert [w["state"] for w in workers] == ["ready", "ready"]
     assert len({w["pid"] for w in workers}) == 2
     assert workers[0]["cores"] != workers[1]["cores"]
-    assert [e.kind for e in pool.events()][:3] == ["start", "warm", "auto-off"]
+    assert [e.kind for e in pool.events()][:4] == ["start", "warm", "state", "auto-off"]
 
 
 @pytest.mark.parametrize("rows", [8, 1, 3, 13])

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from packrat_lab.serving.messages import Done, Ready, Resize, Run, RunError, StartFailed, Stop, WorkerInfo
 from packrat_lab.serving.transport import (
     Layout,
     Segment,
@@ -81,16 +82,18 @@ def test_prefixes_differ() -> None:
 @pytest.mark.parametrize(
     "message",
     [
-        ("run", 7, 32),
-        ("done", 2**40, 1, 0.25),
-        ("stop",),
-        ("resize", 16),
-        ("error", 3, "ValueError: bad rows"),
-        ("ready", {"pid": 1, "input": {"name": "x"}}),
+        Run(7, 32),
+        Done(2**40, 1, 0.25),
+        Stop(),
+        Resize(16),
+        RunError(3, "ValueError: bad rows"),
+        Ready(WorkerInfo(1, {"name": "x"}, {"name": "y"}, 4, 1.5)),
+        StartFailed("ImportError: no module"),
     ],
 )
 def test_control_messages_round_trip(message: tuple[object, ...]) -> None:
     data = encode_message(message)
-    assert decode_message(data) == message
-    if message[0] in ("run", "done"):  # the per-request ones are packed, not pickled
+    decoded = decode_message(data)
+    assert decoded == message and type(decoded) is type(message)
+    if isinstance(message, (Run, Done)):  # the per-request ones are packed, not pickled
         assert data[0] < 0x80

@@ -147,7 +147,8 @@ class Pool:
         self._events = EventLog()
         self._stats = RequestStats()
         self._ids = itertools.count()
-        self._closing = False
+        self._closing = False  # close() began: new infer/submit calls are refused
+        self._dispatch_closed = False  # the batcher has drained: nothing more is dispatched
         self._close_lock = threading.Lock()
         self._out_layout: Layout | None = None
         self._supervisor = Supervisor(self._make_handle, self._events, self.policy, self._remove_segments)
@@ -203,6 +204,9 @@ class Pool:
         not started never run) and RequestTimeoutError is raised.
         """
         self._check(batch, batched=True)
+        if self._closing:
+            msg = f"pool {self.name!r} is closed; start a new Pool to serve requests"
+            raise PoolClosedError(msg)
         if timeout is not None and not timeout > 0:
             msg = f"timeout must be a positive number of seconds, got {timeout!r}; example: pool.infer(x, timeout=2.0)"
             raise ValueError(msg)
@@ -302,6 +306,7 @@ class Pool:
             self._sampler.join(5)
         if hasattr(self, "_batcher"):
             self._batcher.close()  # queued single requests still run
+        self._dispatch_closed = True
         self._supervisor.close().result(self.policy.drain_timeout_s + 30)
         self._supervisor.join(10)
         plan = self._supervisor.active.plan.text if self._supervisor.active is not None else ""
@@ -339,7 +344,7 @@ class Pool:
         refused: list[tuple[Piece, WorkerHandle]] = []
         with self._supervisor.dispatch_lock:
             generation = self._supervisor.active
-            if self._closing or generation is None:
+            if self._dispatch_closed or generation is None:
                 msg = f"pool {self.name!r} is closed; start a new Pool to serve requests"
                 raise PoolClosedError(msg)
             slots = [slot for slot in generation.slots if not slot.degraded]
