@@ -38,6 +38,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also serve OIP v2 over gRPC here (0: free port; [grpc] extra)",
+    )
+    p.add_argument(
         "--token", default=None, help="token for management routes (default: a random one, printed)"
     )
     p.add_argument(
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     server = None
     pool = None
+    grpc_server = None
     try:
         pool = Pool(
             args.model,
@@ -91,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
         )
         server = serve_pool(pool, host=args.host, port=args.port, token=args.token, profile=profile)
         announce(pool, server=server)
+        if args.grpc_port is not None:  # same PoolService, so gRPC shares HTTP's checks and metrics
+            from packrat_lab.serving.grpc import serve_grpc
+
+            grpc_server = serve_grpc(server.service, host=args.host, port=args.grpc_port)
+            print(f"grpc  {grpc_server.address}", flush=True)
         print(f"serving {pool.workload.name} with plan {pool.plan.text} ({pool.plan})", flush=True)
         print(f"url   {server.url}", flush=True)
         print(f"token {server.token}", flush=True)
@@ -99,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr, flush=True)
     finally:
+        if grpc_server is not None:
+            grpc_server.stop()
         if server is not None:
             server.stop()
         if pool is not None:
