@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from packrat_lab.serving.grpc.server import GrpcServer, serve_grpc
+
 __all__ = ["GrpcServer", "serve_grpc"]
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     """Import grpcio only when a server is asked for."""
     if name in __all__:
         from packrat_lab.extras import require
