@@ -19,6 +19,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from packrat_lab.serving.grpc import GrpcServer, serve_grpc
+from packrat_lab.serving.grpc.server import code_for
 from packrat_lab.serving.http.service import PoolService
 
 
@@ -165,6 +166,34 @@ def test_port_in_use_is_a_one_line_error(served: tuple[FakePool, GrpcServer, Any
         serve_grpc(server.service, port=server.port)
     with pytest.raises(ValueError, match="0..65535"):
         serve_grpc(server.service, port=70000)
+
+
+def test_message_past_the_limit_is_resource_exhausted_and_the_server_keeps_serving() -> None:
+    pool = FakePool("mlp", "2x1x4", width=8, layers=2)
+    service = PoolService(pool)
+    with serve_grpc(service, max_message_bytes=1024) as server:
+        client = grpcclient.InferenceServerClient(server.address)
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("mlp", [_input(np.ones((64, 8), np.float32))])  # 2 KiB of tensor data
+        assert _status(info.value) == "StatusCode.RESOURCE_EXHAUSTED"
+        assert client.infer("mlp", [_input(np.ones((2, 8), np.float32))]).as_numpy("OUTPUT").shape == (2, 8)
+        client.close()
+    service.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, "INVALID_ARGUMENT"),
+        (403, "PERMISSION_DENIED"),
+        (413, "RESOURCE_EXHAUSTED"),
+        (422, "INVALID_ARGUMENT"),
+        (503, "UNAVAILABLE"),
+        (502, "INTERNAL"),
+    ],
+)
+def test_http_statuses_of_refusals_map_to_grpc_codes(status: int, code: str) -> None:
+    assert code_for(status).name == code
 
 
 @pytest.mark.slow

@@ -30,13 +30,24 @@ __all__ = ["MAX_MESSAGE_BYTES", "GrpcServer", "OipServicer", "serve_grpc"]
 
 MAX_MESSAGE_BYTES = 100 * 1024 * 1024  # tornado's default body limit, so both doors take the same sizes
 READY_STATES = ("serving", "switching")
+# the HTTP status a refusal carries (ProtocolError.status) <-> the gRPC code that means the same
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
     grpc.StatusCode.INTERNAL: 500,
     grpc.StatusCode.UNAVAILABLE: 503,
 }
+GRPC_CODE = {status: code for code, status in HTTP_STATUS.items()}
+
+
+def code_for(status: int) -> grpc.StatusCode:
+    """The gRPC code for an HTTP status (other 4xx: INVALID_ARGUMENT, other 5xx: INTERNAL)."""
+    return GRPC_CODE.get(
+        status, grpc.StatusCode.INVALID_ARGUMENT if status < 500 else grpc.StatusCode.INTERNAL
+    )
 
 
 def pool_ready(service: PoolService) -> bool:
@@ -133,14 +144,11 @@ class OipServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignor
         service = self.service
         await self._check_model(context, "infer", request.model_name)
         bad = grpc.StatusCode.INVALID_ARGUMENT
-        try:
-            array = service.check_input(decode_inputs(request))
-            unknown = [o.name for o in request.outputs if o.name != OUTPUT_NAME]
-            if unknown:
-                msg = f"model {request.model_name!r} has no output {unknown[0]!r}; valid: [{OUTPUT_NAME!r}]"
-                raise ProtocolError(msg)
+        loop = asyncio.get_running_loop()
+        try:  # decode and check off the event loop: a large tensor must not stall other calls
+            array = await loop.run_in_executor(service.executor, _checked_input, service, request)
         except ProtocolError as exc:
-            await self._fail(context, "infer", bad, str(exc))
+            await self._fail(context, "infer", code_for(exc.status), str(exc))
         if not pool_ready(service):
             message = f"model {request.model_name!r} is not serving (pool state {service.pool.state!r})"
             await self._fail(context, "infer", grpc.StatusCode.UNAVAILABLE, message)
@@ -162,11 +170,24 @@ class OipServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignor
         return response
 
 
+def _checked_input(service: PoolService, request: Any) -> Any:
+    """The request's one input array, checked by PoolService as HTTP checks it; ProtocolError if bad."""
+    array = service.check_input(decode_inputs(request))
+    unknown = [o.name for o in request.outputs if o.name != OUTPUT_NAME]
+    if unknown:
+        msg = f"model {request.model_name!r} has no output {unknown[0]!r}; valid: [{OUTPUT_NAME!r}]"
+        raise ProtocolError(msg)
+    return array
+
+
 class GrpcServer:
     """A running gRPC server for one PoolService: `.address`, `.port`, `.stop()`; a context manager."""
 
-    def __init__(self, service: PoolService, host: str, port: int) -> None:
+    def __init__(
+        self, service: PoolService, host: str, port: int, max_message_bytes: int = MAX_MESSAGE_BYTES
+    ) -> None:
         self.service = service
+        self.max_message_bytes = max_message_bytes
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -195,8 +216,8 @@ class GrpcServer:
 
     async def _main(self) -> None:
         options = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(options=options)
@@ -243,9 +264,21 @@ class GrpcServer:
         return f"<packrat_lab GrpcServer {self.address} model={self.service.model_name!r} {state}>"
 
 
-def serve_grpc(service: PoolService, host: str = "127.0.0.1", port: int = 0) -> GrpcServer:
-    """Serve `service` (an HTTP server's `.service`, or a new PoolService) over gRPC; port 0 picks one."""
+def serve_grpc(
+    service: PoolService,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+) -> GrpcServer:
+    """Serve `service` (an HTTP server's `.service`, or a new PoolService) over gRPC; port 0 picks one.
+
+    A message past `max_message_bytes` (request or answer) is refused with RESOURCE_EXHAUSTED.
+    """
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         msg = f"gRPC port must be 0..65535, got {port!r}; example: 8001 (0 picks a free port)"
         raise ValueError(msg)
-    return GrpcServer(service, host, port).start()
+    if not isinstance(max_message_bytes, int) or isinstance(max_message_bytes, bool) or max_message_bytes < 1:
+        msg = f"max_message_bytes must be a positive integer, got {max_message_bytes!r}; example: {MAX_MESSAGE_BYTES}"
+        raise ValueError(msg)
+    return GrpcServer(service, host, port, max_message_bytes).start()
