@@ -139,10 +139,11 @@ class PackratReplica:
 
         _ensure_importable()
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        # the node's profile is read before pinning: its host fingerprint counts the node's cores
+        profile = None if _is_plan(source) else _profile_for_node(source)
         self.claim = claim_cores(cores)
         pin_process(self.claim.cores)  # the pool places its workers inside the claim (host.detect_host)
         self.board = ray.get_actor(board_name)
-        profile = None if _is_plan(source) else _profile_for_node(source)
         plan: Plan | str = source
         if profile is not None:
             from packrat_lab.optimizer import optimize
@@ -221,6 +222,9 @@ class PackratReplica:
         from packrat_lab.serving.http.service import OUTPUT_NAME
 
         path, method = request.url.path, request.method
+        root = str(request.scope.get("root_path") or "")  # Serve's route_prefix
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
         ready = str(self.pool.state) in ("serving", "switching")
         if path == "/v2/health/live":
             return JSONResponse({"live": True})
@@ -330,6 +334,17 @@ class PackratDeployment:
         ray.kill(self.board)
 
 
+def _serve_address(host: str, port: int) -> tuple[str, int]:
+    """Where Serve's HTTP proxy listens: a Serve started earlier keeps its own address (Ray has no public getter)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        config: Any = getattr(_get_global_client(), "http_config", None)
+        return str(config.host), int(config.port)
+    except Exception:  # noqa: BLE001 - a Ray without that private API: the address we asked for
+        return host, port
+
+
 def deploy(
     model: Any,
     plan_or_profile: Any,
@@ -350,6 +365,7 @@ def deploy(
     which '{hostname}' names each node's own file) from which each replica plans for its own cores
     and `batch`. Each replica asks Ray for `cores_per_replica` CPUs (default: the plan's threads) and
     claims that many free cores of its node, so replicas sharing a node never overlap.
+    `http_host`/`http_port` apply when this call starts Serve; `.url` is where Serve listens.
     """
     from packrat_lab.plan import Plan
 
@@ -386,6 +402,7 @@ def deploy(
     deadline = time.monotonic() + 60.0  # replicas report asynchronously once their pool is warm
     while len(ray.get(board.status.remote())) < num_replicas and time.monotonic() < deadline:
         time.sleep(0.1)
+    http_host, http_port = _serve_address(http_host, http_port)
     host = f"[{http_host}]" if ":" in http_host else http_host
     return PackratDeployment(
         name, handle, board, f"http://{host}:{http_port}{route_prefix.rstrip('/')}", num_replicas

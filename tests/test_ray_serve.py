@@ -24,6 +24,9 @@ from tritonclient.utils import InferenceServerException
 
 import packrat_lab.ray as packrat_ray
 from packrat_lab.errors import InfeasiblePlanError
+from packrat_lab.optimizer import optimize
+from packrat_lab.profiling.table import profile_from_latencies
+from packrat_lab.serving.http.protocol import Tensor, decode_infer_response, encode_infer_request
 from packrat_lab.workloads.registry import get_workload
 
 
@@ -131,3 +134,50 @@ def test_two_replicas_pinned_apart_serve_http_and_switch_active_passive(local_cl
     while any(_alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not any(_alive(p) for p in workers), "replicas left pool workers behind"
+
+
+def _post_infer(url: str, x: np.ndarray) -> np.ndarray:
+    body, length = encode_infer_request([Tensor("INPUT", x)], binary=True)
+    request = urllib.request.Request(url, data=body, headers={"Inference-Header-Content-Length": str(length)})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        header = answer.headers.get("Inference-Header-Content-Length")
+        return decode_infer_response(answer.read(), int(header) if header else None)["OUTPUT"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_each_replica_plans_from_its_node_profile_under_a_route_prefix(
+    local_cluster: None, tmp_path: Path
+) -> None:
+    # one core fits one 1-thread instance, so the node's plan is 1x1xB: what is tested is that each replica
+    # read its node's profile file and planned for its own claim, at deploy and again on reconfigure
+    profile = profile_from_latencies("mlp", {(1, b): 1.0 + b for b in (1, 2, 4, 8)})
+    profile.save(tmp_path / f"{socket.gethostname()}.packrat.json")
+    deployment = packrat_ray.deploy(
+        "mlp",
+        str(tmp_path / "{hostname}.packrat.json"),
+        cores_per_replica=1,
+        batch=4,
+        num_replicas=2,
+        name="packrat-profiled",
+        route_prefix="/packrat",
+    )
+    try:
+        assert deployment.url.endswith("/packrat")
+        status = deployment.status()
+        assert {s["plan"] for s in status.values()} == {optimize(profile, 1, 4).text} == {"1x1x4"}
+        code, body = _get(f"{deployment.url}/v2/health/ready")
+        assert (code, body) == (200, {"ready": True})
+        x = np.random.default_rng(1).standard_normal((2, 1024)).astype(np.float32)
+        with torch.no_grad():
+            want = get_workload("mlp").build()(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(
+            _post_infer(f"{deployment.url}/v2/models/mlp/infer", x), want, rtol=1e-4, atol=1e-5
+        )
+        switched = deployment.reconfigure(batch=8)  # each replica re-plans from its profile for its own core
+        assert {s["plan"] for s in switched.values()} == {optimize(profile, 1, 8).text} == {"1x1x8"}
+        np.testing.assert_allclose(
+            _post_infer(f"{deployment.url}/v2/models/mlp/infer", x), want, rtol=1e-4, atol=1e-5
+        )
+    finally:
+        deployment.shutdown()
