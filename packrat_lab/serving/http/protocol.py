@@ -56,6 +56,7 @@ DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype("<f8"),
 }
 MAX_DIMS = 32  # a tensor rank beyond this is refused before NumPy sees it (NumPy's own limit is 64)
+MAX_DIM = 2**40  # one dimension beyond this is refused before any arithmetic on the shape
 _EXAMPLE = (
     '{"inputs": [{"name": "INPUT", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}'
 )
@@ -171,6 +172,9 @@ def _shape_of(entry: Mapping[str, Any], where: str) -> tuple[int, ...]:
     if any(d < 0 for d in shape):
         msg = f"{where} has a negative dimension in shape {shape}; example: [1, 4]"
         raise ProtocolError(msg)
+    if any(d > MAX_DIM for d in shape):
+        msg = f"{where} has a dimension above {MAX_DIM} in its shape; example: [1, 4]"
+        raise ProtocolError(msg)
     if len(shape) > MAX_DIMS:
         msg = f"{where} has {len(shape)} dimensions; at most {MAX_DIMS} are accepted, e.g. [1, 4]"
         raise ProtocolError(msg)
@@ -210,7 +214,8 @@ def _json_tensor(
     if count == 0:
         return np.zeros(shape, dtype)
     _check_kind(values, dtype, where)
-    out = values.astype(dtype).reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = values.astype(dtype).reshape(shape)
     if dtype.kind == "f" and not np.isfinite(out).all():
         msg = f"{where} has values beyond the range of {datatype_of(dtype)}; send smaller numbers"
         raise ProtocolError(msg)
@@ -220,7 +225,7 @@ def _json_tensor(
 def _check_kind(values: np.ndarray, dtype: np.dtype[Any], where: str) -> None:
     """Refuse data whose NumPy kind does not fit `dtype`, naming one offending value."""
     kind, want = values.dtype.kind, dtype.kind
-    ok = kind == "b" if want == "b" else kind in "iu" if want in "iu" else kind in "biuf"
+    ok = kind == "b" if want == "b" else kind in "iu" if want in "iu" else kind in "iuf"
     flat = values.reshape(-1)
     name = datatype_of(dtype)
     if not ok:
