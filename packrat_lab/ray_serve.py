@@ -210,22 +210,15 @@ class PackratReplica:
 
     async def __call__(self, request: Any) -> Any:
         """OIP v2 over Serve's HTTP route: health, metadata, infer, and GET /packrat/plan for this replica."""
-        from starlette.responses import JSONResponse, Response
+        from starlette.responses import JSONResponse
 
-        from packrat_lab.serving.http.protocol import (
-            HEADER_LENGTH,
-            ProtocolError,
-            Tensor,
-            decode_infer_request,
-            encode_infer_response,
-        )
-        from packrat_lab.serving.http.service import OUTPUT_NAME
+        from packrat_lab.serving.http.protocol import ProtocolError
 
         path, method = request.url.path, request.method
         root = str(request.scope.get("root_path") or "")  # Serve's route_prefix
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
-        ready = str(self.pool.state) in ("serving", "switching")
+        ready = self.service.ready()
         if path == "/v2/health/live":
             return JSONResponse({"live": True})
         if path == "/v2/health/ready":
@@ -246,30 +239,62 @@ class PackratReplica:
             return JSONResponse({"name": model, "ready": ready}, 200 if ready else 503)
         if action is None:
             meta = await asyncio.get_running_loop().run_in_executor(
-                self.service.executor, self.service.model_metadata
+                self.service.admin_executor, self.service.model_metadata
             )
             return JSONResponse(meta)
         arrived = time.perf_counter()
+        service = self.service
+        try:  # the same ceiling on requests in flight as packrat-lab serve
+            service.admission.enter()
+        except ProtocolError as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
         try:
-            header = request.headers.get(HEADER_LENGTH)
-            decoded = decode_infer_request(await request.body(), int(header) if header is not None else None)
-            array = self.service.check_input(decoded.inputs)
-        except (ProtocolError, ValueError) as exc:
-            return JSONResponse({"error": str(exc).splitlines()[0]}, 400)
-        if not ready:
+            return await self._infer(request, model, arrived)
+        finally:
+            service.admission.leave()
+
+    async def _infer(self, request: Any, model: str, arrived: float) -> Any:
+        """Decode, check, run and encode one infer request with PoolService, as the tornado route does."""
+        from starlette.responses import JSONResponse, Response
+
+        from packrat_lab.serving.http.protocol import HEADER_LENGTH, ProtocolError
+        from packrat_lab.serving.http.service import ServerStopping
+
+        service, loop = self.service, asyncio.get_running_loop()
+        headers = request.headers
+        body = await request.body()
+        try:
+            decoded, array = await loop.run_in_executor(
+                service.codec_executor,
+                service.decode_request,
+                body,
+                headers.get(HEADER_LENGTH),
+                headers.get("Content-Encoding"),
+            )
+        except ProtocolError as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
+        if not service.ready():
             return JSONResponse(
-                {"error": f"model {model!r} is not serving (pool state {self.pool.state!r})"}, 503
+                {"error": f"model {model!r} is not serving (pool state {service.state!r})"}, 503
             )
         try:
-            out = await self.service.infer(array, arrived)
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc).splitlines()[0]}, 400)
+            out = await service.infer(array, arrived)
+        except ServerStopping as exc:
+            return JSONResponse({"error": f"request cut off: {exc}"}, 503)
+        except ValueError as exc:  # the pool refused the input
+            return JSONResponse({"error": str(exc) or type(exc).__name__}, 400)
         except Exception as exc:  # noqa: BLE001 - this request fails alone
             return JSONResponse({"error": f"inference failed: {type(exc).__name__}: {exc}"}, 500)
-        body, length = encode_infer_response(model, [Tensor(OUTPUT_NAME, out)], decoded)
-        headers = {HEADER_LENGTH: str(length)} if length is not None else {}
-        media = "application/octet-stream" if length is not None else "application/json"
-        return Response(body, headers=headers, media_type=media)
+        try:
+            answer, length = await loop.run_in_executor(
+                service.codec_executor, service.encode_response, decoded, out, None
+            )
+        except ProtocolError as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
+        service.metrics.request_seconds.observe(time.perf_counter() - arrived)
+        if length is None:
+            return Response(answer, media_type="application/json")
+        return Response(answer, headers={HEADER_LENGTH: str(length)}, media_type="application/octet-stream")
 
     def close(self) -> None:
         """Stop watching, close the pool, free the cores."""

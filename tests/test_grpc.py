@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,6 +179,48 @@ def test_message_past_the_limit_is_resource_exhausted_and_the_server_keeps_servi
         assert _status(info.value) == "StatusCode.RESOURCE_EXHAUSTED"
         assert client.infer("mlp", [_input(np.ones((2, 8), np.float32))]).as_numpy("OUTPUT").shape == (2, 8)
         client.close()
+    service.close()
+
+
+def test_requests_past_the_in_flight_limit_are_unavailable_as_on_http(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from packrat_lab.serving.http.limits import Limits
+
+    pool = FakePool("mlp", "2x1x4", width=8, layers=2)
+    service = PoolService(pool, limits=Limits(max_in_flight=1))
+    entered, release = threading.Event(), threading.Event()
+    original = pool.infer
+
+    def held(batch: torch.Tensor) -> torch.Tensor:
+        entered.set()
+        release.wait(30)
+        return original(batch)
+
+    monkeypatch.setattr(pool, "infer", held)
+    with serve_grpc(service) as server:
+        first = grpcclient.InferenceServerClient(server.address)
+        second = grpcclient.InferenceServerClient(server.address)
+        results: list[Any] = []
+        first.async_infer(
+            "mlp",
+            [_input(np.ones((2, 8), np.float32))],
+            lambda result, error: results.append((result, error)),
+        )
+        assert entered.wait(30)
+        with pytest.raises(InferenceServerException) as info:
+            second.infer("mlp", [_input(np.ones((2, 8), np.float32))])
+        assert _status(info.value) == "StatusCode.UNAVAILABLE" and "limit" in info.value.message()
+        release.set()
+        deadline = time.monotonic() + 30
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert results and results[0][1] is None  # the admitted one completes
+        assert second.infer("mlp", [_input(np.ones((2, 8), np.float32))]).as_numpy("OUTPUT").shape == (2, 8)
+        first.close()
+        second.close()
     service.close()
 
 

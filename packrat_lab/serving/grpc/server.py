@@ -21,15 +21,14 @@ from tritonclient.grpc import service_pb2_grpc
 from packrat_lab import __version__
 from packrat_lab.serving.grpc.codec import decode_inputs, encode_response
 from packrat_lab.serving.http.protocol import ProtocolError, Tensor
-from packrat_lab.serving.http.service import OUTPUT_NAME
+from packrat_lab.serving.http.service import OUTPUT_NAME, ServerStopping
 
 if TYPE_CHECKING:
     from packrat_lab.serving.http.service import PoolService
 
 __all__ = ["MAX_MESSAGE_BYTES", "GrpcServer", "OipServicer", "serve_grpc"]
 
-MAX_MESSAGE_BYTES = 100 * 1024 * 1024  # tornado's default body limit, so both doors take the same sizes
-READY_STATES = ("serving", "switching")
+MAX_MESSAGE_BYTES = 100 * 1024 * 1024  # Limits.max_body_bytes' default, so both doors take the same sizes
 # the HTTP status a refusal carries (ProtocolError.status) <-> the gRPC code that means the same
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
@@ -51,8 +50,8 @@ def code_for(status: int) -> grpc.StatusCode:
 
 
 def pool_ready(service: PoolService) -> bool:
-    """Readiness as the pool contract defines it: serving, or switching (the old plan still answers)."""
-    return str(getattr(service.pool, "state", "serving")).lower() in READY_STATES
+    """Readiness as HTTP answers it (PoolService.ready: serving, or switching while the old plan answers)."""
+    return service.ready()
 
 
 class OipServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # RPC names are the stub's
@@ -96,7 +95,7 @@ class OipServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignor
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         await self._check_model(context, "model_metadata", request.name)
         loop = asyncio.get_running_loop()
-        meta = await loop.run_in_executor(self.service.executor, self.service.model_metadata)
+        meta = await loop.run_in_executor(self.service.admin_executor, self.service.model_metadata)
         self._count("model_metadata", grpc.StatusCode.OK)
         return pb.ModelMetadataResponse(
             name=meta["name"],
@@ -111,7 +110,7 @@ class OipServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignor
 
         await self._check_model(context, "model_config", request.name)
         loop = asyncio.get_running_loop()
-        config = await loop.run_in_executor(self.service.executor, self.service.model_config)
+        config = await loop.run_in_executor(self.service.admin_executor, self.service.model_config)
         self._count("model_config", grpc.StatusCode.OK)
 
         def tensors(kind: Any, entries: list[dict[str, Any]]) -> list[Any]:
@@ -143,20 +142,35 @@ class OipServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignor
         arrived = time.perf_counter()
         service = self.service
         await self._check_model(context, "infer", request.model_name)
-        bad = grpc.StatusCode.INVALID_ARGUMENT
+        try:  # the same ceiling on requests in flight as HTTP, and refusal once stopping
+            service.admission.enter()
+        except ProtocolError as exc:
+            await self._fail(context, "infer", code_for(exc.status), str(exc))
+        try:
+            return await self._infer(request, context, arrived)
+        finally:
+            service.admission.leave()
+
+    async def _infer(self, request: Any, context: Any, arrived: float) -> Any:
+        service = self.service
         loop = asyncio.get_running_loop()
-        try:  # decode and check off the event loop: a large tensor must not stall other calls
-            array = await loop.run_in_executor(service.executor, _checked_input, service, request)
+        try:  # decode and check off the event loop, in the pool HTTP decodes in
+            array = await loop.run_in_executor(service.codec_executor, _checked_input, service, request)
         except ProtocolError as exc:
             await self._fail(context, "infer", code_for(exc.status), str(exc))
         if not pool_ready(service):
-            message = f"model {request.model_name!r} is not serving (pool state {service.pool.state!r})"
+            message = f"model {request.model_name!r} is not serving (pool state {service.state!r})"
             await self._fail(context, "infer", grpc.StatusCode.UNAVAILABLE, message)
         code, message = grpc.StatusCode.OK, ""
         try:
             out = await service.infer(array, arrived)
+        except ServerStopping as exc:
+            code, message = grpc.StatusCode.UNAVAILABLE, f"request cut off: {exc}"
         except ValueError as exc:  # the pool refused the input
-            code, message = bad, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            code, message = (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
         except Exception as exc:  # noqa: BLE001 - a worker died or the pool closed: this request fails alone
             code, message = grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}"
         if code != grpc.StatusCode.OK:
@@ -269,12 +283,15 @@ def serve_grpc(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    max_message_bytes: int | None = None,
 ) -> GrpcServer:
     """Serve `service` (an HTTP server's `.service`, or a new PoolService) over gRPC; port 0 picks one.
 
-    A message past `max_message_bytes` (request or answer) is refused with RESOURCE_EXHAUSTED.
+    A message past `max_message_bytes` (default: the service's Limits.max_body_bytes, as HTTP) is
+    refused with RESOURCE_EXHAUSTED.
     """
+    if max_message_bytes is None:
+        max_message_bytes = int(service.limits.max_body_bytes)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         msg = f"gRPC port must be 0..65535, got {port!r}; example: 8001 (0 picks a free port)"
         raise ValueError(msg)
