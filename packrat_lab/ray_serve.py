@@ -297,7 +297,9 @@ class PackratReplica:
         return Response(answer, headers={HEADER_LENGTH: str(length)}, media_type="application/octet-stream")
 
     def close(self) -> None:
-        """Stop watching, close the pool, free the cores."""
+        """Stop watching, close the pool, free the cores (once)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         try:
             self.board.forget.remote(self.replica)
@@ -309,7 +311,7 @@ class PackratReplica:
 
     def __del__(self) -> None:
         """Serve calls this when it stops the replica."""
-        if hasattr(self, "claim") and hasattr(self, "pool"):
+        if hasattr(self, "_stop"):  # a constructor that failed has released what it took
             self.close()
 
 

@@ -7,6 +7,7 @@ claim see each other: a pool started without a claim still pins to the first cor
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
@@ -43,13 +44,18 @@ def claim_cores(count: int, *, among: tuple[int, ...] | None = None, folder: Pat
         msg = f"cores to claim must be a positive integer, got {count!r}; example: 2"
         raise ValueError(msg)
     folder = folder or _default_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):  # shared by every user's claims, like /tmp itself
+            folder.chmod(0o1777)
     claim = CoreClaim(())
     taken: list[int] = []
     for cpu in candidates:
         if len(taken) == count:
             break
-        fd = os.open(folder / f"cpu{cpu}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(
+            folder / f"cpu{cpu}.lock", os.O_RDONLY | os.O_CREAT, 0o644
+        )  # flock needs no write access
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
