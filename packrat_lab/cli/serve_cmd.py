@@ -22,7 +22,9 @@ def register(subparsers: Any) -> None:
         description="Start a pool for MODEL with PLAN and serve it on HTTP (Open Inference Protocol v2, "
         "management routes under /packrat/, Prometheus at /metrics). Ctrl-C closes the pool cleanly.",
     )
-    p.add_argument("model", help="zoo name (e.g. mlp), a torch.export *.pt2 file or a Hugging Face model directory")
+    p.add_argument(
+        "model", help="zoo name (e.g. mlp), a torch.export *.pt2 file or a Hugging Face model directory"
+    )
     p.add_argument(
         "--plan",
         default=None,
