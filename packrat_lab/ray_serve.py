@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from packrat_lab.serving.http.service import PoolService
     from packrat_lab.serving.pool import Pool
 
-__all__ = ["PackratDeployment", "PackratReplica", "PlanBoard", "deploy"]
+__all__ = ["PROFILE_HERE", "PackratDeployment", "PackratReplica", "PlanBoard", "deploy"]
 
+PROFILE_HERE = "profile"  # deploy(model, "profile", ...): each replica profiles its own node first
 _MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?(/infer|/ready)?/?$")
 _EXAMPLE = "deploy('mlp', '1x1x4', num_replicas=2)"
 
@@ -132,6 +133,7 @@ class PackratReplica:
         batch: int | None,
         board_name: str,
         max_queue_delay_ms: float,
+        profile_options: Mapping[str, Any] | None = None,
     ) -> None:
         from packrat_lab.serving.claims import claim_cores, pin_process
         from packrat_lab.serving.http.service import PoolService
@@ -140,9 +142,11 @@ class PackratReplica:
         _ensure_importable()
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         # the node's profile is read before pinning: its host fingerprint counts the node's cores
-        profile = None if _is_plan(source) else _profile_for_node(source)
+        profile = None if _is_plan(source) or source == PROFILE_HERE else _profile_for_node(source)
         self.claim = claim_cores(cores)
         pin_process(self.claim.cores)  # the pool places its workers inside the claim (host.detect_host)
+        if source == PROFILE_HERE:  # measure this node on the claimed cores, each point pinned inside them
+            profile = self._measure(model, cores, dict(profile_options or {}))
         self.board = ray.get_actor(board_name)
         plan: Plan | str = source
         if profile is not None:
@@ -166,6 +170,20 @@ class PackratReplica:
         self._report()
         self._watcher = threading.Thread(target=self._watch, name="packrat-ray-board", daemon=True)
         self._watcher.start()
+
+    def _measure(self, model: Any, cores: int, options: dict[str, Any]) -> Profile:
+        """Profile `model` here; `options` go to packrat_lab.profile, `save` ('{hostname}' allowed) keeps it."""
+        from packrat_lab.profiling.profiler import profile as measure
+
+        save = options.pop("save", None)
+        try:
+            result = measure(model, cores=cores, **options)
+        except BaseException:
+            self.claim.release()
+            raise
+        if save:
+            result.save(str(save).format(hostname=socket.gethostname()))
+        return result
 
     def _report(self) -> None:
         self.board.report.remote(self.replica, self.status())
@@ -385,12 +403,14 @@ def deploy(
     http_port: int = 8000,
     max_queue_delay_ms: float = 5.0,
     ray_actor_options: Mapping[str, Any] | None = None,
+    profile_options: Mapping[str, Any] | None = None,
 ) -> PackratDeployment:
     """Run `model` as a Ray Serve app of `num_replicas` packrat Pools, each pinned to its node's cores.
 
     `plan_or_profile` is a plan ('1x1x4') every replica serves, or a profile (a Profile, or a path in
     which '{hostname}' names each node's own file) from which each replica plans for its own cores
-    and `batch`. Each replica asks Ray for `cores_per_replica` CPUs (default: the plan's threads) and
+    and `batch`, or "profile": each replica first profiles its node on its own cores
+    (`profile_options` go to packrat_lab.profile; `save=` a path keeps the result). Each replica asks Ray for `cores_per_replica` CPUs (default: the plan's threads) and
     claims that many free cores of its node, so replicas sharing a node never overlap.
     `http_host`/`http_port` apply when this call starts Serve; `.url` is where Serve listens.
     """
@@ -424,7 +444,9 @@ def deploy(
     replica = serve.deployment(name=name, num_replicas=num_replicas, ray_actor_options=options)(
         PackratReplica
     )
-    app = replica.bind(model, source, cores, batch, board_name, max_queue_delay_ms)
+    app = replica.bind(
+        model, source, cores, batch, board_name, max_queue_delay_ms, dict(profile_options or {})
+    )
     handle = serve.run(app, name=name, route_prefix=route_prefix)
     deadline = time.monotonic() + 60.0  # replicas report asynchronously once their pool is warm
     while len(ray.get(board.status.remote())) < num_replicas and time.monotonic() < deadline:

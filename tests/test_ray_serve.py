@@ -181,3 +181,32 @@ def test_each_replica_plans_from_its_node_profile_under_a_route_prefix(
         )
     finally:
         deployment.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_each_replica_can_profile_its_own_node_first(local_cluster: None, tmp_path: Path) -> None:
+    from packrat_lab.profiling.table import load_profile
+
+    saved = tmp_path / "{hostname}.packrat.json"
+    options = {"batches": [1, 2], "settings": ["default"], "point_time_s": 0.5, "save": str(saved)}
+    deployment = packrat_ray.deploy(
+        "mlp",
+        "profile",
+        cores_per_replica=1,
+        batch=2,
+        num_replicas=2,
+        name="packrat-measured",
+        profile_options=options,
+    )
+    try:
+        status = deployment.status()
+        assert len(status) == 2 and {s["plan"] for s in status.values()} == {"1x1x2"}
+        measured = load_profile(
+            str(saved).format(hostname=socket.gethostname()), check_host=False
+        )  # 1-core claim
+        assert (measured.threads, sorted(measured.batches)) == ([1], [1, 2])  # profiled on one claimed core
+        x = np.ones((2, 1024), np.float32)
+        assert _post_infer(f"{deployment.url}/v2/models/mlp/infer", x).shape == (2, 1024)
+    finally:
+        deployment.shutdown()
