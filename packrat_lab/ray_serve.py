@@ -241,6 +241,12 @@ class PackratReplica:
             return JSONResponse({"live": True})
         if path == "/v2/health/ready":
             return JSONResponse({"ready": ready}, 200 if ready else 503)
+        if path.rstrip("/") == "/v2":
+            from packrat_lab import __version__
+
+            return JSONResponse(
+                {"name": "packrat-lab", "version": __version__, "extensions": ["binary_tensor_data"]}
+            )
         if path == "/packrat/plan":
             return JSONResponse(self.status())
         match = _MODEL_ROUTE.match(path)

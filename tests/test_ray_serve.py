@@ -93,6 +93,7 @@ def test_two_replicas_pinned_apart_serve_http_and_switch_active_passive(local_cl
 
         client = tritonclient_http.InferenceServerClient(f"127.0.0.1:{port}")
         assert client.is_server_ready() and client.is_model_ready("mlp")
+        assert client.get_server_metadata()["name"] == "packrat-lab"
         assert client.get_model_metadata("mlp")["inputs"][0]["shape"] == [-1, 1024]
         x = np.random.default_rng(0).standard_normal((3, 1024)).astype(np.float32)
         with torch.no_grad():
