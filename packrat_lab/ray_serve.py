@@ -206,6 +206,10 @@ class PackratReplica:
             self.version = version
             self._report()
 
+    def _state(self) -> str:
+        """The pool's state as plain text (a str enum's value)."""
+        return str(getattr(self.pool.state, "value", self.pool.state))
+
     def status(self) -> dict[str, Any]:
         """This replica's node, cores, plan, state, applied board version and last error."""
         return {
@@ -213,7 +217,7 @@ class PackratReplica:
             "node": socket.gethostname(),
             "cores": list(self.claim.cores),
             "plan": self.pool.plan.text,
-            "state": str(self.pool.state),
+            "state": self._state(),
             "version": self.version,
             "reconfigurations": int(self.pool.stats().get("reconfigurations", 0)),
             "workers": [int(p) for p in _worker_pids(self.pool)],

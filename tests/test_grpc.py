@@ -144,6 +144,21 @@ def test_switching_pool_stays_ready(served: tuple[FakePool, GrpcServer, Any]) ->
     assert client.is_server_ready()
 
 
+def test_a_str_enum_state_reads_as_its_value(served: tuple[FakePool, GrpcServer, Any]) -> None:
+    import enum
+
+    class State(str, enum.Enum):  # the pool's state type: str() would give 'State.SWITCHING'
+        SWITCHING = "switching"
+        DEGRADED = "degraded"
+
+    pool, _, client = served
+    pool.state = State.SWITCHING
+    assert client.is_server_ready()
+    pool.state = State.DEGRADED
+    with pytest.raises(InferenceServerException, match="pool state 'degraded'"):
+        client.infer("mlp", [_input(np.ones((1, 8), np.float32))])
+
+
 def test_failed_inference_is_internal_and_counted(
     served: tuple[FakePool, GrpcServer, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
