@@ -93,3 +93,37 @@ class FakePool:
     def close(self) -> None:
         self.state = "closed"
         self._executor.shutdown(wait=False)
+
+
+class BlockingPool(FakePool):
+    """A FakePool whose inference waits for `release` (a stuck worker), counting callers that wait."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+        self.submitted: list[Future[torch.Tensor]] = []
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        self.entered.release()
+        self.release.wait(30)
+        return super().infer(batch)
+
+    def submit(self, sample: torch.Tensor) -> Future[torch.Tensor]:
+        """A pending future, like the dynamic batcher's while the batch waits for a stuck worker."""
+        future: Future[torch.Tensor] = Future()
+        self.submitted.append(future)
+        self.entered.release()
+        return future
+
+
+class RecordingPool(FakePool):
+    """A FakePool that keeps every plan it was asked to switch to (to inspect settings and env)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: list[Plan] = []
+
+    def reconfigure(self, plan: Plan | str) -> None:
+        self.asked.append(Plan.coerce(plan))
+        super().reconfigure(plan)

@@ -226,7 +226,7 @@ def test_plan_read_is_open_and_set_needs_the_token(server: Server, pool: FakePoo
         ({"plan": "2by4"}, "not of the form COUNTxTHREADSxBATCH"),
         ({"batch": 8}, "needs a profile"),
         ({"batch": 0}, "positive integer"),
-        ({"size": 3}, "needs 'plan' or 'batch'"),
+        ({"size": 3}, "exactly one of 'plan' or 'batch'"),
         (b"[1]", "JSON object"),
     ],
 )
@@ -255,7 +255,7 @@ def test_stats_and_metrics_count_requests(server: Server, pool: FakePool) -> Non
     after_lines = call(f"{server.url}/metrics")[2].decode().splitlines()
     assert_exposition(after_lines)
     after = parse_samples(after_lines)
-    key = 'packrat_http_requests_total{route="infer",code="200"}'
+    key = 'packrat_http_requests_total{code="200",route="infer"}'
     assert after[key] == before.get(key, 0) + 2
     assert (
         after["packrat_request_duration_seconds_count"]

@@ -1,98 +1,92 @@
-"""Prometheus exposition written by hand: every line parses, histograms are cumulative."""
+"""Prometheus metrics through prometheus_client: one registry per server, seconds, parsed by its own parser."""
 
 from __future__ import annotations
 
 import math
-import re
+from typing import Any
 
-from packrat_lab.serving.http.metrics import Histogram, ServerMetrics, render_pool
+from http_fakes import FakePool
+from prometheus_client.parser import text_string_to_metric_families
 
-# one sample line: name{label="value",...} number
-SAMPLE = re.compile(
-    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? '
-    r"(-?[0-9.]+(e[+-]?[0-9]+)?|NaN|[+-]Inf)$"
-)
-COMMENT = re.compile(
-    r"^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))$"
-)
+from packrat_lab.serving.http.service import PoolService
+
+
+def families(lines: list[str]) -> dict[str, Any]:
+    """name -> Metric, parsed by prometheus_client (raises on a malformed exposition)."""
+    return {f.name: f for f in text_string_to_metric_families("\n".join(lines) + "\n")}
 
 
 def assert_exposition(lines: list[str]) -> None:
-    """Each line is a HELP/TYPE comment or a sample; each family's TYPE precedes its samples."""
-    typed: set[str] = set()
-    for line in lines:
-        assert COMMENT.match(line) or SAMPLE.match(line), f"bad exposition line: {line!r}"
-        if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
-        elif not line.startswith("#"):
-            name = re.split(r"[{ ]", line, maxsplit=1)[0]
-            base = re.sub(r"_(bucket|sum|count|total)$", "", name)
-            assert name in typed or base in typed or f"{base}_total" in typed, f"sample before TYPE: {line!r}"
+    """The exposition parses and has the server's families with their types."""
+    found = {name: f.type for name, f in families(lines).items()}
+    assert found["packrat_http_requests"] == "counter"
+    assert found["packrat_request_duration_seconds"] == "histogram"
+    assert found["packrat_plan_info"] == "gauge"
 
 
 def parse_samples(lines: list[str]) -> dict[str, float]:
-    """'name{labels}' -> value for sample lines."""
+    """'name{label="value",...}' -> value for every sample, labels sorted as prometheus_client writes them."""
     out = {}
-    for line in lines:
-        if not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            out[key] = float(value)
+    for family in families(lines).values():
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
     return out
 
 
-def test_histogram_is_cumulative_with_sum_and_count() -> None:
-    h = Histogram((0.01, 0.1, 1.0))
-    for v in (0.005, 0.05, 0.05, 5.0):
-        h.observe(v)
-    from packrat_lab.serving.http.metrics import _Family
-
-    fam = _Family("x_seconds", "histogram", "test.")
-    h.render(fam)
-    samples = parse_samples(fam.lines)
-    assert samples['x_seconds_bucket{le="0.01"}'] == 1
-    assert samples['x_seconds_bucket{le="0.1"}'] == 3
-    assert samples['x_seconds_bucket{le="1"}'] == 3
-    assert samples['x_seconds_bucket{le="+Inf"}'] == 4
-    assert samples["x_seconds_count"] == 4
-    assert math.isclose(samples["x_seconds_sum"], 5.105)
+def _service(**stats: Any) -> PoolService:
+    pool = FakePool("mlp", "2x1x4", width=8, layers=1)
+    if stats:
+        pool.stats = lambda: stats  # type: ignore[method-assign]
+    return PoolService(pool, cores=2)
 
 
-def test_server_metrics_render_parses_and_counts_routes() -> None:
-    m = ServerMetrics()
-    m.count_request("infer", 200)
-    m.count_request("infer", 200)
-    m.count_request("infer", 400)
-    m.request_seconds.observe(0.003)
-    m.request_rows.observe(4)
-    lines = m.render()
-    assert_exposition(lines)
+def test_each_server_has_its_own_registry_and_counts_routes() -> None:
+    a, b = _service(), _service()
+    a.metrics.count_request("infer", 200)
+    a.metrics.count_request("infer", 200)
+    a.metrics.count_request("infer", 400)
+    a.metrics.request_seconds.observe(0.003)
+    a.metrics.request_rows.observe(4)
+    samples = parse_samples(a.metrics_text().decode().splitlines())
+    assert samples['packrat_http_requests_total{code="200",route="infer"}'] == 2
+    assert samples['packrat_http_requests_total{code="400",route="infer"}'] == 1
+    assert samples['packrat_request_batch_size_bucket{le="4.0"}'] == 1
+    assert samples['packrat_request_batch_size_bucket{le="2.0"}'] == 0
+    assert samples["packrat_request_duration_seconds_count"] == 1
+    other = parse_samples(b.metrics_text().decode().splitlines())
+    assert other["packrat_request_duration_seconds_count"] == 0
+    assert not any(k.startswith("packrat_http_requests_total{") for k in other)
+    a.close()
+    b.close()
+
+
+def test_pool_stats_export_in_base_units_with_plan_info() -> None:
+    service = _service(
+        served=10,
+        failed=1,
+        lost=0,
+        reconfigurations=2,
+        queue_depth=3,
+        p50_ms=4.0,
+        p99_ms=float("inf"),
+        batch_histogram={4: 2, 1: 2},
+        workers=[{"pid": 1}],
+        auto=True,
+    )
+    lines = service.metrics_text().decode().splitlines()
+    fams = families(lines)
     samples = parse_samples(lines)
-    assert samples['packrat_http_requests_total{route="infer",code="200"}'] == 2
-    assert samples['packrat_http_requests_total{route="infer",code="400"}'] == 1
-    assert samples['packrat_request_batch_size_bucket{le="4"}'] == 1
-    assert samples['packrat_request_batch_size_bucket{le="2"}'] == 0
-
-
-def test_pool_render_exports_counters_gauges_batches_and_plan_info() -> None:
-    stats = {
-        "served": 10,
-        "failed": 1,
-        "lost": 0,
-        "reconfigurations": 2,
-        "queue_depth": 3,
-        "p99_ms": float("inf"),
-        "batch_sizes": {4: 2, 1: 2},
-        "workers": [{"pid": 1}],
-        "ok": True,
-    }
-    lines = render_pool(stats, "2x1x4", "⟨2,1,4⟩", 'serving "hot"\n')
-    assert_exposition(lines)
-    samples = parse_samples(lines)
+    assert fams["packrat_pool_served"].type == "counter"
     assert samples["packrat_pool_served_total"] == 10
     assert samples["packrat_plan_changes_total"] == 2
+    assert fams["packrat_pool_queue_depth"].type == "gauge"
     assert samples["packrat_pool_queue_depth"] == 3
-    assert samples["packrat_pool_p99_ms"] == math.inf
+    assert samples["packrat_pool_p50_seconds"] == 0.004
+    assert samples["packrat_pool_p99_seconds"] == math.inf
+    assert not any(name.endswith("_ms") for name in fams)
     assert samples['packrat_pool_batches_total{size="4"}'] == 2
-    info = [line for line in lines if line.startswith("packrat_plan_info")]
-    assert info == ['packrat_plan_info{plan="2x1x4",display="⟨2,1,4⟩",state="serving \\"hot\\"\\n"} 1']
-    assert not any("workers" in line or "_ok" in line for line in lines)
+    info = [k for k in samples if k.startswith("packrat_plan_info{")]
+    assert info == ['packrat_plan_info{display="⟨2,1,4⟩",plan="2x1x4",state="serving"}']
+    assert not any("workers" in k or "_auto" in k for k in samples)
+    service.close()

@@ -144,7 +144,7 @@ def test_metrics_parse_and_counters_grow_under_load(server: Server) -> None:
     after_lines = call(f"{server.url}/metrics")[2].decode().splitlines()
     assert_exposition(after_lines)
     after = parse_samples(after_lines)
-    key = 'packrat_http_requests_total{route="infer",code="200"}'
+    key = 'packrat_http_requests_total{code="200",route="infer"}'
     assert after[key] - before.get(key, 0) == report.completed
     assert after["packrat_pool_served_total"] - before["packrat_pool_served_total"] == report.completed
     assert after["packrat_request_duration_seconds_count"] > before["packrat_request_duration_seconds_count"]

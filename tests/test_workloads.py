@@ -135,7 +135,7 @@ def test_inception_v3_layout() -> None:
     assert tuple(stem.shape[2:]) == (8, 8)
 
 
-def test_importable_module_is_saved_and_local_module_is_traced() -> None:
+def test_importable_module_is_saved_and_local_module_is_exported() -> None:
     saved = get_workload(Scale(), example_input=torch.randn(2, 8))
     assert saved.spec.kind == "saved" and saved.sample_shape == (8,) and Path(saved.spec.target).is_file()
 
@@ -143,10 +143,26 @@ def test_importable_module_is_saved_and_local_module_is_traced() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.sum(dim=1, keepdim=True)
 
-    traced = get_workload(Local(), example_input=lambda b: torch.ones(b, 5))
-    assert traced.spec.kind == "torchscript" and traced.sample_shape == (5,)
+    exported = get_workload(Local(), example_input=lambda b: torch.ones(b, 5))
+    assert exported.spec.kind == "exported" and exported.spec.target.endswith(".pt2")
+    assert exported.sample_shape == (5,)
     with torch.inference_mode():
-        assert torch.equal(traced.build()(torch.ones(3, 5)), torch.full((3, 1), 5.0))
+        for batch in (1, 3):  # a dynamic batch: any instance batch size works
+            assert torch.equal(exported.build()(torch.ones(batch, 5)), torch.full((batch, 1), 5.0))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_local_module_export_cannot_capture_is_traced_instead() -> None:
+    class Branchy(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # data-dependent control flow: torch.export refuses, tracing records one branch
+                return x * 2
+            return x
+
+    traced = get_workload(Branchy(), example_input=torch.ones(2, 4))
+    assert traced.spec.kind == "torchscript" and traced.spec.target.endswith(".pt")
+    with torch.inference_mode():
+        assert traced.build()(torch.ones(3, 4)).shape == (3, 4)
 
 
 def test_module_without_example_input_is_refused() -> None:

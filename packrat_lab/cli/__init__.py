@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "packrat_lab.cli.load_cmd",
     "packrat_lab.cli.report_cmd",
     "packrat_lab.cli.demo_cmd",
+    "packrat_lab.cli.export_cmd",
 )
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from packrat_lab.cli.args import positive_float, positive_int
 
 __all__ = ["register", "run"]
-
-
 
 
 def register(subparsers: Any) -> None:
@@ -30,7 +29,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--rate", type=positive_float("50"), required=True, help="requests per second, e.g. 50")
     p.add_argument(
-        "--duration", type=positive_float("50"), default=10.0, metavar="S", help="seconds of load (default 10)"
+        "--duration",
+        type=positive_float("50"),
+        default=10.0,
+        metavar="S",
+        help="seconds of load (default 10)",
     )
     p.add_argument(
         "--poisson",
@@ -73,7 +76,15 @@ def run(args: argparse.Namespace) -> int:
         "timeout_s": args.timeout,
     }
     if args.url is not None:
-        report = run_load(args.url, model=args.model, allow_remote=args.allow_remote, **options)
+        try:
+            report = run_load(args.url, model=args.model, allow_remote=args.allow_remote, **options)
+        except OSError as exc:  # nothing listens there, or the connection broke before any request
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            print(
+                f"packrat-lab load: error: cannot reach {args.url} ({reason}); is `packrat-lab serve` running there?",
+                file=sys.stderr,
+            )
+            return 1
     else:
         model, sep, plan = args.pool.partition(":")
         if not sep or not model or not plan:

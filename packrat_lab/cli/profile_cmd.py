@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "model",
-        help="zoo name (mlp, tiny-cnn, resnet50, inception_v3, bert, gpt2), a TorchScript *.pt file, or module:function",
+        help="zoo name (mlp, tiny-cnn, resnet50, inception_v3, bert, gpt2), a torch.export *.pt2 file, a Hugging Face model directory, or module:function",
     )
     p.add_argument(
         "--cores", type=positive_int, default=None, help="profile threads 1..N (default: all usable cores)"
@@ -80,7 +80,7 @@ def register(subparsers: Any) -> None:
         default=0.02,
         help="target half-width of the median's 95%% CI (default 0.02)",
     )
-    p.add_argument("--seq-len", type=positive_int, default=None, help="sequence length for bert/gpt2")
+    p.add_argument("--seq-len", type=positive_int, default=None, help="sequence length for bert/gpt2 or a Hugging Face text model")
     p.add_argument(
         "--torchscript",
         action="store_true",

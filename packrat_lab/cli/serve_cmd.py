@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
-import sys
+import stat
+from pathlib import Path
 from typing import Any
 
-from packrat_lab.cli.args import positive_int
+from packrat_lab.cli.args import positive_float, positive_int
 
 __all__ = ["register", "run"]
 
@@ -20,7 +22,9 @@ def register(subparsers: Any) -> None:
         description="Start a pool for MODEL with PLAN and serve it on HTTP (Open Inference Protocol v2, "
         "management routes under /packrat/, Prometheus at /metrics). Ctrl-C closes the pool cleanly.",
     )
-    p.add_argument("model", help="zoo name, e.g. mlp or tiny-cnn")
+    p.add_argument(
+        "model", help="zoo name (e.g. mlp), a torch.export *.pt2 file or a Hugging Face model directory"
+    )
     p.add_argument(
         "--plan",
         default=None,
@@ -38,7 +42,39 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument(
-        "--token", default=None, help="token for management routes (default: a random one, printed)"
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also serve OIP v2 over gRPC here (0: free port; [grpc] extra)",
+    )
+    p.add_argument(
+        "--token-file",
+        default=None,
+        metavar="PATH",
+        help="read the management token from this file (mode 0600); or set PACKRAT_LAB_TOKEN; "
+        "default: a random one, printed",
+    )
+    p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: argv is public in /proc
+    p.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=None,
+        help="largest plan batch the management route accepts (default: the profile's largest "
+        "batch x cores, else 4096)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=positive_float("60"),
+        default=60.0,
+        metavar="S",
+        help="seconds a client may take to send a body (default 60)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=positive_float("60"),
+        default=60.0,
+        metavar="S",
+        help="seconds an idle keep-alive connection stays open (default 60)",
     )
     p.add_argument(
         "--max-queue-delay-ms", type=float, default=5.0, help="dynamic batcher's max wait (default 5)"
@@ -58,15 +94,42 @@ def _initial_plan(args: argparse.Namespace, profile: Any) -> Any:
     return optimize(profile, detect_host().usable_cores, args.batch)
 
 
+TOKEN_ENV = "PACKRAT_LAB_TOKEN"
+
+
+def read_token(token_file: str | None, environ: Any = os.environ) -> str | None:
+    """The management token from --token-file (must be private to its owner) or $PACKRAT_LAB_TOKEN."""
+    if token_file is None:
+        return environ.get(TOKEN_ENV) or None
+    path = Path(token_file)
+    mode = path.stat().st_mode  # FileNotFoundError: one line from the CLI
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        msg = f"token file {token_file} has mode {stat.filemode(mode)}, readable by others; run: chmod 600 {token_file}"
+        raise ValueError(msg)
+    token = path.read_text().strip()
+    if not token:
+        msg = f"token file {token_file} is empty; write a token into it, e.g. python -c 'import secrets; print(secrets.token_urlsafe())'"
+        raise ValueError(msg)
+    return token
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until Ctrl-C, SIGTERM or POST /packrat/stop; always closes the pool."""
+    """Serve until Ctrl-C, SIGTERM or POST /packrat/stop; always closes the pool and prints a summary."""
     from packrat_lab.serving.announce import announce
-    from packrat_lab.serving.http.server import serve_pool
+    from packrat_lab.serving.http.server import Limits, serve_pool
     from packrat_lab.serving.pool import Pool
+
+    if args.token is not None:
+        msg = f"--token is refused: a command line is readable by every local user; set {TOKEN_ENV} or use --token-file PATH"
+        raise ValueError(msg)
+    token = read_token(args.token_file)
+    limits = Limits(
+        body_timeout_s=args.body_timeout, idle_timeout_s=args.idle_timeout, max_batch=args.max_batch
+    )
 
     profile = None
     if args.profile is not None:
@@ -77,9 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if args.auto and profile is None:
         msg = "--auto needs --profile FILE (the optimizer plans from it)"
         raise ValueError(msg)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = None
     pool = None
+    grpc_server = None
     try:
         pool = Pool(
             args.model,
@@ -89,19 +153,32 @@ def run(args: argparse.Namespace) -> int:
             auto=args.auto,
             announce=False,  # this server is the one JupyterLab's sidebar should talk to
         )
-        server = serve_pool(pool, host=args.host, port=args.port, token=args.token, profile=profile)
+        server = serve_pool(pool, host=args.host, port=args.port, token=token, profile=profile, limits=limits)
         announce(pool, server=server)
+        if args.grpc_port is not None:  # same PoolService, so gRPC shares HTTP's checks and metrics
+            from packrat_lab.serving.grpc import serve_grpc
+
+            grpc_server = serve_grpc(server.service, host=args.host, port=args.grpc_port)
+            print(f"grpc  {grpc_server.address}", flush=True)
         print(f"serving {pool.workload.name} with plan {pool.plan.text} ({pool.plan})", flush=True)
         print(f"url   {server.url}", flush=True)
-        print(f"token {server.token}", flush=True)
+        given = f"from {args.token_file}" if args.token_file else f"from ${TOKEN_ENV}"
+        print(f"token {server.token if token is None else given}", flush=True)
         print("Ctrl-C to stop", flush=True)
         server.wait()
     except KeyboardInterrupt:
-        print("stopping", file=sys.stderr, flush=True)
+        pass
     finally:
+        for sig in previous:  # a second Ctrl-C must not interrupt the cleanup with a traceback
+            signal.signal(sig, signal.SIG_IGN)
+        if grpc_server is not None:
+            grpc_server.stop()
         if server is not None:
             server.stop()
         if pool is not None:
             pool.close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if server is not None:
+        print(f"stopped: {server.service.summary()}", flush=True)
     return 0

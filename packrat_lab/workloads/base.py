@@ -19,8 +19,8 @@ _DTYPES = ("float32", "int64")
 class WorkloadSpec:
     """A picklable recipe that rebuilds the same workload in another process (spawn-safe)."""
 
-    kind: str  # "zoo" | "import" | "torchscript" | "saved"
-    target: str  # zoo name, 'module:function', or a file path
+    kind: str  # "zoo" | "import" | "torchscript" | "exported" (.pt2) | "hf" (directory) | "saved"
+    target: str  # zoo name, 'module:function', or a file or directory path
     options: tuple[tuple[str, Any], ...] = ()
     sample_shape: tuple[int, ...] = ()
     dtype: str = "float32"
@@ -125,8 +125,16 @@ def build_from_spec(spec: WorkloadSpec) -> torch.nn.Module:
             warnings.simplefilter("ignore", FutureWarning)
             scripted: torch.nn.Module = torch.jit.load(spec.target, map_location="cpu")  # type: ignore[no-untyped-call]
             return scripted
+    if spec.kind == "exported":
+        from packrat_lab.workloads.sources import build_exported
+
+        return build_exported(spec)
+    if spec.kind == "hf":
+        from packrat_lab.workloads.sources import build_hf_dir
+
+        return build_hf_dir(spec)
     if spec.kind == "saved":
         saved: torch.nn.Module = torch.load(spec.target, map_location="cpu", weights_only=False)
         return saved
-    msg = f"unknown workload kind {spec.kind!r}; valid: 'zoo', 'import', 'torchscript', 'saved'"
+    msg = f"unknown workload kind {spec.kind!r}; valid: 'zoo', 'import', 'torchscript', 'exported', 'hf', 'saved'"
     raise ValueError(msg)

@@ -1,4 +1,4 @@
-"""get_workload: one entry point for zoo names, import strings, TorchScript files and modules."""
+"""get_workload: one entry point for zoo names, import strings, model files and directories, and modules."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ __all__ = ["get_workload", "zoo_names", "zoo_workload"]
 
 _IMPORT_STRING = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _SCRIPT_SUFFIXES = (".pt", ".pth")
+_EXPORT_SUFFIX = ".pt2"
 
 
 def zoo_names() -> list[str]:
@@ -22,7 +23,8 @@ def zoo_names() -> list[str]:
 
 def _unknown(model: object) -> str:
     return (
-        f"unknown model {model!r}; valid: {', '.join(zoo_names())}, a TorchScript file (*.pt), "
+        f"unknown model {model!r}; valid: {', '.join(zoo_names())}, a torch.export file (*.pt2), "
+        "a Hugging Face model directory, a TorchScript file (*.pt), "
         "'module:function', or an nn.Module with example_input= (example: get_workload('resnet50'))"
     )
 
@@ -42,12 +44,16 @@ def zoo_workload(name: str, **options: Any) -> Workload:
 
 
 def _from_string(model: str, options: dict[str, Any]) -> Workload:
-    from packrat_lab.workloads import user
+    from packrat_lab.workloads import sources, user
 
     if model in ZOO:
         return zoo_workload(model, **options)
     if _IMPORT_STRING.match(model) and not os.path.exists(model):
         return user.import_workload(model, **options)
+    if model.endswith(_EXPORT_SUFFIX):
+        return sources.exported_workload(model, **options)
+    if os.path.isdir(model):
+        return sources.hf_dir_workload(model, **options)
     if model.endswith(_SCRIPT_SUFFIXES) or os.path.isfile(model):
         return user.torchscript_file_workload(model, **options)
     raise ValueError(_unknown(model))
@@ -65,7 +71,7 @@ def get_workload(model: Any, *, torchscript: bool = False, **options: Any) -> Wo
     elif isinstance(model, str):
         workload = _from_string(model, options)
     elif isinstance(model, os.PathLike):
-        workload = user.torchscript_file_workload(os.fspath(model), **options)
+        workload = _from_string(os.fspath(model), options)
     elif _is_module(model):
         workload = user.module_workload(model, options.pop("example_input", None), options.pop("name", None))
         if options:

@@ -1,7 +1,8 @@
 """User models as Workloads: an nn.Module, a TorchScript file or a 'module:function' import string.
 
 Every result carries a WorkloadSpec that a fresh (spawned) process can rebuild: importable
-modules are saved with torch.save, others are traced to TorchScript, into a per-process temp dir.
+modules are saved with torch.save, others are exported with torch.export (a .pt2 with a dynamic
+batch) or, where export cannot capture them, traced to TorchScript, into a per-process temp dir.
 """
 
 from __future__ import annotations
@@ -95,6 +96,33 @@ def _trace(module: torch.nn.Module, example: torch.Tensor, name: str) -> Path:
     return path
 
 
+def _export(module: torch.nn.Module, example: torch.Tensor, name: str) -> Path | None:
+    """`module` as a torch.export program with a dynamic batch, saved as .pt2; None if export cannot capture it."""
+    import torch
+
+    from packrat_lab.workloads.zoo import quiet_transformers
+
+    path = artifact_path(name, ".pt2")
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        with quiet_transformers(import_it=False), torch.inference_mode(False), torch.no_grad():
+            program = torch.export.export(
+                module.eval(), (example,), dynamic_shapes=({0: batch},), strict=False
+            )
+            probe = torch.cat([example, example[:1]])  # another batch size: the program must generalise
+            expected, got = module(probe), program.module()(probe)
+            if (
+                not isinstance(got, torch.Tensor)
+                or not isinstance(expected, torch.Tensor)
+                or got.shape != expected.shape
+            ):
+                return None
+            torch.export.save(program, str(path))
+    except Exception:  # noqa: BLE001 - data-dependent control flow and other export limits: caller traces instead
+        return None
+    return path
+
+
 def _jit_load(path: str | Path) -> Any:
     """torch.jit.load without its deprecation notice (TorchScript is what the user asked for)."""
     import torch
@@ -107,7 +135,7 @@ def _jit_load(path: str | Path) -> Any:
 def module_workload(
     module: torch.nn.Module, example_input: ExampleInput, name: str | None = None
 ) -> Workload:
-    """A user nn.Module as a Workload: saved if its class imports elsewhere, else traced."""
+    """A user nn.Module as a Workload: saved if its class imports elsewhere, else exported (or traced)."""
     import torch
 
     if example_input is None:
@@ -131,7 +159,10 @@ def module_workload(
         if kind:
             return Workload(name, WorkloadSpec(kind, str(path), (), shape, dtype, high))
     example = Workload(name, WorkloadSpec("saved", "", (), shape, dtype, high)).example_input(2)
-    path = _trace(module, example, name)
+    exported = _export(module, example, name)
+    if exported is not None:
+        return Workload(name, WorkloadSpec("exported", str(exported), (), shape, dtype, high))
+    path = _trace(module, example, name)  # torch.export could not capture it: TorchScript still can
     return Workload(name, WorkloadSpec("torchscript", str(path), (), shape, dtype, high))
 
 

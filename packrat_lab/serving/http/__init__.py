@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from packrat_lab.serving.http.limits import Limits
 from packrat_lab.serving.http.server import Server, serve_pool
 
-__all__ = ["Server", "serve_pool"]
+__all__ = ["Limits", "Server", "serve_pool"]

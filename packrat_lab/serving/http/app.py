@@ -3,10 +3,10 @@
 Routes (model name = the pool's workload name, e.g. 'mlp'):
 
     GET  /v2/health/live                 200 while the server runs
-    GET  /v2/health/ready                200 when the pool serves, 503 otherwise
+    GET  /v2/health/ready                200 when the pool state is serving or switching, else 503
     GET  /v2                             server metadata (extensions: binary_tensor_data)
     GET  /v2/models/{m}[/versions/{v}]   model metadata: input 'INPUT' [-1, *sample_shape], output 'OUTPUT'
-    GET  /v2/models/{m}/ready            200 when the pool serves
+    GET  /v2/models/{m}/ready            same rule as /v2/health/ready
     GET  /v2/models/{m}/config           Triton-style config (instances, max batch)
     POST /v2/models/{m}[/versions/{v}]/infer
                                           JSON tensors or the binary tensor extension
@@ -15,45 +15,49 @@ Routes (model name = the pool's workload name, e.g. 'mlp'):
                                           N rows through pool.infer (split by the plan)
     POST /v2/repository/index            [{"name": m, "version": "1", "state": "READY"}]
 
-Errors are `{"error": "..."}`: 400 for a bad body, shape or datatype, 404 for an unknown model,
-503 when the pool is closed. Management routes (/packrat/..., /metrics) are in management.py.
+Errors are one-line `{"error": "..."}`: 400 for a bad body, shape or datatype; 403 for a Host
+header a loopback server does not answer to (every route); 404 for an unknown model; 413 for a
+body or JSON part over the limits (also after gzip/deflate inflation); 500 when inference fails or
+a JSON answer would need NaN/Infinity (ask for binary output); 503 when the pool is not ready, the
+server holds its limit of requests, or it is stopping. Management routes are in management.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-import json
 import logging
 import time
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import tornado.httputil
 import tornado.web
 
 from packrat_lab import __version__
-from packrat_lab.serving.http.protocol import (
-    HEADER_LENGTH,
-    ProtocolError,
-    Tensor,
-    decode_infer_request,
-    encode_infer_response,
-)
-from packrat_lab.serving.http.service import OUTPUT_NAME, PoolService
+from packrat_lab.serving.http.protocol import HEADER_LENGTH, ProtocolError, dumps
+from packrat_lab.serving.http.service import PoolService, ServerStopping
 
 __all__ = ["BaseHandler", "make_app", "routes"]
 
+T = TypeVar("T")
 _MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 
 
 class BaseHandler(tornado.web.RequestHandler):
-    """JSON answers and JSON errors for every route; counts each answer in the metrics."""
+    """JSON answers and one-line JSON errors for every route; Host check; counts each answer in the metrics."""
 
     route = "other"
 
     def initialize(self, service: PoolService) -> None:
         self.service = service
+
+    def prepare(self) -> None:
+        """Every route: refuse a Host header a loopback server does not answer to (DNS rebinding)."""
+        try:
+            self.service.check_host(self.request.host)
+        except ProtocolError as exc:
+            self.fail(exc.status, str(exc))
 
     def check_xsrf_cookie(self) -> None:
         """API routes are token-protected, not cookie-protected."""
@@ -61,29 +65,32 @@ class BaseHandler(tornado.web.RequestHandler):
     def send_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data))
+        self.finish(dumps(data))
 
     def fail(self, status: int, message: str) -> None:
-        self.send_json({"error": message}, status)
+        self.send_json({"error": message.splitlines()[0] if message else f"HTTP {status}"}, status)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         reason = str(exc) if exc is not None and status_code < 500 else self._reason
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": reason or f"HTTP {status_code}"}))
+        self.finish(dumps({"error": (reason or f"HTTP {status_code}").splitlines()[0]}))
 
     def on_finish(self) -> None:
         self.service.metrics.count_request(self.route, self.get_status())
 
     def pool_ready(self) -> bool:
-        state = str(getattr(self.service.pool, "state", "serving")).lower()
-        return state not in ("closed", "closing", "stopped", "failed", "starting")
+        return self.service.ready()
 
     def known_model(self, model: str) -> bool:
         if model != self.service.model_name:
-            self.fail(404, f"unknown model {model!r}; this server serves {self.service.model_name!r}")
+            self.fail(404, f"unknown model {model[:80]!r}; this server serves {self.service.model_name!r}")
             return False
         return True
+
+    async def admin(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking management call on the admin executor (never queued behind inference)."""
+        return await asyncio.get_running_loop().run_in_executor(self.service.admin_executor, fn, *args)
 
 
 class LiveHandler(BaseHandler):
@@ -114,9 +121,7 @@ class ModelMetadataHandler(BaseHandler):
     async def get(self, model: str, version: str | None = None) -> None:
         if not self.known_model(model):
             return
-        loop = asyncio.get_running_loop()
-        meta = await loop.run_in_executor(self.service.executor, self.service.model_metadata)
-        self.send_json(meta)
+        self.send_json(await self.admin(self.service.model_metadata))
 
 
 class ModelReadyHandler(BaseHandler):
@@ -135,8 +140,7 @@ class ModelConfigHandler(BaseHandler):
     async def get(self, model: str, version: str | None = None) -> None:
         if not self.known_model(model):
             return
-        loop = asyncio.get_running_loop()
-        self.send_json(await loop.run_in_executor(self.service.executor, self.service.model_config))
+        self.send_json(await self.admin(self.service.model_config))
 
 
 class RepositoryIndexHandler(BaseHandler):
@@ -154,71 +158,74 @@ class InferHandler(BaseHandler):
         arrived = time.perf_counter()
         if not self.known_model(model):
             return
+        service = self.service
         try:
-            header = self.request.headers.get(HEADER_LENGTH)
-            try:
-                header_length = int(header) if header is not None else None
-            except ValueError:
-                msg = f"{HEADER_LENGTH} must be an integer byte count, got {header!r}; example: 120"
-                raise ProtocolError(msg) from None
-            request = decode_infer_request(_decompress(self.request), header_length)
-            array = self.service.check_input(request.inputs)
-            unknown = [o.name for o in request.outputs if o.name != OUTPUT_NAME]
-            if unknown:
-                msg = f"model {model!r} has no output {unknown[0]!r}; valid: [{OUTPUT_NAME!r}]"
-                raise ProtocolError(msg)
+            service.admission.enter()
+        except ProtocolError as exc:
+            self.fail(exc.status, str(exc))
+            return
+        try:
+            await self._infer(model, version, arrived)
+        finally:
+            service.admission.leave()
+
+    async def _infer(self, model: str, version: str | None, arrived: float) -> None:
+        service = self.service
+        loop = asyncio.get_running_loop()
+        headers = self.request.headers
+        try:  # decode, inflate and validate off the event loop
+            request, array = await loop.run_in_executor(
+                service.codec_executor,
+                service.decode_request,
+                self.request.body,
+                headers.get(HEADER_LENGTH),
+                headers.get("Content-Encoding"),
+            )
         except ProtocolError as exc:
             self.fail(exc.status, str(exc))
             return
         if not self.pool_ready():
-            self.fail(503, f"model {model!r} is not serving (pool state {self.service.pool.state!r})")
+            self.fail(503, f"model {model!r} is not serving (pool state {service.state!r})")
             return
         try:
-            out = await self.service.infer(array, arrived)
+            out = await service.infer(array, arrived)
+        except ServerStopping as exc:
+            self.fail(503, f"request cut off: {exc}")
+            return
         except ValueError as exc:  # the pool refused the input
-            self.fail(400, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self.fail(400, str(exc) or type(exc).__name__)
             return
         except Exception as exc:  # noqa: BLE001 - a worker died or the pool closed: the client gets a clear error
             self.fail(500, f"inference failed: {type(exc).__name__}: {exc}")
             return
-        self.service.remember_output(out)
-        body, header_length = encode_infer_response(
-            model, [Tensor(OUTPUT_NAME, out)], request, model_version=version
-        )
-        body = self._compress(body)
+        accepted = headers.get("Accept-Encoding", "")
+        try:
+            body, header_length, encoding = await loop.run_in_executor(
+                service.codec_executor, _encode, service, request, out, version, accepted
+            )
+        except ProtocolError as exc:
+            self.fail(exc.status, str(exc))
+            return
+        if encoding is not None:
+            self.set_header("Content-Encoding", encoding)
         if header_length is not None:
             self.set_header(HEADER_LENGTH, str(header_length))
             self.set_header("Content-Type", "application/octet-stream")
         else:
             self.set_header("Content-Type", "application/json")
-        self.service.metrics.request_seconds.observe(time.perf_counter() - arrived)
+        service.metrics.request_seconds.observe(time.perf_counter() - arrived)
         self.finish(body)
 
-    def _compress(self, body: bytes) -> bytes:
-        """gzip or deflate the answer only when the client asked (tritonclient's response compression)."""
-        accepted = self.request.headers.get("Accept-Encoding", "")
-        for name, pack in (("gzip", gzip.compress), ("deflate", zlib.compress)):
-            if name in accepted:
-                self.set_header("Content-Encoding", name)
-                return pack(body)
-        return body
 
-
-def _decompress(request: tornado.httputil.HTTPServerRequest) -> bytes:
-    """The request body, inflated if sent with Content-Encoding gzip or deflate (tritonclient can)."""
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(request.body)
-        if encoding == "deflate":
-            return zlib.decompress(request.body)
-    except (OSError, zlib.error, EOFError) as exc:
-        msg = f"request body is not valid {encoding} data ({exc}); send it uncompressed or fix the encoding"
-        raise ProtocolError(msg) from None
-    if encoding not in ("identity", ""):
-        msg = f"Content-Encoding {encoding!r} is not supported; valid: gzip, deflate, identity"
-        raise ProtocolError(msg)
-    return request.body
+def _encode(
+    service: PoolService, request: Any, out: Any, version: str | None, accepted: str
+) -> tuple[bytes, int | None, str | None]:
+    """Body, binary header length and Content-Encoding of an answer (gzip/deflate only when asked)."""
+    body, header_length = service.encode_response(request, out, version)
+    for name, pack in (("gzip", gzip.compress), ("deflate", zlib.compress)):
+        if name in accepted:
+            return pack(body), header_length, name
+    return body, header_length, None
 
 
 def routes(service: PoolService, prefix: str = "") -> list[tuple[str, type[BaseHandler], dict[str, Any]]]:
@@ -241,6 +248,9 @@ def routes(service: PoolService, prefix: str = "") -> list[tuple[str, type[BaseH
 
 class _NotFound(BaseHandler):
     def prepare(self) -> None:
+        super().prepare()
+        if self._finished:
+            return
         self.fail(404, f"no route {self.request.method} {self.request.path}; see GET /v2 and /packrat/plan")
 
 

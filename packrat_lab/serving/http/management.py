@@ -1,7 +1,7 @@
 """Management routes: read and set the plan, stats, events, auto mode, stop, Prometheus metrics.
 
     GET  /packrat/plan     {"plan": Plan.to_dict(), "state": ..., "model": ...}
-    PUT  /packrat/plan     {"plan": "2x1x4"} or {"batch": 8} (optimizer plan from the profile)   [token]
+    PUT  /packrat/plan     {"plan": "2x1x4@passive"} (text, setting names only) or {"batch": 8}  [token]
     POST /packrat/plan     same as PUT                                                            [token]
     GET  /packrat/stats    pool.stats() + plan text, state and HTTP request counts
     GET  /packrat/events   the pool's timeline: [{"time", "kind", "plan", "detail"}]
@@ -10,17 +10,22 @@
     GET  /metrics          Prometheus text exposition
 
 [token]: send the pool's token as `Authorization: Bearer <token>` or `X-Packrat-Token: <token>`,
-else 403. Read routes are open: the server binds 127.0.0.1 by default.
+else 403. Read routes are open: the server binds 127.0.0.1 by default and then answers only Host
+127.0.0.1/localhost/[::1] with its port. A plan names runtime settings, it never defines them: the
+settings are the server's (built-in plus its profile's); a plan object, an unknown setting name or a
+batch above the server's limit is a one-line 400. Every route runs its blocking part on the admin
+executor, so a pool that is stuck under inference can still be read and switched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from packrat_lab.errors import PackratError
 from packrat_lab.serving.http.app import BaseHandler
+from packrat_lab.serving.http.codec import load_object
+from packrat_lab.serving.http.protocol import ProtocolError
 
 __all__ = ["management_routes"]
 
@@ -36,22 +41,21 @@ class _TokenHandler(BaseHandler):
             return False
         return True
 
+    example = '{"plan": "2x1x4@passive"}'
+
     def json_body(self) -> dict[str, Any] | None:
         try:
-            body = json.loads(self.request.body or b"{}")
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            self.fail(400, 'body must be a JSON object; example: {"plan": "2x1x4"}')
+            return load_object(self.request.body, self.example)
+        except ProtocolError as exc:
+            self.fail(exc.status, str(exc))
             return None
-        return body
 
 
 class PlanHandler(_TokenHandler):
     route = "plan"
 
-    def get(self) -> None:
-        self.send_json(self.service.plan_dict())
+    async def get(self) -> None:
+        self.send_json(await self.admin(self.service.plan_dict))
 
     async def put(self) -> None:
         if not self.authorized():
@@ -59,11 +63,10 @@ class PlanHandler(_TokenHandler):
         body = self.json_body()
         if body is None:
             return
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self.service.executor, self.service.set_plan, body)
+            result = await self.admin(self.service.set_plan, body)
         except (PackratError, ValueError) as exc:  # refused: the old plan keeps serving
-            self.fail(400, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self.fail(400, str(exc) or type(exc).__name__)
             return
         self.send_json(result)
 
@@ -74,21 +77,22 @@ class PlanHandler(_TokenHandler):
 class StatsHandler(BaseHandler):
     route = "stats"
 
-    def get(self) -> None:
-        self.send_json(self.service.stats())
+    async def get(self) -> None:
+        self.send_json(await self.admin(self.service.stats))
 
 
 class EventsHandler(BaseHandler):
     route = "events"
 
-    def get(self) -> None:
-        self.send_json({"events": self.service.events()})
+    async def get(self) -> None:
+        self.send_json({"events": await self.admin(self.service.events)})
 
 
 class AutoHandler(_TokenHandler):
     route = "auto"
+    example = '{"auto": true}'
 
-    def put(self) -> None:
+    async def put(self) -> None:
         if not self.authorized():
             return
         body = self.json_body()
@@ -100,14 +104,14 @@ class AutoHandler(_TokenHandler):
             )
             return
         try:
-            self.service.pool.set_auto(body["auto"])
+            await self.admin(self.service.pool.set_auto, body["auto"])
         except (PackratError, ValueError) as exc:
-            self.fail(400, str(exc).splitlines()[0])
+            self.fail(400, str(exc))
             return
         self.send_json({"auto": body["auto"]})
 
-    def post(self) -> None:
-        self.put()
+    async def post(self) -> None:
+        await self.put()
 
 
 class StopHandler(_TokenHandler):
@@ -116,9 +120,9 @@ class StopHandler(_TokenHandler):
     async def post(self) -> None:
         if not self.authorized():
             return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.service.executor, self.service.pool.close)
+        await self.admin(self.service.pool.close)
         self.send_json({"stopped": True})
+        loop = asyncio.get_running_loop()
         if self.service.on_stop is not None:
             loop.call_later(0.05, self.service.on_stop)
 
@@ -126,11 +130,12 @@ class StopHandler(_TokenHandler):
 class MetricsHandler(BaseHandler):
     route = "metrics"
 
-    def get(self) -> None:
+    async def get(self) -> None:
         from packrat_lab.serving.http.metrics import CONTENT_TYPE
 
+        text = await self.admin(self.service.metrics_text)
         self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(self.service.metrics_text())
+        self.finish(text)
 
 
 def management_routes() -> list[tuple[str, type[BaseHandler]]]:

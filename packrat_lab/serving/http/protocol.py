@@ -4,6 +4,12 @@ Pure NumPy, no torch and no HTTP: the server, the load generator and the tests s
 A request body is a JSON object, optionally followed by raw little-endian tensor bytes; the
 `Inference-Header-Content-Length` header says where the JSON ends, and each binary tensor carries
 `parameters.binary_data_size` (bytes, in input order).
+
+Strict JSON both ways: the non-standard tokens NaN, Infinity and -Infinity are refused in a body
+(400), and never written: a tensor with non-finite values goes out only as binary data (a JSON
+answer for it is refused with a message that says so). JSON `data` is checked with NumPy as a
+whole (kind and range), not value by value: a float datatype takes numbers, an integer datatype
+integers, BOOL true/false (true/false mixed into numbers count as 1/0, as NumPy reads them).
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ __all__ = [
     "datatype_of",
     "decode_infer_request",
     "decode_infer_response",
+    "dumps",
     "encode_infer_request",
     "encode_infer_response",
+    "loads",
 ]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -47,6 +55,8 @@ DATATYPES: dict[str, np.dtype[Any]] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
+MAX_DIMS = 32  # a tensor rank beyond this is refused before NumPy sees it (NumPy's own limit is 64)
+MAX_DIM = 2**40  # one dimension beyond this is refused before any arithmetic on the shape
 _EXAMPLE = (
     '{"inputs": [{"name": "INPUT", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}'
 )
@@ -58,6 +68,28 @@ class ProtocolError(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _refuse_constant(token: str) -> Any:
+    msg = f"JSON carries the non-standard number {token}; send finite numbers or binary tensor data"
+    raise ProtocolError(msg)
+
+
+def loads(data: bytes | str) -> Any:
+    """json.loads that refuses NaN/Infinity and answers absurd nesting with ProtocolError, not RecursionError."""
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        msg = "JSON is nested too deeply to decode; send a flat 'data' list, e.g. [0.1, 0.2]"
+        raise ProtocolError(msg) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"request body is not valid JSON ({exc})"
+        raise ProtocolError(msg) from None
+
+
+def dumps(obj: Any) -> bytes:
+    """Strict, compact JSON: ValueError on NaN/Infinity (map them first; see service.jsonable)."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
 @dataclass(frozen=True)
@@ -122,9 +154,9 @@ def _split_body(body: bytes, header_length: int | None) -> tuple[dict[str, Any],
             raise ProtocolError(msg)
         json_part, tail = body[:header_length], body[header_length:]
     try:
-        obj = json.loads(json_part)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"request body is not valid JSON ({exc}); example: {_EXAMPLE}"
+        obj = loads(json_part)
+    except ProtocolError as exc:
+        msg = f"{exc}; example: {_EXAMPLE}"
         raise ProtocolError(msg) from None
     if not isinstance(obj, dict):
         msg = f"request body must be a JSON object, got {type(obj).__name__}; example: {_EXAMPLE}"
@@ -140,6 +172,12 @@ def _shape_of(entry: Mapping[str, Any], where: str) -> tuple[int, ...]:
     if any(d < 0 for d in shape):
         msg = f"{where} has a negative dimension in shape {shape}; example: [1, 4]"
         raise ProtocolError(msg)
+    if any(d > MAX_DIM for d in shape):
+        msg = f"{where} has a dimension above {MAX_DIM} in its shape; example: [1, 4]"
+        raise ProtocolError(msg)
+    if len(shape) > MAX_DIMS:
+        msg = f"{where} has {len(shape)} dimensions; at most {MAX_DIMS} are accepted, e.g. [1, 4]"
+        raise ProtocolError(msg)
     return tuple(shape)
 
 
@@ -152,46 +190,65 @@ def _dtype_of(entry: Mapping[str, Any], where: str) -> np.dtype[Any]:
     return dtype
 
 
-def _flatten(data: Any) -> list[Any]:
-    """Row-major flattening of the nested or flat JSON `data` list."""
-    if not isinstance(data, list):
-        return [data]
-    out: list[Any] = []
-    for item in data:
-        out.extend(_flatten(item) if isinstance(item, list) else [item])
-    return out
+_KIND_NAMES = {"b": "true/false", "i": "integer", "u": "integer", "f": "fractional", "U": "string"}
 
 
 def _json_tensor(
     entry: Mapping[str, Any], shape: tuple[int, ...], dtype: np.dtype[Any], where: str
 ) -> np.ndarray:
+    """The JSON `data` (flat or nested, row-major) as an array, checked as a whole with NumPy."""
     if "data" not in entry:
         msg = f"{where} has neither 'data' nor parameters.binary_data_size; example: {_EXAMPLE}"
         raise ProtocolError(msg)
-    values = _flatten(entry["data"])
-    count = math.prod(shape)
-    if len(values) != count:
-        msg = f"{where} has {len(values)} values in 'data' but shape {list(shape)} needs {count}"
-        raise ProtocolError(msg)
-    kind = dtype.kind
-    for v in values:
-        ok = (
-            isinstance(v, bool)
-            if kind == "b"
-            else isinstance(v, int) and not isinstance(v, bool)
-            if kind in "iu"
-            else isinstance(v, (int, float)) and not isinstance(v, bool)
-        )
-        if not ok:
-            msg = (
-                f"{where} has value {v!r} that is not {datatype_of(dtype)}; example data: [0.1, 0.2] for FP32"
-            )
-            raise ProtocolError(msg)
     try:
-        return np.asarray(values, dtype=dtype).reshape(shape)
-    except (OverflowError, ValueError) as exc:
-        msg = f"{where} data does not fit {datatype_of(dtype)}: {exc}"
+        values = np.asarray(entry["data"])
+    except (ValueError, TypeError, RecursionError) as exc:  # ragged or absurdly deep nesting
+        msg = (
+            f"{where} 'data' is not a rectangular list of numbers ({str(exc)[:80]}); example data: [0.1, 0.2]"
+        )
         raise ProtocolError(msg) from None
+    count = math.prod(shape)
+    if values.size != count:
+        msg = f"{where} has {values.size} values in 'data' but shape {list(shape)} needs {count}"
+        raise ProtocolError(msg)
+    if count == 0:
+        return np.zeros(shape, dtype)
+    _check_kind(values, dtype, where)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = values.astype(dtype).reshape(shape)
+    if dtype.kind == "f" and not np.isfinite(out).all():
+        msg = f"{where} has values beyond the range of {datatype_of(dtype)}; send smaller numbers"
+        raise ProtocolError(msg)
+    return out
+
+
+def _check_kind(values: np.ndarray, dtype: np.dtype[Any], where: str) -> None:
+    """Refuse data whose NumPy kind does not fit `dtype`, naming one offending value."""
+    kind, want = values.dtype.kind, dtype.kind
+    ok = kind == "b" if want == "b" else kind in "iu" if want in "iu" else kind in "iuf"
+    flat = values.reshape(-1)
+    name = datatype_of(dtype)
+    if not ok:
+        if kind == "O":
+            msg = f"{where} 'data' holds null, objects, mixed types or integers beyond 64 bits, not {name} values"
+            raise ProtocolError(msg)
+        if kind == "f" and want in "iu":
+            fractional = np.flatnonzero(flat != np.trunc(flat))
+            example = flat[fractional[0]] if fractional.size else flat[0]
+        else:
+            example = flat[0]
+        msg = (
+            f"{where} has {_KIND_NAMES.get(kind, kind)} value {example.item()!r} that is not {name}; "
+            "example data: [0.1, 0.2] for FP32"
+        )
+        raise ProtocolError(msg)
+    if want in "iu":
+        info = np.iinfo(dtype)
+        low, high = flat.min(), flat.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            msg = f"{where} has value {bad.item()!r} outside {name}'s range [{info.min}, {info.max}]"
+            raise ProtocolError(msg)
 
 
 def _binary_tensor(
@@ -227,7 +284,20 @@ def _parameters(entry: Mapping[str, Any], where: str) -> Mapping[str, Any]:
 
 
 def decode_infer_request(body: bytes, header_length: int | None = None) -> InferRequest:
-    """Decode a v2 infer request body (JSON, or JSON + binary tail when `header_length` is given)."""
+    """Decode a v2 infer request body (JSON, or JSON + binary tail when `header_length` is given).
+
+    Whatever the body holds, the only exception is ProtocolError (a bad request fails alone).
+    """
+    try:
+        return _decode_infer_request(body, header_length)
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, OverflowError, MemoryError, RecursionError) as exc:
+        msg = f"request cannot be decoded ({type(exc).__name__}: {str(exc)[:120]}); example: {_EXAMPLE}"
+        raise ProtocolError(msg) from None
+
+
+def _decode_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     obj, tail = _split_body(body, header_length)
     raw_inputs = obj.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -286,13 +356,20 @@ def _tensor_entries(
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+                msg = (
+                    f"tensor {tensor.name!r} has {bad} NaN/Infinity values, which strict JSON cannot carry; "
+                    f'ask for binary data, e.g. outputs [{{"name": "{tensor.name}", "parameters": {{"binary_data": true}}}}]'
+                )
+                raise ProtocolError(msg, status=500)
             entry["data"] = array.reshape(-1).tolist()
         entries.append(entry)
     return entries, chunks
 
 
 def _join(obj: Mapping[str, Any], chunks: Sequence[bytes]) -> tuple[bytes, int | None]:
-    header = json.dumps(obj, separators=(",", ":")).encode()
+    header = dumps(obj)
     if not chunks:
         return header, None
     return header + b"".join(chunks), len(header)

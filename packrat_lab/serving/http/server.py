@@ -2,6 +2,8 @@
 
 The loop lives in a background thread in both modes, so a notebook kernel (which has its own
 asyncio loop) stays responsive, and the foreground mode only waits for that thread (Ctrl-C stops).
+Stopping: no new connections, new requests 503, in-flight pool waits fail at once with 503 "cut
+off" (the pool's own futures are left alone), connections close (at most 2 s), the loop ends.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import socket
 import threading
 from typing import Any
 
-__all__ = ["Server", "serve_pool"]
+from packrat_lab.serving.http.limits import Limits
+
+__all__ = ["Limits", "Server", "serve_pool"]
 
 
 class Server:
@@ -28,6 +32,9 @@ class Server:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"packrat-http-{self.port}", daemon=True)
         service.on_stop = self._request_stop
+        from packrat_lab.serving.http.hosts import allowed_hosts, is_loopback
+
+        service.allowed_hosts = allowed_hosts(self.port) if is_loopback(host) else None
 
     @property
     def url(self) -> str:
@@ -59,11 +66,20 @@ class Server:
 
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
-        server = HTTPServer(make_app(self.service), xheaders=False)
+        limits: Limits = self.service.limits
+        server = HTTPServer(
+            make_app(self.service),
+            xheaders=False,
+            max_body_size=limits.max_body_bytes,
+            body_timeout=limits.body_timeout_s,
+            idle_connection_timeout=limits.idle_timeout_s,
+        )
         server.add_sockets(self._sockets)
         self._started.set()
         await self._stop_event.wait()
         server.stop()
+        self.service.stop_waiting()
+        await asyncio.sleep(0)  # let the cut-off handlers write their 503s
         try:
             await asyncio.wait_for(server.close_all_connections(), timeout=2.0)
         except asyncio.TimeoutError:
@@ -117,14 +133,18 @@ def serve_pool(
     background: bool = True,
     *,
     profile: Any = None,
+    limits: Limits | None = None,
 ) -> Server:
     """Serve `pool` over Open Inference Protocol v2 plus management routes; port 0 picks a free one.
 
     background=False blocks until the server is stopped (Ctrl-C raises KeyboardInterrupt after
-    stopping it); the pool is never closed here except by POST /packrat/stop.
+    stopping it); the pool is never closed here except by POST /packrat/stop. A bind other than
+    loopback is warned about loudly (stderr and logging); a loopback bind answers only loopback
+    Host headers. `limits` sets body/JSON caps, timeouts, requests in flight and the plan batch bound.
     """
     from tornado.netutil import bind_sockets
 
+    from packrat_lab.serving.http.hosts import warn_if_exposed
     from packrat_lab.serving.http.service import PoolService
 
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
@@ -135,8 +155,9 @@ def serve_pool(
     except OSError as exc:
         msg = f"cannot listen on {host}:{port} ({exc.strerror}); example: --port 0 for a free port"
         raise ValueError(msg) from None
-    service = PoolService(pool, token=token, profile=profile)
+    service = PoolService(pool, token=token, profile=profile, limits=limits)
     server = Server(service, sockets[:1], host).start()
+    warn_if_exposed(host, server.port)
     for extra in sockets[1:]:
         extra.close()
     if not background:

@@ -1,14 +1,17 @@
-"""PoolService: the pool behind the HTTP routes plus what the server adds (token, metrics, metadata).
+"""PoolService: the pool behind the HTTP routes plus what the server adds (limits, token, metrics, metadata).
 
-Transport-free on purpose, so the routes stay thin and a Jupyter server extension can wrap the
-same object in its own handlers.
+Transport-free on purpose: decode/validate (`decode_request`), admission (`admission`), inference
+(`infer`), encoding (`encode_response`) and plan requests (`resolve_plan`) take and return plain
+values, so the tornado routes stay thin and the gRPC front can call the same functions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import math
+import re
 import secrets
 import threading
 import time
@@ -18,20 +21,45 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from packrat_lab.serving.http.protocol import DATATYPES, ProtocolError, Tensor, datatype_of
+from packrat_lab.serving.http.admission import Admission
+from packrat_lab.serving.http.codec import MiB, inflate
+from packrat_lab.serving.http.limits import Limits, default_max_batch
+from packrat_lab.serving.http.protocol import (
+    DATATYPES,
+    HEADER_LENGTH,
+    InferRequest,
+    ProtocolError,
+    Tensor,
+    datatype_of,
+    decode_infer_request,
+    encode_infer_response,
+)
 
 if TYPE_CHECKING:
     from packrat_lab.plan import Plan
+    from packrat_lab.settings import RuntimeSetting
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PoolService", "jsonable"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PoolService", "ServerStopping", "jsonable", "state_text"]
 
 INPUT_NAME = "INPUT"
 OUTPUT_NAME = "OUTPUT"
+READY_STATES = ("serving", "switching")
 _DTYPE_TO_V2 = {"float32": "FP32", "int64": "INT64"}
+_GROUP = re.compile(r"(\d+)\s*x\s*(\d+)\s*x\s*(\d+)")
+_PLAN_EXAMPLE = '{"plan": "2x1x4@passive"}'
+
+
+class ServerStopping(Exception):
+    """The server stopped while this request waited for the pool."""
+
+
+def state_text(state: Any) -> str:
+    """A pool state (a str enum or a plain string) as its plain value, e.g. 'serving'."""
+    return str(getattr(state, "value", state))
 
 
 def jsonable(value: Any) -> Any:
-    """A JSON-ready copy of stats/events values (Plans as dicts, NumPy scalars as numbers, inf as None)."""
+    """A JSON-ready copy of stats/events values (Plans as dicts, NumPy scalars as numbers, NaN/inf as None)."""
     from packrat_lab.plan import Plan
 
     if isinstance(value, Plan):
@@ -46,7 +74,9 @@ def jsonable(value: Any) -> Any:
         return None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):  # a str enum (pool state) as its value
+        return state_text(value)
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     return str(value)
 
@@ -65,7 +95,12 @@ def _event_dict(event: Any) -> dict[str, Any]:
 
 
 class PoolService:
-    """Everything a route needs: the pool, its token, metrics, model metadata and a thread pool."""
+    """Everything a route needs: the pool, limits, token, metrics, model metadata and three thread pools.
+
+    executor: blocking `pool.infer` calls of multi-row requests. codec_executor: decoding,
+    validating and encoding bodies. admin_executor: management and metadata routes, so inference
+    can never starve them.
+    """
 
     def __init__(
         self,
@@ -74,17 +109,38 @@ class PoolService:
         token: str | None = None,
         profile: Any = None,
         max_threads: int = 8,
+        limits: Limits | None = None,
+        cores: int | None = None,
     ) -> None:
+        from packrat_lab.serving.http.metrics import ServerMetrics
+        from packrat_lab.settings import builtin_settings
+
         self.pool = pool
         self.token = token or secrets.token_urlsafe(24)
         self.profile = profile if profile is not None else getattr(pool, "profile", None)
-        self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="packrat-http")
+        self.limits = limits or Limits()
+        if cores is None:
+            from packrat_lab.host import detect_host
+
+            cores = detect_host().usable_cores
+        self.cores = cores
+        self.max_batch = self.limits.max_batch or default_max_batch(self.profile, cores)
+        # runtime settings a plan may name: built-in plus the server's own profile's, never a request's
+        self.settings: dict[str, RuntimeSetting] = {
+            **builtin_settings(),
+            **dict(getattr(self.profile, "settings", None) or {}),
+        }
+        self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="packrat-http-infer")
+        self.codec_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="packrat-http-codec")
+        self.admin_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="packrat-http-admin")
+        self.admission = Admission(self.limits.max_in_flight)
+        self.allowed_hosts: frozenset[str] | None = None  # Host headers accepted; None: any (open bind)
         self.on_stop: Callable[[], None] | None = None  # set by the server: stops itself
         self._output: tuple[str, tuple[int, ...]] | None = None  # (datatype, per-sample shape)
         self._output_lock = threading.Lock()
-        from packrat_lab.serving.http.metrics import ServerMetrics
-
+        self._waiting: set[asyncio.Future[Any]] = set()  # in-flight pool waits, failed on shutdown
         self.metrics = ServerMetrics()
+        self.metrics.watch_pool(self)
 
     # ---- identity and metadata
     @property
@@ -97,6 +153,15 @@ class PoolService:
         """v2 datatype the model takes: FP32 or INT64."""
         return _DTYPE_TO_V2.get(self.pool.workload.dtype, "FP32")
 
+    @property
+    def state(self) -> str:
+        """The pool's state as plain text."""
+        return state_text(getattr(self.pool, "state", "serving"))
+
+    def ready(self) -> bool:
+        """Whether the pool answers requests: serving, or switching plans (never starting/degraded/closed)."""
+        return self.state in READY_STATES
+
     def check_token(self, headers: Mapping[str, str]) -> bool:
         """Whether a request carries the pool's token (Bearer or X-Packrat-Token)."""
         given = headers.get("X-Packrat-Token") or ""
@@ -104,6 +169,13 @@ class PoolService:
         if not given and auth.lower().startswith("bearer "):
             given = auth[7:].strip()
         return bool(given) and secrets.compare_digest(given.encode(), self.token.encode())
+
+    def check_host(self, host: str) -> None:
+        """Refuse (ProtocolError 403) a Host header a loopback server does not answer to (DNS rebinding)."""
+        if self.allowed_hosts is not None and host.lower() not in self.allowed_hosts:
+            valid = min(self.allowed_hosts, key=lambda h: (not h.startswith("127."), h))
+            msg = f"Host {host!r} is not this server; a loopback server answers only Host {valid} and localhost or [::1] with its port"
+            raise ProtocolError(msg, status=403)
 
     def output_info(self) -> tuple[str, tuple[int, ...]]:
         """Output datatype and per-sample shape, learned from one probe inference (blocking, cached)."""
@@ -160,13 +232,42 @@ class PoolService:
             "dynamic_batching": {"max_batch_size": plan.total_batch},
         }
 
-    # ---- inference
+    # ---- inference: decode and check (blocking, run in codec_executor)
+    def decode_request(
+        self, body: bytes, header_length: str | None, content_encoding: str | None
+    ) -> tuple[InferRequest, np.ndarray]:
+        """The request and its checked input array from raw body and headers; ProtocolError (4xx) if bad."""
+        length: int | None = None
+        if header_length is not None:
+            try:
+                length = int(header_length)
+            except ValueError:
+                msg = (
+                    f"{HEADER_LENGTH} must be an integer byte count, got {header_length[:40]!r}; example: 120"
+                )
+                raise ProtocolError(msg) from None
+        body = inflate(body, content_encoding or "identity", self.limits.max_body_bytes)
+        json_bytes = len(body) if length is None else min(max(length, 0), len(body))
+        if json_bytes > self.limits.max_json_bytes:
+            msg = (
+                f"JSON part of {json_bytes / MiB:.1f} MiB is above the {self.limits.max_json_bytes / MiB:g} MiB "
+                "JSON limit; send tensors as binary data (tritonclient: binary_data=True)"
+            )
+            raise ProtocolError(msg, status=413)
+        request = decode_infer_request(body, length)
+        array = self.check_input(request.inputs)
+        unknown = [o.name for o in request.outputs if o.name != OUTPUT_NAME]
+        if unknown:
+            msg = f"model {self.model_name!r} has no output {unknown[0]!r}; valid: [{OUTPUT_NAME!r}]"
+            raise ProtocolError(msg)
+        return request, array
+
     def check_input(self, inputs: tuple[Tensor, ...]) -> np.ndarray:
         """The one input array, after checking name, datatype and shape against the model."""
         shape = tuple(self.pool.workload.sample_shape)
         example = f'{{"name": "{INPUT_NAME}", "datatype": "{self.input_datatype}", "shape": {[1, *shape]}}}'
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
-            names = [t.name for t in inputs]
+            names = [t.name for t in inputs][:4]
             msg = f"model {self.model_name!r} takes one input named {INPUT_NAME!r}, got {names}; example: {example}"
             raise ProtocolError(msg)
         array = inputs[0].array
@@ -184,66 +285,141 @@ class PoolService:
             raise ProtocolError(msg)
         return array
 
+    def encode_response(
+        self, request: InferRequest, out: np.ndarray, version: str | None
+    ) -> tuple[bytes, int | None]:
+        """Answer body and binary header length (blocking; ProtocolError 500 for NaN in a JSON answer)."""
+        self.remember_output(out)
+        return encode_infer_response(
+            self.model_name, [Tensor(OUTPUT_NAME, out)], request, model_version=version
+        )
+
+    # ---- inference: the pool (async, on the loop)
     async def infer(self, array: np.ndarray, arrived: float) -> np.ndarray:
         """Run checked rows through the pool without blocking the event loop.
 
         One row goes through `pool.submit` so concurrent single requests meet in the pool's dynamic
         batcher (Packrat's B comes from that queue); a client-formed batch goes through
-        `pool.infer`, which splits it by the plan.
+        `pool.infer` in `executor`, which splits it by the plan. The wait is detached from the
+        pool's future: a request cut off by shutdown fails with ServerStopping and never cancels
+        the pool's future under it.
         """
         import torch
 
         tensor = torch.from_numpy(array)
         self.metrics.request_rows.observe(array.shape[0])
         if array.shape[0] == 1:
-            future = self.pool.submit(tensor[0])
+            future: concurrent.futures.Future[Any] = self.pool.submit(tensor[0])
             self.metrics.queue_seconds.observe(time.perf_counter() - arrived)
-            out = await asyncio.wrap_future(future)
-            return _to_numpy(out)[None, ...]
+            return _to_numpy(await self._wait(future))[None, ...]
 
         def run() -> Any:
             self.metrics.queue_seconds.observe(time.perf_counter() - arrived)
             return self.pool.infer(tensor)
 
-        out = await asyncio.get_running_loop().run_in_executor(self.executor, run)
-        return _to_numpy(out)
+        return _to_numpy(await self._wait(self.executor.submit(run)))
+
+    async def _wait(self, future: concurrent.futures.Future[Any]) -> Any:
+        """Await a concurrent future through a separate asyncio future (never cancels the original)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+
+        def settle(done: concurrent.futures.Future[Any]) -> None:
+            if waiter.done():
+                return
+            if done.cancelled():
+                waiter.set_exception(ServerStopping("the pool cancelled the request"))
+            elif done.exception() is not None:
+                waiter.set_exception(done.exception())  # type: ignore[arg-type]
+            else:
+                waiter.set_result(done.result())
+
+        def relay(done: concurrent.futures.Future[Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(settle, done)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        self._waiting.add(waiter)
+        future.add_done_callback(relay)
+        try:
+            return await waiter
+        finally:
+            self._waiting.discard(waiter)
+
+    def stop_waiting(self) -> int:
+        """Refuse new requests and fail every in-flight pool wait with ServerStopping (loop thread only)."""
+        self.admission.close()
+        pending = [w for w in self._waiting if not w.done()]
+        for waiter in pending:
+            waiter.set_exception(ServerStopping("server is stopping"))
+        return len(pending)
 
     def remember_output(self, out: np.ndarray) -> None:
         """Cache output datatype/shape from a real answer, so metadata needs no probe later."""
         if self._output is None and out.ndim >= 1 and out.dtype in DATATYPES.values():
             self._output = (datatype_of(out.dtype), tuple(out.shape[1:]))
 
-    # ---- management
+    # ---- management (blocking, run in admin_executor)
     def plan_dict(self) -> dict[str, Any]:
         """The plan being served, with the pool's state."""
-        return {"plan": self.pool.plan.to_dict(), "state": str(self.pool.state), "model": self.model_name}
+        return {"plan": self.pool.plan.to_dict(), "state": self.state, "model": self.model_name}
 
     def resolve_plan(self, body: Mapping[str, Any]) -> Plan:
-        """The plan a management request asks for: {"plan": "2x1x4"} or {"batch": B} (needs a profile)."""
+        """The plan a management request asks for: {"plan": "2x1x4@passive"} (text, setting names) or {"batch": B}.
+
+        Runtime settings are the server's own (built-in plus its profile's): a request names them,
+        never defines them, so a plan object (which could carry environment variables) is refused.
+        """
         from packrat_lab.plan import Plan
 
-        if "plan" in body:
-            raw = body["plan"]
-            if isinstance(raw, Mapping):
-                return Plan.from_dict(raw)
-            if isinstance(raw, str):
-                return Plan.parse(raw)
-            msg = f"'plan' must be text like '2x1x4' or a plan object, got {raw!r}; example: {{\"plan\": \"2x1x4\"}}"
+        unknown = sorted(set(body) - {"plan", "batch"})
+        if unknown or ("plan" in body) == ("batch" in body):
+            msg = f"body takes exactly one of 'plan' or 'batch', got keys {sorted(body)[:6]}; example: {_PLAN_EXAMPLE}"
             raise ValueError(msg)
         if "batch" in body:
-            batch = body["batch"]
-            if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-                msg = f"'batch' must be a positive integer, got {batch!r}; example: {{\"batch\": 8}}"
-                raise ValueError(msg)
-            if self.profile is None:
-                msg = 'setting a plan by batch needs a profile; start the server with --profile FILE, or send {"plan": "2x1x4"}'
-                raise ValueError(msg)
-            from packrat_lab.host import detect_host
-            from packrat_lab.optimizer import optimize
+            return self._plan_for_batch(body["batch"])
+        raw = body["plan"]
+        if not isinstance(raw, str):
+            msg = (
+                f"'plan' must be plan text with setting names, got a {type(raw).__name__}: runtime settings are "
+                f"the server's own ({', '.join(sorted(self.settings))}); example: {_PLAN_EXAMPLE}"
+            )
+            raise ValueError(msg)  # noqa: TRY004 - every refused plan is a ValueError (one-line 400)
+        if len(raw) > 1000:
+            msg = f"plan text of {len(raw)} characters is too long; example: {_PLAN_EXAMPLE}"
+            raise ValueError(msg)
+        total = sum(int(count) * int(batch) for count, _, batch in _GROUP.findall(raw))
+        self._check_batch(raw, total)  # before parsing: '1000000000x1x1' must not build a billion instances
+        plan = Plan.parse(raw)
+        names = [i.setting.name for i in plan.instances if i.setting.name not in self.settings]
+        if names:
+            msg = (
+                f"unknown runtime setting {names[0]!r} in plan {raw!r}; this server knows "
+                f"{', '.join(sorted(self.settings))}; example: {_PLAN_EXAMPLE}"
+            )
+            raise ValueError(msg)
+        return plan.with_settings(self.settings)
 
-            return optimize(self.profile, detect_host().usable_cores, batch)
-        msg = f"body needs 'plan' or 'batch', got keys {sorted(body)}; example: {{\"plan\": \"2x1x4\"}}"
-        raise ValueError(msg)
+    def _check_batch(self, text: str, total: int) -> None:
+        if total > self.max_batch:
+            msg = (
+                f"plan {text[:60]!r} serves a batch of {total}, above this server's limit of {self.max_batch} "
+                f"(--max-batch); example: {_PLAN_EXAMPLE}"
+            )
+            raise ValueError(msg)
+
+    def _plan_for_batch(self, batch: Any) -> Plan:
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            msg = f"'batch' must be a positive integer, got {str(batch)[:40]}; example: {{\"batch\": 8}}"
+            raise ValueError(msg)
+        self._check_batch(f"batch {batch}", batch)
+        if self.profile is None:
+            msg = f"setting a plan by batch needs a profile; start the server with --profile FILE, or send {_PLAN_EXAMPLE}"
+            raise ValueError(msg)
+        from packrat_lab.optimizer import optimize
+
+        return optimize(self.profile, self.cores, batch)
 
     def set_plan(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Reconfigure the pool (blocking until switched); errors leave the old plan serving."""
@@ -251,10 +427,10 @@ class PoolService:
         return self.plan_dict()
 
     def stats(self) -> dict[str, Any]:
-        """pool.stats() as JSON, plus the plan text and the server's request counts."""
+        """pool.stats() as JSON (non-finite numbers as null), plus the plan text, state and HTTP request counts."""
         data: dict[str, Any] = jsonable(self.pool.stats())
         data["plan"] = self.pool.plan.text
-        data["state"] = str(self.pool.state)
+        data["state"] = self.state
         data["http_requests"] = {f"{r} {c}": n for (r, c), n in sorted(self.metrics.requests().items())}
         return data
 
@@ -262,18 +438,21 @@ class PoolService:
         """The pool's timeline as JSON."""
         return [_event_dict(e) for e in self.pool.events()]
 
-    def metrics_text(self) -> str:
-        """The whole Prometheus exposition: the server's metrics then the pool's."""
-        from packrat_lab.serving.http.metrics import render_pool
+    def metrics_text(self) -> bytes:
+        """The whole Prometheus exposition (server and pool metrics)."""
+        return self.metrics.render()
 
-        plan = self.pool.plan
-        lines = self.metrics.render()
-        lines += render_pool(self.pool.stats(), plan.text, str(plan), str(self.pool.state))
-        return "\n".join(lines) + "\n"
+    def summary(self) -> str:
+        """One line for the end of `packrat-lab serve`: inference requests served and failed."""
+        counts = self.metrics.requests()
+        served = sum(n for (route, code), n in counts.items() if route == "infer" and code == "200")
+        failed = sum(n for (route, code), n in counts.items() if route == "infer" and code != "200")
+        return f"served {served} inference requests, {failed} failed"
 
     def close(self) -> None:
-        """Stop the thread pool (the pool itself belongs to whoever made it)."""
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the thread pools (the pool itself belongs to whoever made it)."""
+        for executor in (self.executor, self.codec_executor, self.admin_executor):
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _to_numpy(out: Any) -> np.ndarray:
