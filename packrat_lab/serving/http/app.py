@@ -54,6 +54,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         """Every route: refuse a Host header a loopback server does not answer to (DNS rebinding)."""
+        task = asyncio.current_task()
+        if task is not None:  # awaited by the server's shutdown, so none is cancelled mid-answer
+            self.service.tasks.add(task)
         try:
             self.service.check_host(self.request.host)
         except ProtocolError as exc:
@@ -90,7 +93,16 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def admin(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking management call on the admin executor (never queued behind inference)."""
-        return await asyncio.get_running_loop().run_in_executor(self.service.admin_executor, fn, *args)
+        try:
+            result: T = await self.service.run_blocking(self.service.admin_executor, fn, *args)
+        except ServerStopping:
+            raise tornado.web.HTTPError(503, reason="server is stopping") from None
+        return result
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """HTTPErrors are answers, not incidents: only unexpected exceptions are logged (with traceback)."""
+        if not isinstance(value, tornado.web.HTTPError):
+            super().log_exception(typ, value, tb)
 
 
 class LiveHandler(BaseHandler):
@@ -171,10 +183,9 @@ class InferHandler(BaseHandler):
 
     async def _infer(self, model: str, version: str | None, arrived: float) -> None:
         service = self.service
-        loop = asyncio.get_running_loop()
         headers = self.request.headers
         try:  # decode, inflate and validate off the event loop
-            request, array = await loop.run_in_executor(
+            request, array = await service.run_blocking(
                 service.codec_executor,
                 service.decode_request,
                 self.request.body,
@@ -183,6 +194,9 @@ class InferHandler(BaseHandler):
             )
         except ProtocolError as exc:
             self.fail(exc.status, str(exc))
+            return
+        except ServerStopping as exc:
+            self.fail(503, f"request cut off: {exc}")
             return
         if not self.pool_ready():
             self.fail(503, f"model {model!r} is not serving (pool state {service.state!r})")
@@ -200,11 +214,14 @@ class InferHandler(BaseHandler):
             return
         accepted = headers.get("Accept-Encoding", "")
         try:
-            body, header_length, encoding = await loop.run_in_executor(
+            body, header_length, encoding = await service.run_blocking(
                 service.codec_executor, _encode, service, request, out, version, accepted
             )
         except ProtocolError as exc:
             self.fail(exc.status, str(exc))
+            return
+        except ServerStopping as exc:
+            self.fail(503, f"request cut off: {exc}")
             return
         if encoding is not None:
             self.set_header("Content-Encoding", encoding)

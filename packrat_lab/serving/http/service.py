@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -138,7 +139,11 @@ class PoolService:
         self.on_stop: Callable[[], None] | None = None  # set by the server: stops itself
         self._output: tuple[str, tuple[int, ...]] | None = None  # (datatype, per-sample shape)
         self._output_lock = threading.Lock()
-        self._waiting: set[asyncio.Future[Any]] = set()  # in-flight pool waits, failed on shutdown
+        self._waiting: set[asyncio.Future[Any]] = set()  # in-flight waits (loop thread), failed on shutdown
+        self._stopping = False
+        self.tasks: weakref.WeakSet[asyncio.Task[Any]] = (
+            weakref.WeakSet()
+        )  # handler tasks, awaited on shutdown
         self.metrics = ServerMetrics()
         self.metrics.watch_pool(self)
 
@@ -317,10 +322,24 @@ class PoolService:
             self.metrics.queue_seconds.observe(time.perf_counter() - arrived)
             return self.pool.infer(tensor)
 
-        return _to_numpy(await self._wait(self.executor.submit(run)))
+        return _to_numpy(await self.run_blocking(self.executor, run))
+
+    async def run_blocking(
+        self, executor: concurrent.futures.Executor, fn: Callable[..., Any], *args: Any
+    ) -> Any:
+        """`fn(*args)` in `executor`, awaited so that shutdown fails the wait (ServerStopping), never cancels it."""
+        if self._stopping:
+            raise ServerStopping("server is stopping")
+        try:
+            future = executor.submit(fn, *args)
+        except RuntimeError:  # the executor was shut down: the server is closing
+            raise ServerStopping("server is stopping") from None
+        return await self._wait(future)
 
     async def _wait(self, future: concurrent.futures.Future[Any]) -> Any:
         """Await a concurrent future through a separate asyncio future (never cancels the original)."""
+        if self._stopping:
+            raise ServerStopping("server is stopping")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
 
@@ -350,6 +369,7 @@ class PoolService:
     def stop_waiting(self) -> int:
         """Refuse new requests and fail every in-flight pool wait with ServerStopping (loop thread only)."""
         self.admission.close()
+        self._stopping = True
         pending = [w for w in self._waiting if not w.done()]
         for waiter in pending:
             waiter.set_exception(ServerStopping("server is stopping"))
@@ -451,6 +471,8 @@ class PoolService:
 
     def close(self) -> None:
         """Stop the thread pools (the pool itself belongs to whoever made it)."""
+        self._stopping = True
+        self.admission.close()
         for executor in (self.executor, self.codec_executor, self.admin_executor):
             executor.shutdown(wait=False, cancel_futures=True)
 
