@@ -11,7 +11,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import math
-import re
 import secrets
 import threading
 import time
@@ -46,8 +45,6 @@ INPUT_NAME = "INPUT"
 OUTPUT_NAME = "OUTPUT"
 READY_STATES = ("serving", "switching")
 _DTYPE_TO_V2 = {"float32": "FP32", "int64": "INT64"}
-_GROUP = re.compile(r"(\d+)\s*x\s*(\d+)\s*x\s*(\d+)")
-_PLAN_EXAMPLE = '{"plan": "2x1x4@passive"}'
 
 
 class ServerStopping(Exception):
@@ -386,60 +383,10 @@ class PoolService:
         return {"plan": self.pool.plan.to_dict(), "state": self.state, "model": self.model_name}
 
     def resolve_plan(self, body: Mapping[str, Any]) -> Plan:
-        """The plan a management request asks for: {"plan": "2x1x4@passive"} (text, setting names) or {"batch": B}.
+        """The plan a management request asks for (see plan_requests.resolve_plan); ValueError if refused."""
+        from packrat_lab.serving.http.plan_requests import resolve_plan
 
-        Runtime settings are the server's own (built-in plus its profile's): a request names them,
-        never defines them, so a plan object (which could carry environment variables) is refused.
-        """
-        from packrat_lab.plan import Plan
-
-        unknown = sorted(set(body) - {"plan", "batch"})
-        if unknown or ("plan" in body) == ("batch" in body):
-            msg = f"body takes exactly one of 'plan' or 'batch', got keys {sorted(body)[:6]}; example: {_PLAN_EXAMPLE}"
-            raise ValueError(msg)
-        if "batch" in body:
-            return self._plan_for_batch(body["batch"])
-        raw = body["plan"]
-        if not isinstance(raw, str):
-            msg = (
-                f"'plan' must be plan text with setting names, got a {type(raw).__name__}: runtime settings are "
-                f"the server's own ({', '.join(sorted(self.settings))}); example: {_PLAN_EXAMPLE}"
-            )
-            raise ValueError(msg)  # noqa: TRY004 - every refused plan is a ValueError (one-line 400)
-        if len(raw) > 1000:
-            msg = f"plan text of {len(raw)} characters is too long; example: {_PLAN_EXAMPLE}"
-            raise ValueError(msg)
-        total = sum(int(count) * int(batch) for count, _, batch in _GROUP.findall(raw))
-        self._check_batch(raw, total)  # before parsing: '1000000000x1x1' must not build a billion instances
-        plan = Plan.parse(raw)
-        names = [i.setting.name for i in plan.instances if i.setting.name not in self.settings]
-        if names:
-            msg = (
-                f"unknown runtime setting {names[0]!r} in plan {raw!r}; this server knows "
-                f"{', '.join(sorted(self.settings))}; example: {_PLAN_EXAMPLE}"
-            )
-            raise ValueError(msg)
-        return plan.with_settings(self.settings)
-
-    def _check_batch(self, text: str, total: int) -> None:
-        if total > self.max_batch:
-            msg = (
-                f"plan {text[:60]!r} serves a batch of {total}, above this server's limit of {self.max_batch} "
-                f"(--max-batch); example: {_PLAN_EXAMPLE}"
-            )
-            raise ValueError(msg)
-
-    def _plan_for_batch(self, batch: Any) -> Plan:
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            msg = f"'batch' must be a positive integer, got {str(batch)[:40]}; example: {{\"batch\": 8}}"
-            raise ValueError(msg)
-        self._check_batch(f"batch {batch}", batch)
-        if self.profile is None:
-            msg = f"setting a plan by batch needs a profile; start the server with --profile FILE, or send {_PLAN_EXAMPLE}"
-            raise ValueError(msg)
-        from packrat_lab.optimizer import optimize
-
-        return optimize(self.profile, self.cores, batch)
+        return resolve_plan(body, self.settings, self.max_batch, self.profile, self.cores)
 
     def set_plan(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Reconfigure the pool (blocking until switched); errors leave the old plan serving."""
