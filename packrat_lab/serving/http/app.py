@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 import tornado.web
 
 from packrat_lab import __version__
+from packrat_lab.serving.http.codec import MiB
+from packrat_lab.serving.http.limits import MANAGEMENT_BODY_BYTES
 from packrat_lab.serving.http.protocol import HEADER_LENGTH, ProtocolError, dumps
 from packrat_lab.serving.http.service import PoolService, ServerStopping
 
@@ -44,10 +46,16 @@ T = TypeVar("T")
 _MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 
 
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
-    """JSON answers and one-line JSON errors for every route; Host check; counts each answer in the metrics."""
+    """JSON answers and one-line JSON errors for every route; Host check; counts each answer in the metrics.
+
+    Bodies are streamed into `self.body` under the route's limit (413 from the Content-Length
+    alone), so tornado never parses form bodies on the event loop, whatever the Content-Type.
+    """
 
     route = "other"
+    max_body_bytes: int | None = MANAGEMENT_BODY_BYTES  # None: the server's Limits.max_body_bytes
 
     def initialize(self, service: PoolService) -> None:
         self.service = service
@@ -57,10 +65,33 @@ class BaseHandler(tornado.web.RequestHandler):
         task = asyncio.current_task()
         if task is not None:  # awaited by the server's shutdown, so none is cancelled mid-answer
             self.service.tasks.add(task)
+        self._body = bytearray()
         try:
             self.service.check_host(self.request.host)
+            self._limit_body()
         except ProtocolError as exc:
             self.fail(exc.status, str(exc))
+
+    def _limit_body(self) -> None:
+        limit = self.max_body_bytes or self.service.limits.max_body_bytes
+        connection = self.request.connection
+        if connection is not None and hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(limit)
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            msg = (
+                f"request body of {int(length) / MiB:.1f} MiB is above this route's {limit / MiB:g} MiB limit"
+            )
+            raise ProtocolError(msg, status=413)
+
+    def data_received(self, chunk: bytes) -> None:
+        if not self._finished:
+            self._body += chunk
+
+    @property
+    def body(self) -> bytes:
+        """The request body, streamed in under the route's limit."""
+        return bytes(self._body)
 
     def check_xsrf_cookie(self) -> None:
         """API routes are token-protected, not cookie-protected."""
@@ -165,6 +196,7 @@ class RepositoryIndexHandler(BaseHandler):
 
 class InferHandler(BaseHandler):
     route = "infer"
+    max_body_bytes = None
 
     async def post(self, model: str, version: str | None = None) -> None:
         arrived = time.perf_counter()
@@ -188,7 +220,7 @@ class InferHandler(BaseHandler):
             request, array = await service.run_blocking(
                 service.codec_executor,
                 service.decode_request,
-                self.request.body,
+                self.body,
                 headers.get(HEADER_LENGTH),
                 headers.get("Content-Encoding"),
             )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_BATCH", "Limits", "default_max_batch"]
+__all__ = ["DEFAULT_MAX_BATCH", "MANAGEMENT_BODY_BYTES", "Limits", "default_max_batch"]
 
 MIB = 1024 * 1024
+MANAGEMENT_BODY_BYTES = MIB  # every route but infer: a plan or a switch fits in far less
 DEFAULT_MAX_BATCH = 4096  # largest plan batch a management request may ask for when no profile says more
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from packrat_lab.serving.http.admission import Admission
 from packrat_lab.serving.http.codec import MiB, inflate
+from packrat_lab.serving.http.decoder import JsonDecoder
 from packrat_lab.serving.http.limits import Limits, default_max_batch
 from packrat_lab.serving.http.protocol import (
     DATATYPES,
@@ -31,7 +32,6 @@ from packrat_lab.serving.http.protocol import (
     ProtocolError,
     Tensor,
     datatype_of,
-    decode_infer_request,
     encode_infer_response,
 )
 
@@ -132,6 +132,7 @@ class PoolService:
         self.codec_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="packrat-http-codec")
         self.admin_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="packrat-http-admin")
         self.admission = Admission(self.limits.max_in_flight)
+        self.decoder = JsonDecoder()  # big JSON bodies are parsed in a helper process (GIL)
         self.allowed_hosts: frozenset[str] | None = None  # Host headers accepted; None: any (open bind)
         self.on_stop: Callable[[], None] | None = None  # set by the server: stops itself
         self._output: tuple[str, tuple[int, ...]] | None = None  # (datatype, per-sample shape)
@@ -143,6 +144,7 @@ class PoolService:
         )  # handler tasks, awaited on shutdown
         self.metrics = ServerMetrics()
         self.metrics.watch_pool(self)
+        import torch  # noqa: F401 - imported here, not by the first request on the event loop (~1 s)
 
     # ---- identity and metadata
     @property
@@ -256,7 +258,7 @@ class PoolService:
                 "JSON limit; send tensors as binary data (tritonclient: binary_data=True)"
             )
             raise ProtocolError(msg, status=413)
-        request = decode_infer_request(body, length)
+        request = self.decoder.decode(body, length)
         array = self.check_input(request.inputs)
         unknown = [o.name for o in request.outputs if o.name != OUTPUT_NAME]
         if unknown:
@@ -420,6 +422,7 @@ class PoolService:
         """Stop the thread pools (the pool itself belongs to whoever made it)."""
         self._stopping = True
         self.admission.close()
+        self.decoder.close()
         for executor in (self.executor, self.codec_executor, self.admin_executor):
             executor.shutdown(wait=False, cancel_futures=True)
 
