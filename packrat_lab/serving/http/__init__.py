@@ -11,7 +11,9 @@ Concurrency: who owns what.
         readiness routes and calls pool.submit (which only queues).
     PoolService.codec_executor (2 threads "packrat-http-codec"): inflate (capped), JSON decode
         (strict), vectorised validation, answer encoding and compression. json.loads holds the
-        GIL while it parses, so Limits.max_json_bytes bounds how long one request can pause the loop.
+        GIL for its whole parse, so a JSON part above 1 MiB is handed to the JsonDecoder helper
+        process (one spawned process, started on first use; decoder.py) and the codec thread
+        only waits; Limits.max_json_bytes (16 MiB) bounds the rest.
     PoolService.executor (8 threads "packrat-http-infer"): blocking pool.infer of multi-row requests.
         A stuck pool fills it; nothing else runs there.
     PoolService.admin_executor (4 threads "packrat-http-admin"): management and metadata routes

@@ -17,9 +17,9 @@ class Limits:
     """Server limits; every refusal names the limit it hit.
 
     max_body_bytes: a request body, also after gzip/deflate inflation (413 past it).
-    max_json_bytes: the JSON part of an infer request. json.loads holds the GIL while it parses,
-        so this bounds how long one JSON request can pause the event loop thread (about 0.1 s
-        per 16 MiB here); binary tensor data has no such cost (413 past it).
+    max_json_bytes: the JSON part of an infer request (413 past it; binary tensors have no such
+        limit but the body's). Parsing JSON costs about 20x the bytes of binary data, and a
+        JSON part above 1 MiB occupies the helper decoding process (decoder.py) meanwhile.
     body_timeout_s: time to send a whole body once the headers arrived (stalled uploads are closed).
     idle_timeout_s: time a kept-alive connection may sit idle or take to send its headers.
     max_in_flight: inference requests decoded or running at once (503 past it).
