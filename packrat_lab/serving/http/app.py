@@ -197,21 +197,38 @@ class RepositoryIndexHandler(BaseHandler):
 class InferHandler(BaseHandler):
     route = "infer"
     max_body_bytes = None
+    _admitted = False
+
+    def prepare(self) -> None:
+        """Admit the request before its body streams in: at most Limits.max_in_flight bodies are held."""
+        super().prepare()
+        if self._finished:
+            return
+        try:
+            self.service.admission.enter()
+        except ProtocolError as exc:
+            self.fail(exc.status, str(exc))
+            return
+        self._admitted = True
+
+    def _leave(self) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.service.admission.leave()
+
+    def on_finish(self) -> None:
+        self._leave()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self._leave()
+        super().on_connection_close()
 
     async def post(self, model: str, version: str | None = None) -> None:
         arrived = time.perf_counter()
         if not self.known_model(model):
             return
-        service = self.service
-        try:
-            service.admission.enter()
-        except ProtocolError as exc:
-            self.fail(exc.status, str(exc))
-            return
-        try:
-            await self._infer(model, version, arrived)
-        finally:
-            service.admission.leave()
+        await self._infer(model, version, arrived)
 
     async def _infer(self, model: str, version: str | None, arrived: float) -> None:
         service = self.service
