@@ -24,7 +24,8 @@ Concurrency: who owns what.
         separate asyncio future, so a cut-off request never cancels the pool's future (no
         InvalidStateError in the pool) and a result arriving after the loop closed is dropped.
 
-Admission: at most Limits.max_in_flight inference requests are decoded or running (503 past it).
+Admission: at most Limits.max_in_flight inference requests are held, from their headers on, so at
+most that many bodies are buffered (503 past it).
 Stopping: tornado stops accepting; Admission refuses (503); every in-flight wait fails with
 ServerStopping (503 "request cut off"); handler tasks get 2 s to write that answer; connections close;
 the loop ends. Nothing is cancelled under a handler, so nothing prints a traceback.

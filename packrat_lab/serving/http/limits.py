@@ -22,7 +22,8 @@ class Limits:
         JSON part above 1 MiB occupies the helper decoding process (decoder.py) meanwhile.
     body_timeout_s: time to send a whole body once the headers arrived (stalled uploads are closed).
     idle_timeout_s: time a kept-alive connection may sit idle or take to send its headers.
-    max_in_flight: inference requests decoded or running at once (503 past it).
+    max_in_flight: inference requests held at once, from their headers on (503 past it); it also
+        bounds how many bodies are buffered.
     max_batch: largest plan total batch the management route accepts (None: derived, see
         default_max_batch).
     """
