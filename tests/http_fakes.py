@@ -106,7 +106,7 @@ class BlockingPool(FakePool):
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         self.entered.release()
-        self.release.wait(30)
+        self.release.wait(60)
         return super().infer(batch)
 
     def submit(self, sample: torch.Tensor) -> Future[torch.Tensor]:

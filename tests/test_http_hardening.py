@@ -506,7 +506,29 @@ def test_content_length_above_the_body_limit_fails_alone(server: Server) -> None
         f"Content-Length: {200 * 1024 * 1024}\r\n\r\n"
     ).encode()
     answer = raw_exchange(server, request)
-    assert answer.startswith(b"HTTP/1.1 4"), answer[:80]
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    assert b"above this route's 100 MiB limit" in answer
+    good_infer(server)
+
+
+def test_management_bodies_are_small_and_never_form_parsed(server: Server, pool: FakePool) -> None:
+    """Tornado would parse a form body on the event loop before any handler runs: bodies are streamed instead."""
+    head = (  # headers only: the server answers from Content-Length before reading the body
+        f"PUT /packrat/plan HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {2 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    answer = raw_exchange(server, head)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    assert b"above this route's 1 MiB limit" in answer
+    form = b"plan=1x1x1&" + b"&".join(b"k%d=v" % i for i in range(2000))
+    status, _, raw = call(
+        f"{server.url}/packrat/plan",
+        "PUT",
+        form,
+        {"Content-Type": "application/x-www-form-urlencoded", **AUTH},
+    )
+    assert status == 400
+    assert "not valid JSON" in json.loads(raw)["error"]
     good_infer(server)
 
 
@@ -535,3 +557,25 @@ def test_requests_beyond_the_in_flight_limit_are_503() -> None:
             t.join(30)
         server.stop()
         pool.close()
+
+
+@pytest.mark.slow
+def test_big_json_is_decoded_in_the_helper_process_with_the_same_answers(
+    server: Server, pool: FakePool
+) -> None:
+    """Above 1 MiB of JSON the decoding runs in a spawned process: same arrays, same one-line 400s."""
+    x = np.random.default_rng(7).standard_normal((4000, 16)).astype(np.float32)
+    body = {
+        "inputs": [{"name": "INPUT", "shape": [4000, 16], "datatype": "FP32", "data": x.ravel().tolist()}]
+    }
+    assert len(json.dumps(body)) > 1024 * 1024
+    status, _, raw = call(f"{server.url}/v2/models/mlp/infer", "POST", body)
+    assert status == 200, raw[:200]
+    out = np.asarray(json.loads(raw)["outputs"][0]["data"], np.float32).reshape(4000, 16)
+    with torch.no_grad():
+        np.testing.assert_allclose(out, pool.module(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
+    body["inputs"][0]["data"] = ["x"] * 64000
+    status, _, raw = call(f"{server.url}/v2/models/mlp/infer", "POST", body)
+    assert status == 400
+    assert "string value 'x' that is not FP32" in json.loads(raw)["error"]
+    good_infer(server)

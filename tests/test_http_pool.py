@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,3 +173,34 @@ def test_plan_switch_under_http_load_loses_nothing(server: Server, pool: Any) ->
     assert report.errors == 0, report.error_samples
     assert report.completed == report.sent == report.scheduled > 0
     assert json.loads(call(f"{server.url}/packrat/stats")[2])["lost"] == 0
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
+
+
+def test_plan_requests_name_settings_and_never_set_worker_env(server: Server, pool: Any) -> None:
+    """Issue 8 item 12 where a user meets it: a PUT can pick 'passive', never define PYTHONPATH."""
+    url = f"{server.url}/packrat/plan"
+    token = {"X-Packrat-Token": server.token}
+    evil_setting = {
+        "name": "passive",
+        "env": {"PYTHONPATH": "/tmp/packrat-evil", "OMP_WAIT_POLICY": "PASSIVE"},
+    }
+    evil = {"plan": {"all_instances": [{"threads": 1, "batch": 2, "setting": evil_setting}]}}
+    before = pool.plan.text
+    status, _, raw = call(url, "PUT", evil, token)
+    assert status == 400, raw
+    assert pool.plan.text == before
+    for bad in ("1x1x2@nosuch", "1x1x100000"):
+        assert call(url, "PUT", {"plan": bad}, token)[0] == 400
+    status, _, raw = call(url, "PUT", {"plan": "2x1x1@passive"}, token)
+    assert status == 200, raw
+    assert pool.plan.text == "2x1x1@passive"
+    pids = [w["pid"] for w in json.loads(call(f"{server.url}/packrat/stats")[2])["workers"]]
+    assert len(pids) == 2
+    for pid in pids:
+        env = _environ(pid)
+        assert env.get("OMP_WAIT_POLICY") == "PASSIVE"
+        assert "/tmp/packrat-evil" not in env.get("PYTHONPATH", "")

@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 import tornado.web
 
 from packrat_lab import __version__
+from packrat_lab.serving.http.codec import MiB
+from packrat_lab.serving.http.limits import MANAGEMENT_BODY_BYTES
 from packrat_lab.serving.http.protocol import HEADER_LENGTH, ProtocolError, dumps
 from packrat_lab.serving.http.service import PoolService, ServerStopping
 
@@ -44,20 +46,52 @@ T = TypeVar("T")
 _MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
 
 
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
-    """JSON answers and one-line JSON errors for every route; Host check; counts each answer in the metrics."""
+    """JSON answers and one-line JSON errors for every route; Host check; counts each answer in the metrics.
+
+    Bodies are streamed into `self.body` under the route's limit (413 from the Content-Length
+    alone), so tornado never parses form bodies on the event loop, whatever the Content-Type.
+    """
 
     route = "other"
+    max_body_bytes: int | None = MANAGEMENT_BODY_BYTES  # None: the server's Limits.max_body_bytes
 
     def initialize(self, service: PoolService) -> None:
         self.service = service
 
     def prepare(self) -> None:
         """Every route: refuse a Host header a loopback server does not answer to (DNS rebinding)."""
+        task = asyncio.current_task()
+        if task is not None:  # awaited by the server's shutdown, so none is cancelled mid-answer
+            self.service.tasks.add(task)
+        self._body = bytearray()
         try:
             self.service.check_host(self.request.host)
+            self._limit_body()
         except ProtocolError as exc:
             self.fail(exc.status, str(exc))
+
+    def _limit_body(self) -> None:
+        limit = self.max_body_bytes or self.service.limits.max_body_bytes
+        connection = self.request.connection
+        if connection is not None and hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(limit)
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            msg = (
+                f"request body of {int(length) / MiB:.1f} MiB is above this route's {limit / MiB:g} MiB limit"
+            )
+            raise ProtocolError(msg, status=413)
+
+    def data_received(self, chunk: bytes) -> None:
+        if not self._finished:
+            self._body += chunk
+
+    @property
+    def body(self) -> bytes:
+        """The request body, streamed in under the route's limit."""
+        return bytes(self._body)
 
     def check_xsrf_cookie(self) -> None:
         """API routes are token-protected, not cookie-protected."""
@@ -90,7 +124,16 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def admin(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking management call on the admin executor (never queued behind inference)."""
-        return await asyncio.get_running_loop().run_in_executor(self.service.admin_executor, fn, *args)
+        try:
+            result: T = await self.service.run_blocking(self.service.admin_executor, fn, *args)
+        except ServerStopping:
+            raise tornado.web.HTTPError(503, reason="server is stopping") from None
+        return result
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """HTTPErrors are answers, not incidents: only unexpected exceptions are logged (with traceback)."""
+        if not isinstance(value, tornado.web.HTTPError):
+            super().log_exception(typ, value, tb)
 
 
 class LiveHandler(BaseHandler):
@@ -153,36 +196,56 @@ class RepositoryIndexHandler(BaseHandler):
 
 class InferHandler(BaseHandler):
     route = "infer"
+    max_body_bytes = None
+    _admitted = False
+
+    def prepare(self) -> None:
+        """Admit the request before its body streams in: at most Limits.max_in_flight bodies are held."""
+        super().prepare()
+        if self._finished:
+            return
+        try:
+            self.service.admission.enter()
+        except ProtocolError as exc:
+            self.fail(exc.status, str(exc))
+            return
+        self._admitted = True
+
+    def _leave(self) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.service.admission.leave()
+
+    def on_finish(self) -> None:
+        self._leave()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self._leave()
+        super().on_connection_close()
 
     async def post(self, model: str, version: str | None = None) -> None:
         arrived = time.perf_counter()
         if not self.known_model(model):
             return
-        service = self.service
-        try:
-            service.admission.enter()
-        except ProtocolError as exc:
-            self.fail(exc.status, str(exc))
-            return
-        try:
-            await self._infer(model, version, arrived)
-        finally:
-            service.admission.leave()
+        await self._infer(model, version, arrived)
 
     async def _infer(self, model: str, version: str | None, arrived: float) -> None:
         service = self.service
-        loop = asyncio.get_running_loop()
         headers = self.request.headers
         try:  # decode, inflate and validate off the event loop
-            request, array = await loop.run_in_executor(
+            request, array = await service.run_blocking(
                 service.codec_executor,
                 service.decode_request,
-                self.request.body,
+                self.body,
                 headers.get(HEADER_LENGTH),
                 headers.get("Content-Encoding"),
             )
         except ProtocolError as exc:
             self.fail(exc.status, str(exc))
+            return
+        except ServerStopping as exc:
+            self.fail(503, f"request cut off: {exc}")
             return
         if not self.pool_ready():
             self.fail(503, f"model {model!r} is not serving (pool state {service.state!r})")
@@ -200,11 +263,14 @@ class InferHandler(BaseHandler):
             return
         accepted = headers.get("Accept-Encoding", "")
         try:
-            body, header_length, encoding = await loop.run_in_executor(
+            body, header_length, encoding = await service.run_blocking(
                 service.codec_executor, _encode, service, request, out, version, accepted
             )
         except ProtocolError as exc:
             self.fail(exc.status, str(exc))
+            return
+        except ServerStopping as exc:
+            self.fail(503, f"request cut off: {exc}")
             return
         if encoding is not None:
             self.set_header("Content-Encoding", encoding)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_BATCH", "Limits", "default_max_batch"]
+__all__ = ["DEFAULT_MAX_BATCH", "MANAGEMENT_BODY_BYTES", "Limits", "default_max_batch"]
 
 MIB = 1024 * 1024
+MANAGEMENT_BODY_BYTES = MIB  # every route but infer: a plan or a switch fits in far less
 DEFAULT_MAX_BATCH = 4096  # largest plan batch a management request may ask for when no profile says more
 
 
@@ -16,12 +17,13 @@ class Limits:
     """Server limits; every refusal names the limit it hit.
 
     max_body_bytes: a request body, also after gzip/deflate inflation (413 past it).
-    max_json_bytes: the JSON part of an infer request. json.loads holds the GIL while it parses,
-        so this bounds how long one JSON request can pause the event loop thread (about 0.1 s
-        per 16 MiB here); binary tensor data has no such cost (413 past it).
+    max_json_bytes: the JSON part of an infer request (413 past it; binary tensors have no such
+        limit but the body's). Parsing JSON costs about 20x the bytes of binary data, and a
+        JSON part above 1 MiB occupies the helper decoding process (decoder.py) meanwhile.
     body_timeout_s: time to send a whole body once the headers arrived (stalled uploads are closed).
     idle_timeout_s: time a kept-alive connection may sit idle or take to send its headers.
-    max_in_flight: inference requests decoded or running at once (503 past it).
+    max_in_flight: inference requests held at once, from their headers on (503 past it); it also
+        bounds how many bodies are buffered.
     max_batch: largest plan total batch the management route accepts (None: derived, see
         default_max_batch).
     """

@@ -45,7 +45,7 @@ class _TokenHandler(BaseHandler):
 
     def json_body(self) -> dict[str, Any] | None:
         try:
-            return load_object(self.request.body, self.example)
+            return load_object(self.body, self.example)
         except ProtocolError as exc:
             self.fail(exc.status, str(exc))
             return None

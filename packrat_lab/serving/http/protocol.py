@@ -69,6 +69,10 @@ class ProtocolError(ValueError):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self) -> tuple[type[ProtocolError], tuple[str, int]]:
+        """Pickled with its status (errors come back from the JSON decoding process)."""
+        return (ProtocolError, (str(self), self.status))
+
 
 def _refuse_constant(token: str) -> Any:
     msg = f"JSON carries the non-standard number {token}; send finite numbers or binary tensor data"

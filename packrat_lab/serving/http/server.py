@@ -79,7 +79,9 @@ class Server:
         await self._stop_event.wait()
         server.stop()
         self.service.stop_waiting()
-        await asyncio.sleep(0)  # let the cut-off handlers write their 503s
+        handlers = [t for t in self.service.tasks if not t.done() and t is not asyncio.current_task()]
+        if handlers:  # let the cut-off handlers write their 503s
+            await asyncio.wait(handlers, timeout=2.0)
         try:
             await asyncio.wait_for(server.close_all_connections(), timeout=2.0)
         except asyncio.TimeoutError:

@@ -11,10 +11,10 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import math
-import re
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ import numpy as np
 
 from packrat_lab.serving.http.admission import Admission
 from packrat_lab.serving.http.codec import MiB, inflate
+from packrat_lab.serving.http.decoder import JsonDecoder
 from packrat_lab.serving.http.limits import Limits, default_max_batch
 from packrat_lab.serving.http.protocol import (
     DATATYPES,
@@ -31,7 +32,6 @@ from packrat_lab.serving.http.protocol import (
     ProtocolError,
     Tensor,
     datatype_of,
-    decode_infer_request,
     encode_infer_response,
 )
 
@@ -45,8 +45,6 @@ INPUT_NAME = "INPUT"
 OUTPUT_NAME = "OUTPUT"
 READY_STATES = ("serving", "switching")
 _DTYPE_TO_V2 = {"float32": "FP32", "int64": "INT64"}
-_GROUP = re.compile(r"(\d+)\s*x\s*(\d+)\s*x\s*(\d+)")
-_PLAN_EXAMPLE = '{"plan": "2x1x4@passive"}'
 
 
 class ServerStopping(Exception):
@@ -134,13 +132,19 @@ class PoolService:
         self.codec_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="packrat-http-codec")
         self.admin_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="packrat-http-admin")
         self.admission = Admission(self.limits.max_in_flight)
+        self.decoder = JsonDecoder()  # big JSON bodies are parsed in a helper process (GIL)
         self.allowed_hosts: frozenset[str] | None = None  # Host headers accepted; None: any (open bind)
         self.on_stop: Callable[[], None] | None = None  # set by the server: stops itself
         self._output: tuple[str, tuple[int, ...]] | None = None  # (datatype, per-sample shape)
         self._output_lock = threading.Lock()
-        self._waiting: set[asyncio.Future[Any]] = set()  # in-flight pool waits, failed on shutdown
+        self._waiting: set[asyncio.Future[Any]] = set()  # in-flight waits (loop thread), failed on shutdown
+        self._stopping = False
+        self.tasks: weakref.WeakSet[asyncio.Task[Any]] = (
+            weakref.WeakSet()
+        )  # handler tasks, awaited on shutdown
         self.metrics = ServerMetrics()
         self.metrics.watch_pool(self)
+        import torch  # noqa: F401 - imported here, not by the first request on the event loop (~1 s)
 
     # ---- identity and metadata
     @property
@@ -254,7 +258,7 @@ class PoolService:
                 "JSON limit; send tensors as binary data (tritonclient: binary_data=True)"
             )
             raise ProtocolError(msg, status=413)
-        request = decode_infer_request(body, length)
+        request = self.decoder.decode(body, length)
         array = self.check_input(request.inputs)
         unknown = [o.name for o in request.outputs if o.name != OUTPUT_NAME]
         if unknown:
@@ -317,10 +321,24 @@ class PoolService:
             self.metrics.queue_seconds.observe(time.perf_counter() - arrived)
             return self.pool.infer(tensor)
 
-        return _to_numpy(await self._wait(self.executor.submit(run)))
+        return _to_numpy(await self.run_blocking(self.executor, run))
+
+    async def run_blocking(
+        self, executor: concurrent.futures.Executor, fn: Callable[..., Any], *args: Any
+    ) -> Any:
+        """`fn(*args)` in `executor`, awaited so that shutdown fails the wait (ServerStopping), never cancels it."""
+        if self._stopping:
+            raise ServerStopping("server is stopping")
+        try:
+            future = executor.submit(fn, *args)
+        except RuntimeError:  # the executor was shut down: the server is closing
+            raise ServerStopping("server is stopping") from None
+        return await self._wait(future)
 
     async def _wait(self, future: concurrent.futures.Future[Any]) -> Any:
         """Await a concurrent future through a separate asyncio future (never cancels the original)."""
+        if self._stopping:
+            raise ServerStopping("server is stopping")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
 
@@ -350,6 +368,7 @@ class PoolService:
     def stop_waiting(self) -> int:
         """Refuse new requests and fail every in-flight pool wait with ServerStopping (loop thread only)."""
         self.admission.close()
+        self._stopping = True
         pending = [w for w in self._waiting if not w.done()]
         for waiter in pending:
             waiter.set_exception(ServerStopping("server is stopping"))
@@ -366,60 +385,10 @@ class PoolService:
         return {"plan": self.pool.plan.to_dict(), "state": self.state, "model": self.model_name}
 
     def resolve_plan(self, body: Mapping[str, Any]) -> Plan:
-        """The plan a management request asks for: {"plan": "2x1x4@passive"} (text, setting names) or {"batch": B}.
+        """The plan a management request asks for (see plan_requests.resolve_plan); ValueError if refused."""
+        from packrat_lab.serving.http.plan_requests import resolve_plan
 
-        Runtime settings are the server's own (built-in plus its profile's): a request names them,
-        never defines them, so a plan object (which could carry environment variables) is refused.
-        """
-        from packrat_lab.plan import Plan
-
-        unknown = sorted(set(body) - {"plan", "batch"})
-        if unknown or ("plan" in body) == ("batch" in body):
-            msg = f"body takes exactly one of 'plan' or 'batch', got keys {sorted(body)[:6]}; example: {_PLAN_EXAMPLE}"
-            raise ValueError(msg)
-        if "batch" in body:
-            return self._plan_for_batch(body["batch"])
-        raw = body["plan"]
-        if not isinstance(raw, str):
-            msg = (
-                f"'plan' must be plan text with setting names, got a {type(raw).__name__}: runtime settings are "
-                f"the server's own ({', '.join(sorted(self.settings))}); example: {_PLAN_EXAMPLE}"
-            )
-            raise ValueError(msg)  # noqa: TRY004 - every refused plan is a ValueError (one-line 400)
-        if len(raw) > 1000:
-            msg = f"plan text of {len(raw)} characters is too long; example: {_PLAN_EXAMPLE}"
-            raise ValueError(msg)
-        total = sum(int(count) * int(batch) for count, _, batch in _GROUP.findall(raw))
-        self._check_batch(raw, total)  # before parsing: '1000000000x1x1' must not build a billion instances
-        plan = Plan.parse(raw)
-        names = [i.setting.name for i in plan.instances if i.setting.name not in self.settings]
-        if names:
-            msg = (
-                f"unknown runtime setting {names[0]!r} in plan {raw!r}; this server knows "
-                f"{', '.join(sorted(self.settings))}; example: {_PLAN_EXAMPLE}"
-            )
-            raise ValueError(msg)
-        return plan.with_settings(self.settings)
-
-    def _check_batch(self, text: str, total: int) -> None:
-        if total > self.max_batch:
-            msg = (
-                f"plan {text[:60]!r} serves a batch of {total}, above this server's limit of {self.max_batch} "
-                f"(--max-batch); example: {_PLAN_EXAMPLE}"
-            )
-            raise ValueError(msg)
-
-    def _plan_for_batch(self, batch: Any) -> Plan:
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            msg = f"'batch' must be a positive integer, got {str(batch)[:40]}; example: {{\"batch\": 8}}"
-            raise ValueError(msg)
-        self._check_batch(f"batch {batch}", batch)
-        if self.profile is None:
-            msg = f"setting a plan by batch needs a profile; start the server with --profile FILE, or send {_PLAN_EXAMPLE}"
-            raise ValueError(msg)
-        from packrat_lab.optimizer import optimize
-
-        return optimize(self.profile, self.cores, batch)
+        return resolve_plan(body, self.settings, self.max_batch, self.profile, self.cores)
 
     def set_plan(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Reconfigure the pool (blocking until switched); errors leave the old plan serving."""
@@ -451,6 +420,9 @@ class PoolService:
 
     def close(self) -> None:
         """Stop the thread pools (the pool itself belongs to whoever made it)."""
+        self._stopping = True
+        self.admission.close()
+        self.decoder.close()
         for executor in (self.executor, self.codec_executor, self.admin_executor):
             executor.shutdown(wait=False, cancel_futures=True)
 
