@@ -55,7 +55,7 @@ def test_every_pyproject_dependency_is_in_environment_yml_with_the_same_bound() 
 
 def test_environment_yml_lists_nothing_pyproject_does_not_know() -> None:
     conda, pip = _environment()
-    extra = sorted(set(conda) - set(_pyproject()) - {"python", "pip"})
+    extra = sorted(set(conda) - set(_pyproject()) - {"python", "pip", "nodejs"})
     assert not extra, f"environment.yml has {extra}, which pyproject.toml does not declare"
     assert "-e ." in pip  # the package itself, editable
 
@@ -65,3 +65,8 @@ def test_python_version_is_one_pyproject_allows() -> None:
     floor = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     major_minor = tuple(int(p) for p in conda["python"].lstrip("=").split(".")[:2])
     assert major_minor >= tuple(int(p) for p in floor.lstrip(">=").split(".")[:2])
+
+
+def test_nodejs_is_there_for_the_editable_install_to_build_the_lab_extension() -> None:
+    conda, _ = _environment()
+    assert conda.get("nodejs") == ">=20"  # without it `pip install -e .` silently skips the extension
