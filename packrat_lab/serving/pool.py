@@ -81,9 +81,14 @@ class PoolStats(TypedDict):
 
 
 def place(plan: Plan) -> Plan:
-    """The plan with disjoint cores from `assign_cores`; InfeasiblePlanError if it doesn't fit the host."""
+    """The plan with disjoint cores from `assign_cores`; InfeasiblePlanError if it doesn't fit the host.
+
+    A plan whose every instance already names its cores (a Fleet's share of the host) keeps them.
+    """
     from packrat_lab.host import assign_cores
 
+    if all(i.cores for i in plan.instances):
+        return plan
     return plan.with_cores(assign_cores([i.threads for i in plan.instances]))
 
 
