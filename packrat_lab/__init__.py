@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FailurePolicy",
+    "Fleet",
     "InfeasiblePlanError",
     "Instance",
     "Lab",
@@ -32,6 +33,7 @@ __all__ = [
     "load_ipython_extension",
     "load_profile",
     "optimize",
+    "optimize_fleet",
     "profile",
     "run_load",
     "serve_pool",
@@ -65,6 +67,8 @@ _LAZY = {
     "write_report": "packrat_lab.report",
     "validate": "packrat_lab.validation",
     "Pool": "packrat_lab.serving.pool",
+    "Fleet": "packrat_lab.fleet.fleet",
+    "optimize_fleet": "packrat_lab.optimizer.fleet",
     "serve_pool": "packrat_lab.serving.http.server",
     "run_load": "packrat_lab.loadgen",
     "LoadReport": "packrat_lab.loadgen",
@@ -83,8 +87,10 @@ if TYPE_CHECKING:
         RequestTimeoutError,
         WorkerFailedError,
     )
+    from packrat_lab.fleet.fleet import Fleet
     from packrat_lab.loadgen import LoadReport, run_load
     from packrat_lab.optimizer import optimize, solve_table
+    from packrat_lab.optimizer.fleet import optimize_fleet
     from packrat_lab.plan import Instance, Plan
     from packrat_lab.profiling.profiler import profile
     from packrat_lab.profiling.table import Profile, load_profile

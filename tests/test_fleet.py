@@ -71,7 +71,7 @@ def test_shares_are_disjoint_and_plans_pinned_inside_them(world: FakeWorld) -> N
     with fleet_of(world, {"a": ("mlp", "2x1x4"), "b": ("mlp", "1x3x8"), "c": ("mlp", "1x2x2")}) as fleet:
         shares = fleet.shares
         assert sorted(c for s in shares.values() for c in s) == sorted(
-            set(c for s in shares.values() for c in s)
+            {c for s in shares.values() for c in s}
         )
         assert [len(shares[n]) for n in "abc"] == [2, 3, 2]
         for name, plan in fleet.plans.items():

@@ -13,10 +13,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 __all__ = ["POLICIES", "EnsembleWeights", "Exp3", "Selection"]
 
 POLICIES = ("exp3", "ensemble")
+T = TypeVar("T")
 _PENDING = 100_000  # request ids remembered for feedback; older ones are forgotten
 
 
@@ -60,18 +62,18 @@ def _check_reward(reward: float) -> float:
     return float(reward)
 
 
-class _Pending:
+class _Pending(Generic[T]):
     """Request id -> what was decided for it, bounded (oldest forgotten first)."""
 
     def __init__(self) -> None:
-        self._items: OrderedDict[str, object] = OrderedDict()
+        self._items: OrderedDict[str, T] = OrderedDict()
 
-    def put(self, request_id: str, value: object) -> None:
+    def put(self, request_id: str, value: T) -> None:
         self._items[request_id] = value
         while len(self._items) > _PENDING:
             self._items.popitem(last=False)
 
-    def pop(self, request_id: str) -> object | None:
+    def pop(self, request_id: str) -> T | None:
         return self._items.pop(request_id, None)
 
 
@@ -83,7 +85,7 @@ class Exp3:
         self.gamma = gamma
         self._log_w = [0.0] * len(self.arms)
         self._rng = random.Random(seed)
-        self._pending = _Pending()
+        self._pending: _Pending[tuple[int, float]] = _Pending()
         self._lock = threading.Lock()
         self.picks = dict.fromkeys(self.arms, 0)
         self.rewards = dict.fromkeys(self.arms, 0.0)
@@ -116,7 +118,7 @@ class Exp3:
             found = self._pending.pop(request_id)
             if found is None:
                 return False
-            i, p = found  # type: ignore[misc]
+            i, p = found
             self._log_w[i] += self.gamma * reward / (p * len(self.arms))
             self.rewards[self.arms[i]] += reward
         return True
@@ -138,7 +140,7 @@ class EnsembleWeights:
         self.members = tuple(members)
         self.eta = eta
         self._log_w = dict.fromkeys(self.members, 0.0)
-        self._pending = _Pending()
+        self._pending: _Pending[tuple[str, ...]] = _Pending()
         self._lock = threading.Lock()
         self.stragglers = dict.fromkeys(self.members, 0)
         self.answered = dict.fromkeys(self.members, 0)
@@ -172,7 +174,7 @@ class EnsembleWeights:
             per = (
                 {n: _check_reward(reward[n]) for n in reward if n in self._log_w}
                 if isinstance(reward, Mapping)
-                else dict.fromkeys(used, _check_reward(reward))  # type: ignore[arg-type]
+                else dict.fromkeys(used, _check_reward(reward))
             )
             for n, r in per.items():
                 self._log_w[n] += self.eta * r
