@@ -332,9 +332,10 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_app(service: PoolService) -> tornado.web.Application:
-    """The tornado Application serving one pool."""
+    """The tornado Application serving one pool (or a fleet: a service with its own `app_routes`)."""
+    table = service.app_routes() if hasattr(service, "app_routes") else routes(service)
     return tornado.web.Application(
-        routes(service),
+        table,
         default_handler_class=_NotFound,
         default_handler_args={"service": service},
         log_function=_log_request,
