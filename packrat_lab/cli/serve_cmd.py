@@ -23,7 +23,18 @@ def register(subparsers: Any) -> None:
         "management routes under /packrat/, Prometheus at /metrics). Ctrl-C closes the pool cleanly.",
     )
     p.add_argument(
-        "model", help="zoo name (e.g. mlp), a torch.export *.pt2 file or a Hugging Face model directory"
+        "model",
+        nargs="?",
+        help="zoo name (e.g. mlp), a torch.export *.pt2 file or a Hugging Face model directory",
+    )
+    p.add_argument("--fleet", default=None, metavar="FILE", help="serve a fleet of models from a TOML file")
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL:PLAN",
+        help="serve several models as a fleet (repeat), e.g. --model a=mlp:1x1x4 --model b=tiny-cnn:1x1x4",
     )
     p.add_argument(
         "--plan",
@@ -130,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(
         body_timeout_s=args.body_timeout, idle_timeout_s=args.idle_timeout, max_batch=args.max_batch
     )
+    if args.fleet is not None or args.models:  # several models: packrat_lab/cli/serve_fleet.py
+        from packrat_lab.cli.serve_fleet import run_fleet
+
+        return run_fleet(args, token, limits)
+    if args.model is None:
+        msg = "serve needs MODEL (example: packrat-lab serve mlp --plan 2x1x4) or --fleet FILE / --model NAME=MODEL:PLAN"
+        raise ValueError(msg)
 
     profile = None
     if args.profile is not None:

@@ -114,6 +114,10 @@ class Fleet:
 
     # -- start and stop -----------------------------------------------------------------------
 
+    def attach_announcement(self, handle: Any) -> None:
+        """Own an announcement made elsewhere (`packrat-lab serve`): withdrawn when the fleet closes."""
+        self._announcement = handle
+
     def _add_group(self, name: str, spec: Selection, plans: Mapping[str, Any]) -> None:
         missing = [m for m in spec.members if m not in plans]
         if missing:
