@@ -105,3 +105,37 @@ def test_bad_input_is_refused_in_one_line() -> None:
         optimize_fleet({"a": prof}, 2, {"a": 1}, -1)
     with pytest.raises(InfeasiblePlanError, match="3 models cannot each get a core of 2"):
         optimize_fleet({"a": prof, "b": prof, "c": prof}, 2, dict.fromkeys("abc", 1.0), 10)
+
+
+def test_the_plan_picks_the_faster_variant_per_model_and_says_which() -> None:
+    slow = synthetic("a", 4.0, 0.6, 1, 4, (1, 2, 4))
+    fast = profile_from_latencies("a", {k: v / 2 for k, v in _latencies(slow).items()})
+    other = synthetic("b", 2.0, 0.6, 2, 4, (1, 2, 4))
+    plans = optimize_fleet({"a": {"eager": slow, "torchscript": fast}, "b": other}, 4, {"a": 50, "b": 50}, 60)
+    assert plans["a"].meta["variant"] == "torchscript"
+    assert plans["b"].meta["variant"] == ""
+    alone = optimize_fleet({"a": fast, "b": other}, 4, {"a": 50, "b": 50}, 60)
+    assert plans["a"].meta["scale"] == alone["a"].meta["scale"]
+
+
+def test_co_run_points_replace_isolated_ones_in_the_view_the_plan_uses() -> None:
+    from dataclasses import replace
+
+    from packrat_lab.fleet.corun import corun_view
+
+    isolated = synthetic("a", 2.0, 0.6, 1, 2, (1, 2))
+    slower = profile_from_latencies("a", {k: 3 * v for k, v in _latencies(isolated).items()})
+    corun = Profile("a", [replace(m, meta={"corun": True, "interference": 0.8}) for m in slower.measurements])
+    view = corun_view(isolated, corun)
+    assert all(m.meta.get("interference") == 0.8 for m in view.measurements)
+    assert len(view.measurements) == len(isolated.measurements)
+    loads, slo = {"a": 10.0}, 100.0
+    assert (
+        optimize_fleet({"a": view}, 2, loads, slo)["a"].meta["scale"]
+        < optimize_fleet({"a": isolated}, 2, loads, slo)["a"].meta["scale"]
+    )
+    assert corun_view(isolated, None) is isolated
+
+
+def _latencies(profile: Profile) -> dict[tuple[int, int], float]:
+    return {(m.threads, m.batch): m.median for m in profile.measurements}

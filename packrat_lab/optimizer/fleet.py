@@ -17,6 +17,7 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import product
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ __all__ = [
     "ModelCurve",
     "allocate",
     "batch_latency_ms",
+    "best_variant",
     "exhaustive_fleet",
     "model_curve",
     "optimize_fleet",
@@ -186,6 +188,23 @@ def model_curve(
     return ModelCurve(name, slo_ms, capacity, plans, by_batch)
 
 
+def best_variant(name: str, curves: Mapping[str, ModelCurve]) -> ModelCurve:
+    """One curve from several runtime variants of a model (eager, TorchScript...): the best per core count.
+
+    The winning variant's name goes into its plans' meta["variant"] ('' when there is one profile).
+    """
+    first = next(iter(curves.values()))
+    capacity = np.zeros_like(first.capacity)
+    plans: list[Plan | None] = [None] * capacity.size
+    for variant, curve in curves.items():
+        for c in range(1, capacity.size):
+            plan = curve.plans[c]
+            if plan is not None and curve.capacity[c] > capacity[c]:
+                capacity[c] = curve.capacity[c]
+                plans[c] = replace(plan, meta={**plan.meta, "variant": variant})
+    return ModelCurve(name, first.slo_ms, capacity, plans)
+
+
 def allocate(curves: Sequence[ModelCurve], loads: Sequence[float], cores: int) -> tuple[float, list[int]]:
     """max over Σc ≤ cores of min_m g_m(c_m)/load_m, by a DP over models; (scale, cores per model)."""
     m = len(curves)
@@ -210,7 +229,7 @@ def allocate(curves: Sequence[ModelCurve], loads: Sequence[float], cores: int) -
 
 
 def _inputs(
-    profiles: Mapping[str, Profile],
+    profiles: Mapping[str, Any],
     cores: int,
     loads: Mapping[str, float],
     slo_ms: float | Mapping[str, float],
@@ -234,7 +253,7 @@ def _inputs(
 
 
 def optimize_fleet(
-    profiles: Mapping[str, Profile],
+    profiles: Mapping[str, Profile | Mapping[str, Profile]],
     cores: int,
     loads: Mapping[str, float],
     slo_ms: float | Mapping[str, float],
@@ -247,24 +266,35 @@ def optimize_fleet(
     """{name: Plan} maximising the load scale at which every model keeps 95 % within its objective.
 
     Each plan's meta holds its cores, the fleet's `scale` (×loads every model sustains),
-    `capacity_rps` and `slo_ms`. Profiles that carry co-run measurements should be passed through
-    `packrat_lab.fleet.corun.corun_view` first so the plan prices the interference it will see.
+    `capacity_rps`, `slo_ms` and `variant`. A model may map to {variant: Profile} (e.g. eager and
+    TorchScript, each profiled at the interference it will see): the plan picks the best variant
+    per model. Pass co-run profiles through `packrat_lab.fleet.corun.corun_view` so the plan
+    prices the interference it will see.
     InfeasiblePlanError when some model cannot meet its objective even alone on every core.
     """
     names, load, slo = _inputs(profiles, cores, loads, slo_ms)
-    curves = [
-        model_curve(
-            n,
-            profiles[n],
-            cores,
-            slo[n],
-            max_batch=max_batch,
-            delay_ms=delay_ms,
-            quantile=quantile,
-            statistic=statistic,
+    curves = []
+    for n in names:
+        given = profiles[n]
+        variants = given if isinstance(given, Mapping) else {"": given}
+        curves.append(
+            best_variant(
+                n,
+                {
+                    v: model_curve(
+                        n,
+                        p,
+                        cores,
+                        slo[n],
+                        max_batch=max_batch,
+                        delay_ms=delay_ms,
+                        quantile=quantile,
+                        statistic=statistic,
+                    )
+                    for v, p in variants.items()
+                },
+            )
         )
-        for n in names
-    ]
     scale, alloc = allocate(curves, [load[n] for n in names], cores)
     if not scale > 0:
         worst = min(curves, key=lambda cv: float(cv.capacity[-1]) / load[cv.name])
