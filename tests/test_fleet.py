@@ -219,3 +219,28 @@ def test_ensemble_leaves_out_a_deliberately_slow_member_and_counts_it() -> None:
         assert group["stragglers"] == {"a": 0, "b": 0, "slow": 4}
         assert group["answered"] == {"a": 4, "b": 4, "slow": 0}
         assert any(e.kind == "ensemble-late" for e in fleet.events())
+
+
+def test_a_refused_plan_for_one_model_switches_no_model(world: FakeWorld) -> None:
+    with fleet_of(world, {"a": ("mlp", "2x1x4"), "b": ("mlp", "2x1x4")}) as fleet:
+        before = {n: p.text for n, p in fleet.plans.items()}
+        with pytest.raises(ValueError, match="unknown runtime setting 'nosuch'"):
+            fleet.reconfigure({"a": "1x1x4", "b": "1x1x4@nosuch"})
+        assert {n: p.text for n, p in fleet.plans.items()} == before
+        assert fleet.stats()["a"]["reconfigurations"] == 0
+
+
+def test_a_fleet_whose_pool_fails_to_start_leaves_nothing_running() -> None:
+    world = FakeWorld()
+    world.clean_start_failures = 100
+    policy = FailurePolicy(tick_s=0.01, backoff_s=0.01, max_backoff_s=0.02, degraded_after=2)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the pool raises for a model that cannot load
+        Fleet(
+            {"a": ("mlp", "1x1x4")},
+            host=HOST,
+            channels=world.factory,
+            announce=False,
+            warmup=0,
+            policy=policy,
+        )
+    assert world.alive() == []

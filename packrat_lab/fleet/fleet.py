@@ -100,13 +100,13 @@ class Fleet:
                 self._add_group(name, spec, plans)
         self._shares: Shares = share_host({n: p.total_threads for n, (_, p) in plans.items()}, self.host)
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="packrat-fleet")
-        self._start(plans)
         self.auto_policy: Any = None
         self._auto_stop = threading.Event()
         self._auto_thread: threading.Thread | None = None
+        self._announcement: Any = None
+        self._start(plans)
         if auto:
             self._start_auto(slo_ms, auto_interval_s, auto_hysteresis_s, auto_min_interval_s)
-        self._announcement: Any = None
         if announce:
             from packrat_lab.fleet.announce import announce_fleet
 
@@ -235,6 +235,7 @@ class Fleet:
         outer.request_id = request_id  # type: ignore[attr-defined]
         inner = self._group_future(name, request_id, sample, batched=False)
         inner.add_done_callback(lambda f: _relay(f, outer, lambda a: a.output))
+        outer.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
         return outer
 
     def ask(self, name: str, batch: torch.Tensor, *, timeout: float | None = None) -> Answer:
@@ -311,14 +312,16 @@ class Fleet:
         """Switch the named models to new plans, moving cores between models live; returns every plan.
 
         Models that keep or shrink their share switch first, then those that grow onto the freed
-        cores. A plan that cannot fit leaves every model as it was (InfeasiblePlanError); a failed
-        switch leaves that model on its old plan and cores, and is raised after the others settle.
+        cores. Every plan is checked first (settings, batch bound, fit), so a refused request
+        leaves every model as it was (ValueError, InfeasiblePlanError); a switch that fails
+        leaves that model on its old plan and cores, and is raised after the others settle.
         """
         with self.switch_lock:
             if self._closed:
                 msg = "fleet is closed; start a new Fleet to serve new plans"
                 raise PoolClosedError(msg)
-            targets = {name: Plan.coerce(plan) for name, plan in plans.items() if self.pool(name)}
+            # every plan checked at its pool's door (settings, batch bound) before any model switches
+            targets = {name: self.pool(name)._checked(plan) for name, plan in plans.items()}
             needs = {
                 n: (targets[n].total_threads if n in targets else len(self._shares[n])) for n in self.pools
             }

@@ -78,7 +78,8 @@ class MemberService(PoolService):
 
     def set_plan(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """A new plan for this model inside the fleet (cores move between models as needed)."""
-        self.cores = self.fleet.host.usable_cores  # a batch request may plan on any free share
+        held = sum(len(c) for n, c in self.fleet.shares.items() if n != self.name)
+        self.cores = max(1, self.fleet.host.usable_cores - held)  # {"batch": B}: its share plus free cores
         self.fleet.reconfigure({self.name: self.resolve_plan(body)})
         return self.plan_dict()
 
