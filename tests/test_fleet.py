@@ -10,7 +10,7 @@ import pytest
 import torch
 from fake_workers import FakeChannel, FakeWorld, fake_model
 
-from packrat_lab.errors import InfeasiblePlanError
+from packrat_lab.errors import InfeasiblePlanError, WorkerFailedError
 from packrat_lab.fleet import Fleet, Selection
 from packrat_lab.host import HostInfo
 from packrat_lab.serving.lifecycle import FailurePolicy
@@ -234,7 +234,7 @@ def test_a_fleet_whose_pool_fails_to_start_leaves_nothing_running() -> None:
     world = FakeWorld()
     world.clean_start_failures = 100
     policy = FailurePolicy(tick_s=0.01, backoff_s=0.01, max_backoff_s=0.02, degraded_after=2)
-    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the pool raises for a model that cannot load
+    with pytest.raises(WorkerFailedError):
         Fleet(
             {"a": ("mlp", "1x1x4")},
             host=HOST,
