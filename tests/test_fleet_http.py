@@ -159,3 +159,21 @@ def test_real_fleet_server_with_tritonclient_mlp_and_tiny_cnn() -> None:
                 assert fleet.shares["mlp"] == tuple(json.loads(body)["cores"])
             finally:
                 client.close()
+
+
+def test_the_one_pool_plan_and_stats_routes_describe_the_whole_fleet(
+    server: Server, fake_fleet: Fleet
+) -> None:
+    status, _, body = call(f"{server.url}/packrat/plan")
+    assert status == 200
+    data = json.loads(body)
+    assert data["model"] == "fleet"
+    assert data["plan"]["plan"] == " ".join(f"{n}={p.text}" for n, p in fake_fleet.plans.items())
+    assert {m["name"]: m["cores"] for m in data["members"]} == {
+        n: list(c) for n, c in fake_fleet.shares.items()
+    }
+    status, _, body = call(f"{server.url}/packrat/stats")
+    stats = json.loads(body)
+    assert status == 200 and stats["name"] == "fleet" and set(stats["models"]) == {"a", "b", "pick", "ens"}
+    status, _, body = call(f"{server.url}/packrat/plan", "PUT", {"plan": "1x1x4"}, AUTH)
+    assert status == 400 and "PUT /packrat/fleet" in json.loads(body)["error"]

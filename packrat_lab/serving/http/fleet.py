@@ -5,6 +5,7 @@ Routes beyond the one-pool server's (app.py, management.py), which answer per mo
     GET  /v2/repository/index                   every model and group, READY or UNAVAILABLE
     GET  /v2/health/ready                       200 when every model is ready
     POST /v2/models/{m}/feedback                {"request_id": "...", "reward": 0.0..1.0} (a group's answer)
+    GET  /packrat/plan | /packrat/stats         the whole fleet in the one-pool shape (the sidebar reads these)
     GET  /packrat/fleet                         models with plan, cores, state; groups; host cores
     PUT  /packrat/fleet                         {"plans": {"a": "1x1x4", "b": "1x3x8"}}: move cores  [token]
     GET  /packrat/fleet/stats | /packrat/fleet/events
@@ -278,6 +279,33 @@ class FleetService:
     def stats(self) -> dict[str, Any]:
         return jsonable(self.fleet.stats())  # type: ignore[no-any-return]
 
+    def summary_plan(self) -> dict[str, Any]:
+        """GET /packrat/plan for a fleet: every model's plan in one line, and the core map."""
+        from packrat_lab.fleet.announce import core_map, fleet_summary
+
+        text = fleet_summary(self.fleet)
+        return {
+            "plan": {"plan": text, "display": text, "instances": []},
+            "state": self.state,
+            "model": "fleet",
+            "members": list(core_map(self.fleet)),
+        }
+
+    def summary_stats(self) -> dict[str, Any]:
+        """GET /packrat/stats for a fleet: summed throughput, worst p99, and each model's stats."""
+        per = self.stats()
+        models = {n: v for n, v in per.items() if n in self.fleet.pools}
+        p99 = [v["p99_ms"] for v in models.values() if v.get("p99_ms") is not None]
+        return {
+            "name": "fleet",
+            "state": self.state,
+            "plan": self.summary_plan()["plan"]["plan"],
+            "throughput_rps": sum(float(v.get("throughput_rps") or 0.0) for v in models.values()),
+            "p99_ms": max(p99) if p99 else None,
+            "reconfigurations": sum(int(v.get("reconfigurations") or 0) for v in models.values()),
+            "models": per,
+        }
+
     def events(self) -> list[dict[str, Any]]:
         return [_event_dict(e) for e in self.fleet.events()]
 
@@ -322,6 +350,8 @@ class FleetService:
             (_MODEL + r"/infer", _per_model(InferHandler)),
             (_MODEL + r"/feedback", _Feedback),
             (_MODEL + r"/?", _per_model(ModelMetadataHandler)),
+            (r"/packrat/plan", _FleetSummaryPlan),
+            (r"/packrat/stats", _FleetSummaryStats),
             (r"/packrat/fleet", _FleetPlans),
             (r"/packrat/fleet/stats", _FleetStats),
             (r"/packrat/fleet/events", _FleetEvents),
@@ -412,6 +442,30 @@ class _FleetPlans(PlanHandler):
             self.fail(400, str(exc) or type(exc).__name__)
             return
         self.send_json(result)
+
+
+class _FleetSummaryPlan(_TokenHandler):
+    """The one-pool plan route on a fleet (what the sidebar reads); switching goes to /packrat/fleet."""
+
+    route = "plan"
+
+    async def get(self) -> None:
+        self.send_json(await self.admin(self.service.summary_plan))  # type: ignore[attr-defined]
+
+    async def put(self) -> None:
+        if self.authorized():
+            msg = 'this server serves a fleet: switch plans with PUT /packrat/fleet {"plans": {"a": "1x1x4"}} or PUT /packrat/models/{name}/plan'
+            self.fail(400, msg)
+
+    async def post(self) -> None:
+        await self.put()
+
+
+class _FleetSummaryStats(BaseHandler):
+    route = "stats"
+
+    async def get(self) -> None:
+        self.send_json(await self.admin(self.service.summary_stats))  # type: ignore[attr-defined]
 
 
 class _FleetStats(BaseHandler):
