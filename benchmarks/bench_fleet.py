@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostinfo import host_description  # noqa: E402
+from hostinfo import host_description
 
 LADDER = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 SLO_DEFAULT = {"tiny-cnn": 20.0, "mlp": 40.0, "resnet50": 1500.0, "bert": 1000.0}
@@ -157,7 +157,7 @@ def scale_before(scale: float) -> float:
     return 0.0 if k == 0 else LADDER[k - 1]
 
 
-def main() -> None:  # noqa: PLR0915 - one linear script
+def main() -> None:
     from packrat_lab.host import detect_host, usable_core_count
     from packrat_lab.optimizer.fleet import model_curve, optimize_fleet
     from packrat_lab.plan import Plan
@@ -259,8 +259,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         "",
         host,
         "",
-        f"Command: `PYTHONPATH=. python benchmarks/bench_fleet.py --models {','.join(names)} --cores {cores} "
-        f"--duration {args.duration:g}{' --corun' if args.corun else ''}` (wall {time.time() - started_at:.0f} s).",
+        (
+            f"Command: `PYTHONPATH=. python benchmarks/bench_fleet.py --models {','.join(names)} --cores {cores} "
+            f"--duration {args.duration:g}{' --corun' if args.corun else ''}` (wall {time.time() - started_at:.0f} s)."
+        ),
         "",
         "Offered mix (scale 1): "
         + ", ".join(f"{n} {loads[n]:.1f} req/s within {slo[n]:g} ms (p95)" for n in names)
@@ -278,7 +280,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     for label, plans in arms.items():
         r = results[label]
         plan_text = "; ".join(
-            f"{n} {p.text}" + (f" ({p.meta.get('fleet_cores', '')})" if label != "unmanaged" else " (all)")
+            f"{n} {p.text}" + (f" ({p.total_threads} cores)" if label != "unmanaged" else " (all cores)")
             for n, p in plans.items()
         )
         exp = f"{expected[label]:.2f}" if label in expected else "—"
@@ -304,9 +306,11 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     ]
     if cores < 3:
         lines += [
-            f"Note: with {len(names)} models on {cores} cores the only disjoint split is one core each, so "
-            "joint and equal differ only in the plan within each share; the 16-core run "
-            "(benchmarks/run_fleet_16core.sh) exercises the core allocation itself.",
+            (
+                f"Note: with {len(names)} models on {cores} cores the only disjoint split is one core each, so "
+                "joint and equal differ only in the plan within each share; the 16-core run "
+                "(benchmarks/run_fleet_16core.sh) exercises the core allocation itself."
+            ),
             "",
         ]
     text = "\n".join(lines)

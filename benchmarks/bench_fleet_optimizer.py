@@ -99,8 +99,10 @@ def main() -> None:
         f"| core allocation alone: every split | {t_brute * 1000:.2f} ms | {brute:.4f} | |",
         f"| equal split ({args.cores // len(curves)} cores each), same curves | — | {equal_split:.4f} | |",
         "",
-        (f"Speed-up of the whole search: {t_ex / t_opt:.1f}×; of the allocation: {t_brute / max(t_alloc, 1e-9):.0f}×. "
-        f"Scale factors agree: {abs(opt_scale - best) <= 1e-9 * best}."),
+        (
+            f"Speed-up of the whole search: {t_ex / t_opt:.1f}×; of the allocation: {t_brute / max(t_alloc, 1e-9):.0f}×. "
+            f"Scale factors agree: {abs(opt_scale - best) <= 1e-9 * best}."
+        ),
         "",
     ]
     text = "\n".join(lines)
