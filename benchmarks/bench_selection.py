@@ -58,8 +58,10 @@ def main() -> None:
         "",
         f"Command: `PYTHONPATH=. python benchmarks/bench_selection.py --seeds {args.seeds} --gamma {args.gamma:g}`",
         "",
-        f"Models answer correctly with probability {', '.join(f'{n} {p:g}' for n, p in ARMS.items())}; "
-        f"mean over {args.seeds} seeds.",
+        (
+            f"Models answer correctly with probability {', '.join(f'{n} {p:g}' for n, p in ARMS.items())}; "
+            f"mean over {args.seeds} seeds."
+        ),
         "",
         "| requests | picks of the best model | mean reward (Exp3) | mean reward (random) | Exp3 / random |",
         "|---|---:|---:|---:|---:|",
