@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostinfo import host_description
 
-LADDER = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+LADDER = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 SLO_DEFAULT = {"tiny-cnn": 20.0, "mlp": 40.0, "resnet50": 1500.0, "bert": 1000.0}
 MODEL_OPTIONS: dict[str, dict[str, Any]] = {"bert": {"seq_len": 32}}
 
@@ -43,11 +43,34 @@ def _workload(name: str) -> Any:
     return get_workload(name, **MODEL_OPTIONS.get(name, {}))
 
 
-def profile_models(names: list[str], cores: int, batches: tuple[int, ...], point_s: float) -> dict[str, Any]:
+def cached(cache: Path | None, key: str) -> Any:
+    """A profile saved by an earlier run (--cache DIR), or None."""
+    from packrat_lab.profiling.table import load_profile
+
+    path = None if cache is None else cache / f"{key}.json"
+    if path is not None and path.exists():
+        print(f"using cached profile {path}", flush=True)
+        return load_profile(path)
+    return None
+
+
+def save(cache: Path | None, key: str, prof: Any) -> None:
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        prof.save(cache / f"{key}.json")
+
+
+def profile_models(
+    names: list[str], cores: int, batches: tuple[int, ...], point_s: float, cache: Path | None
+) -> dict[str, Any]:
     from packrat_lab.profiling.profiler import profile
 
     out = {}
     for name in names:
+        found = cached(cache, name)
+        if found is not None:
+            out[name] = found
+            continue
         start = time.perf_counter()
         out[name] = profile(
             _workload(name),
@@ -58,6 +81,7 @@ def profile_models(names: list[str], cores: int, batches: tuple[int, ...], point
             max_samples=40,
             point_time_s=point_s,
         )
+        save(cache, name, out[name])
         print(f"profiled {name} in {time.perf_counter() - start:.0f} s", flush=True)
     return out
 
@@ -171,6 +195,7 @@ def main() -> None:
     parser.add_argument("--corun", action="store_true", help="also plan from co-run profiles")
     parser.add_argument("--slo", action="append", default=[], metavar="MODEL=MS")
     parser.add_argument("--max-rate", type=float, default=120.0, help="cap on a model's base load (req/s)")
+    parser.add_argument("--cache", type=Path, default=None, help="keep/reuse profiles in this folder")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -191,7 +216,7 @@ def main() -> None:
     host = host_description()
     started_at = time.time()
 
-    profiles = profile_models(names, cores, batches, args.point_s)
+    profiles = profile_models(names, cores, batches, args.point_s, args.cache)
     share = cores // len(names)
     curves = {n: model_curve(n, profiles[n], cores, slo[n]) for n in names}
     loads = {n: min(args.max_rate, 0.5 * float(curves[n].capacity[share])) for n in names}
@@ -222,6 +247,10 @@ def main() -> None:
         corun = {}
         try:
             for n in names:
+                found = cached(args.cache, f"{n}-corun")
+                if found is not None:
+                    corun[n] = found
+                    continue
                 others = [m for m in names if m != n]
                 background = [(fleet.pool(m), loads[m]) for m in others]
                 level = interference_of(
@@ -236,6 +265,7 @@ def main() -> None:
                     interference=round(level, 3),
                     point_time_s=args.point_s,
                 )
+                save(args.cache, f"{n}-corun", corun[n])
                 print(
                     f"co-run profiled {n} at interference {level:.2f} in {time.perf_counter() - t0:.0f} s",
                     flush=True,
