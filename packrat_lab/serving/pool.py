@@ -309,11 +309,11 @@ class Pool:
         self._dispatch_closed = True
         self._supervisor.close().result(self.policy.drain_timeout_s + 30)
         self._supervisor.join(10)
+        if hasattr(self, "_announcement"):  # on this thread: the announcement knows its server's threads
+            self._announcement.close()  # withdraw from the sidebar (idempotent)
         plan = self._supervisor.active.plan.text if self._supervisor.active is not None else ""
         self._events.record("closed", plan, pool=self.name)
         self._events.close()
-        if hasattr(self, "_announcement"):
-            self._announcement.close()  # withdraw from the sidebar (idempotent)
         self._finalizer.detach()
 
     def __enter__(self) -> Pool:  # noqa: PYI034 - typing_extensions is not a dependency
