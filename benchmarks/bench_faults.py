@@ -120,7 +120,9 @@ def main() -> None:
                     os.kill(victim, signal.SIGKILL)
                     deadline = time.monotonic() + 10
                     while time.monotonic() < deadline:  # the replacement, while it starts
-                        fresh = [w["pid"] for w in pool.stats()["workers"] if w["state"] == "starting" and w["pid"]]
+                        fresh = [
+                            w["pid"] for w in pool.stats()["workers"] if w["state"] == "starting" and w["pid"]
+                        ]
                         if fresh:
                             os.kill(fresh[0], signal.SIGKILL)
                             break
@@ -160,7 +162,9 @@ def main() -> None:
         f"Model {args.model}, plans cycling {' → '.join(PLANS)}, {args.rate:g} single samples/s open loop "
         f"+ one closed-loop caller of 5-row batches, {args.duration:g} s, chaos seed {args.seed}.\n"
     )
-    print("| sent | answered | failed with a named error | lost | wrong | longest gap between answers ms | p50 ms | p99 ms |")
+    print(
+        "| sent | answered | failed with a named error | lost | wrong | longest gap between answers ms | p50 ms | p99 ms |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     print(
         f"| {ledger.sent} | {outcomes['ok']} | {sum(errors.values())} {dict(errors) or ''} | "

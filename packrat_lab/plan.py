@@ -126,7 +126,8 @@ class Plan:
         for inst in self.instances:
             known = settings.get(inst.setting.name)
             if known is None:
-                msg = f"unknown runtime setting {inst.setting.name!r}; valid: {sorted(settings)}"
+                valid = ", ".join(sorted(settings))
+                msg = f"unknown runtime setting {inst.setting.name!r} in plan {self.text!r}; valid: {valid}; example: '2x1x4@passive'"
                 raise ValueError(msg)
             out.append(replace(inst, setting=known))
         return replace(self, instances=tuple(out))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from pathlib import Path
 
 import pytest
 import torch
+from proc_utils import alive
 from schedule import check_seeds
 
 from packrat_lab import FailurePolicy, Pool
@@ -70,15 +70,8 @@ class RealTarget:
         return None  # a real worker keeps no per-row count
 
     def leftovers(self, pool: Pool) -> list[str]:
-        alive = [pid for pid in self.pids if _alive(pid)]
+        alive = [pid for pid in self.pids if alive(pid)]
         return leftover_segments(pool._prefix) + [f"worker pid {pid}" for pid in alive]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
 
 
 def test_real_workers_keep_every_promise_under_random_schedules() -> None:

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 import torch
 from fake_workers import FakeChannel, FakeWorld, fake_model
+from proc_utils import wait_for
 
 from packrat_lab import FailurePolicy, Pool, WorkerFailedError
 from packrat_lab.serving.worker import WorkerConfig
 
 POLICY = FailurePolicy(hang_timeout_s=0.2, tick_s=0.01, backoff_s=0.02, max_backoff_s=0.1, degraded_after=3)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def rows(n: int, start: float = 1.0) -> torch.Tensor:

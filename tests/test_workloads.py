@@ -249,3 +249,12 @@ def test_user_modules_rebuild_identically_in_a_spawned_process() -> None:
             here = module.eval()(x)
         there = run_in_spawned(w.spec, x)
         assert torch.equal(here, there), w.spec.kind
+
+
+def test_building_a_zoo_model_leaves_the_callers_rng_alone() -> None:
+    """Issue 8 item 8: the zoo builders called torch.manual_seed(0) on the caller's global RNG."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    get_workload("mlp").build()
+    torch.testing.assert_close(torch.rand(3), expected)

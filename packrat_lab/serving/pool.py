@@ -159,7 +159,9 @@ class Pool:
         except BaseException:  # a failed start or a KeyboardInterrupt in the notebook: leave nothing behind
             self.close()
             raise
-        self._batcher = DynamicBatcher(self._dispatch, lambda: self.plan.total_batch, max_queue_delay_ms / 1000.0)
+        self._batcher = DynamicBatcher(
+            self._dispatch, lambda: self.plan.total_batch, max_queue_delay_ms / 1000.0
+        )
         self.estimator = estimator or BatchSizeEstimator()
         self._policy = (
             AutoPolicy(
@@ -218,7 +220,9 @@ class Pool:
                 out = job.future.result(timeout)
             except TimeoutError:
                 rows = int(batch.shape[0])
-                error = RequestTimeoutError(f"no answer to a {rows}-row batch within {timeout:g} s; it was withdrawn")
+                error = RequestTimeoutError(
+                    f"no answer to a {rows}-row batch within {timeout:g} s; it was withdrawn"
+                )
                 if job.fail(error):
                     raise error from None
                 out = job.future.result()  # answered in the instant between the two

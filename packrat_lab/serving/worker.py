@@ -21,7 +21,17 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from packrat_lab.serving.messages import Done, Ready, Resize, Resized, Run, RunError, StartFailed, Stop, WorkerInfo
+from packrat_lab.serving.messages import (
+    Done,
+    Ready,
+    Resize,
+    Resized,
+    Run,
+    RunError,
+    StartFailed,
+    Stop,
+    WorkerInfo,
+)
 from packrat_lab.serving.transport import Layout, Segment, decode_message, encode_message
 
 if TYPE_CHECKING:
