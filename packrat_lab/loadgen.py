@@ -493,7 +493,7 @@ class LoadProcess:
     @property
     def error(self) -> str | None:
         """The last error the senders met, if any."""
-        text = bytes(self._error.value).decode(errors="replace")
+        text = bytes(self._error[:]).split(b"\0")[0].decode(errors="replace")
         return text or None
 
     def counts(self) -> dict[str, float]:

@@ -11,8 +11,6 @@ from packrat_lab.cli.args import positive_float, positive_int
 __all__ = ["register", "run"]
 
 
-
-
 def register(subparsers: Any) -> None:
     """Add the `load` subcommand."""
     p = subparsers.add_parser(
@@ -30,7 +28,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--rate", type=positive_float("50"), required=True, help="requests per second, e.g. 50")
     p.add_argument(
-        "--duration", type=positive_float("50"), default=10.0, metavar="S", help="seconds of load (default 10)"
+        "--duration",
+        type=positive_float("50"),
+        default=10.0,
+        metavar="S",
+        help="seconds of load (default 10)",
     )
     p.add_argument(
         "--poisson",

@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
     parser.add_argument("profile", help="profile file (.packrat.json from `packrat-lab profile`, or a CSV)")
     parser.add_argument("--cores", "-T", type=positive_int, required=True, help="total cores T")
     parser.add_argument("--batch", "-B", type=positive_int, required=True, help="total batch B")
-    parser.add_argument("--all-cores", action="store_true", help="threads must sum to exactly T (the paper's code)")
+    parser.add_argument(
+        "--all-cores", action="store_true", help="threads must sum to exactly T (the paper's code)"
+    )
     parser.add_argument("--statistic", default="median", choices=["median", "mean", "p90", "p99"])
     parser.add_argument("--format", choices=["table", "json"], default="table")
     parser.set_defaults(func=run)
@@ -28,7 +30,10 @@ def register(sub: Any) -> None:
 def format_table(rows: list[dict[str, Any]], cores: int, batch: int) -> str:
     """A plain-text table for the terminal."""
     width = max(12, *(len(r["config"]) for r in rows))
-    lines = [f"T={cores} cores, B={batch}", f"{'plan':<12} {'⟨i,t,b⟩':<{width}} {'expected ms':>12} {'samples/s':>10} {'vs fat':>7}"]
+    lines = [
+        f"T={cores} cores, B={batch}",
+        f"{'plan':<12} {'⟨i,t,b⟩':<{width}} {'expected ms':>12} {'samples/s':>10} {'vs fat':>7}",
+    ]
     for r in rows:
         speed = r["speedup_vs_fat"]
         lines.append(

@@ -15,8 +15,6 @@ if TYPE_CHECKING:
 __all__ = ["register", "run", "summary_table"]
 
 
-
-
 def _settings(text: str) -> list[str]:
     """argparse type for 'default,passive'."""
     names = [part.strip() for part in text.split(",") if part.strip()]
@@ -86,7 +84,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="profile the TorchScript-traced model (as the Packrat paper did)",
     )
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="save the profile as JSON (name it NAME.packrat.json to open it in JupyterLab's profile viewer)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="FILE",
+        help="save the profile as JSON (name it NAME.packrat.json to open it in JupyterLab's profile viewer)",
+    )
     p.set_defaults(func=run)
 
 

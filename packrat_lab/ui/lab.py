@@ -84,6 +84,7 @@ class Lab(widgets.VBox):  # type: ignore[misc]
             model=self._serving_model,
             known_plans=self._known_plans,
             profile=lambda: self.planning.profile,
+            chosen=lambda: self.planning.chosen_plan,
         )
         self.profiling.changed.add(self._after_profile)
         self.planning.changed.add(self.serve_step.refresh_plans)
@@ -124,6 +125,7 @@ class Lab(widgets.VBox):  # type: ignore[misc]
     def close(self) -> None:
         """Stop the pool and any profiling run, then close the widgets."""
         self.serving.stop()
+        self.serve_step.redraw.cancel()
         self.profiling.cancel()
         self.profile_step.close()
         super().close()

@@ -60,15 +60,21 @@ def build_parser() -> _Parser:
     lab.add_argument("--model", help="zoo name or notebook variable to preselect, e.g. mlp")
     lab.add_argument("--cores", type=positive_int, help="cores to profile on (default: all usable)")
     lab.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], help="batch sizes, e.g. 1,2,4,8")
-    lab.add_argument("--budget", type=positive_float("30"), default=30.0, help="profiling time budget in seconds")
+    lab.add_argument(
+        "--budget", type=positive_float("30"), default=30.0, help="profiling time budget in seconds"
+    )
     prof = sub.add_parser(
         "profile", help="measure L[t][b] of a model (blocks; use the Lab for background runs)"
     )
     prof.add_argument("model", help="zoo name (mlp, tiny-cnn, ...) or a notebook variable holding a model")
     prof.add_argument("--cores", type=positive_int, help="cores to profile on (default: all usable)")
     prof.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], help="batch sizes, e.g. 1,2,4,8")
-    prof.add_argument("--point-time", type=positive_float("30"), default=2.0, help="seconds cap per point (default 2)")
-    prof.add_argument("--budget", type=positive_float("30"), help="total seconds cap (points not reached are skipped)")
+    prof.add_argument(
+        "--point-time", type=positive_float("30"), default=2.0, help="seconds cap per point (default 2)"
+    )
+    prof.add_argument(
+        "--budget", type=positive_float("30"), help="total seconds cap (points not reached are skipped)"
+    )
     prof.add_argument("-o", "--out", help="also save the profile as JSON to this file")
     prof.add_argument(
         "--as", dest="var", default="packrat_profile", help="notebook variable (default packrat_profile)"

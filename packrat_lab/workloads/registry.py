@@ -13,6 +13,7 @@ __all__ = ["get_workload", "zoo_names", "zoo_workload"]
 
 _IMPORT_STRING = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _SCRIPT_SUFFIXES = (".pt", ".pth")
+RECIPE_SUFFIX = ".workload.json"  # a saved Workload.to_dict(): how the Lab hands any model to `serve`
 
 
 def zoo_names() -> list[str]:
@@ -46,11 +47,28 @@ def _from_string(model: str, options: dict[str, Any]) -> Workload:
 
     if model in ZOO:
         return zoo_workload(model, **options)
+    if model.endswith(RECIPE_SUFFIX) and not options:
+        return _from_recipe(model)
     if _IMPORT_STRING.match(model) and not os.path.exists(model):
         return user.import_workload(model, **options)
     if model.endswith(_SCRIPT_SUFFIXES) or os.path.isfile(model):
         return user.torchscript_file_workload(model, **options)
     raise ValueError(_unknown(model))
+
+
+def _from_recipe(path: str) -> Workload:
+    """A workload from a `*.workload.json` file (Workload.to_dict()), e.g. written by the Lab."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Workload(str(data["name"]), WorkloadSpec.from_dict(data["spec"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = (
+            f"cannot read workload recipe {path!r} ({type(exc).__name__}: {exc}); example: mlp.workload.json"
+        )
+        raise ValueError(msg) from exc
 
 
 def get_workload(model: Any, *, torchscript: bool = False, **options: Any) -> Workload:
