@@ -99,6 +99,31 @@ def test_profile_cancel_keeps_partial_points() -> None:
     assert controller.join(5)
     assert controller.state is ProfileState.CANCELLED  # type: ignore[comparison-overlap]  # changed by the thread
     assert controller.profile is not None and len(controller.profile.measurements) == 1
+    # issue 9 #7: 'kept 1 points' said nothing of what the partial profile holds
+    assert "partial profile of 1 point of 6 (threads 1, batch 1)" in controller.status()
+
+
+def test_profile_passes_the_time_budget_and_the_eta_never_exceeds_it() -> None:
+    """Regression (issue 9 #7): the widget never passed its budget; the ETA jumped past it."""
+    seen: dict[str, Any] = {}
+    backend = FakeBackend()
+    original = backend.profile
+
+    def spy(model: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return original(model, **kwargs)
+
+    backend.profile = spy  # type: ignore[method-assign]
+    now = [0.0]
+    controller = ProfileController(backend, clock=lambda: now[0])
+    backend.gate.clear()
+    controller.start(ProfileRequest("mlp", "mlp", 2, (1, 2, 4), 30.0))
+    now[0] = 10.0
+    controller.done, controller.total = 1, 12  # one point took 10 s: pace says 110 s more
+    assert controller.remaining_s == 20.0  # the budget caps it: the profiler stops starting points there
+    backend.gate.set()
+    assert controller.join(5)
+    assert seen["time_budget_s"] == 30.0
 
 
 def test_profile_failure_is_a_status_line_not_a_traceback() -> None:

@@ -138,6 +138,7 @@ class ProfileController:
                 point_time_s=request.point_time_s,
                 progress=self.on_progress,
                 cancel=cancel,
+                time_budget_s=request.budget_s,
             )
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             if cancel.is_set():
@@ -165,9 +166,11 @@ class ProfileController:
         """Estimated seconds left: measured pace when known, else the budget."""
         if not self.running or self.request is None:
             return None
+        budget_left = max(0.0, self.request.budget_s - self.elapsed_s)
         if self.done == 0:
-            return max(0.0, self.request.budget_s - self.elapsed_s)
-        return self.elapsed_s / self.done * max(0, self.total - self.done)
+            return budget_left
+        # measured cost per point so far, but never past the budget: the profiler stops starting points there
+        return min(budget_left, self.elapsed_s / self.done * max(0, self.total - self.done))
 
     def partial(self) -> Profile | None:
         """The points measured so far as a Profile (for the live surface)."""
@@ -192,13 +195,32 @@ class ProfileController:
         if self.state is ProfileState.CANCELLING:
             return f"Cancelling {label} after the current point…"
         if self.state is ProfileState.DONE:
-            return (
-                f"Profiled {label}: {self.done} points in {fmt_duration(self.elapsed_s)}. Next: step 2, Plan."
-            )
+            measured = len(self.profile.measurements) if self.profile else self.done
+            stopped = (self.profile.meta.get("stopped") if self.profile else None) == "time-budget"
+            if stopped:
+                return (
+                    f"Profiled {label}: stopped at the {fmt_duration(self.request.budget_s if self.request else 0)} "
+                    f"time budget with {_points(measured)} of {self.total} (a partial profile: plans use only "
+                    f"these). Next: step 2, Plan, or raise the budget."
+                )
+            return f"Profiled {label}: {_points(measured)} in {fmt_duration(self.elapsed_s)}. Next: step 2, Plan."
         if self.state is ProfileState.CANCELLED:
-            kept = f"kept {self.done} points" if self.profile else "no points measured"
-            return f"Cancelled {label} ({kept})."
+            if not self.profile:
+                return f"Cancelled {label}: no points measured."
+            grid = self.profile
+            return (
+                f"Cancelled {label}: partial profile of {_points(len(grid.measurements))} of {self.total} "
+                f"(threads {_span(grid.threads)}, batch {_span(grid.batches)}); plans use only these."
+            )
         return f"Profiling {label} failed: {self.error}"
+
+
+def _points(count: int) -> str:
+    return f"{count} point{'s' if count != 1 else ''}"
+
+
+def _span(values: Sequence[int]) -> str:
+    return str(values[0]) if len(values) == 1 else f"{values[0]}–{values[-1]}"
 
 
 class ProfileStep:

@@ -22,9 +22,10 @@ def zoo_names() -> list[str]:
 
 
 def _unknown(model: object) -> str:
+    """Works at the shell and in Python alike: names what is valid, no Python call in it."""
     return (
-        f"unknown model {model!r}; valid: {', '.join(zoo_names())}, a TorchScript file (*.pt), "
-        "'module:function', or an nn.Module with example_input= (example: get_workload('resnet50'))"
+        f"unknown model {model!r}; valid: {', '.join(zoo_names())}, a TorchScript file (*.pt with its "
+        "sample shape), 'module:function', or (in Python) an nn.Module with example_input="
     )
 
 
