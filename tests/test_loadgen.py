@@ -282,3 +282,27 @@ def test_load_process_sends_the_asked_rate_from_its_own_process(server: Server) 
     assert 0.85 * 360 <= counts["released"] <= 360 + 2
     assert counts["completed"] == counts["sent"] == counts["released"]
     assert counts["failed"] == 0
+
+
+def test_cli_load_pool_splits_model_and_plan_on_the_last_colon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (issue 9 #9): `--pool mod:fn:1x1x1` split on the first colon ("unknown model 'mod'")."""
+    import packrat_lab.loadgen
+    import packrat_lab.serving.pool
+
+    made: list[tuple[str, str]] = []
+
+    class RecordingPool:
+        def __init__(self, model: str, plan: str) -> None:
+            made.append((model, plan))
+
+        def __enter__(self) -> RecordingPool:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    report = LoadReport("pool", 5.0, 0.1, True, 0, 0, 0, 0, 0.1)
+    monkeypatch.setattr(packrat_lab.serving.pool, "Pool", RecordingPool)
+    monkeypatch.setattr(packrat_lab.loadgen, "run_load", lambda pool, **kw: report)
+    assert main(["load", "--pool", "mypkg.models:build:1x1x1", "--rate", "5", "--duration", "0.1"]) == 0
+    assert made == [("mypkg.models:build", "1x1x1")]
