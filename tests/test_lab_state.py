@@ -485,3 +485,22 @@ def test_serve_follows_the_plan_chosen_in_plan_step() -> None:
     lab.plan_step.chosen.value = "packrat"
     assert lab.serve_step.plan.value == lab.planning.plans["packrat"].text
     lab.close()
+
+
+def test_lab_reuses_a_profile_measured_in_the_notebook() -> None:
+    """Regression (issue 9 #7): the quickstart's final pl.Lab(...) did not reuse the profile just measured."""
+    profile = profile_from_latencies("mlp", {(t, b): latency(t, b) for t in (1, 2) for b in (1, 2, 4)})
+    backend = FakeBackend()
+    lab = make_lab(backend, profile=profile, model="mlp")
+    assert lab.planning.profile is profile and lab.tabs.selected_index == 1
+    assert lab.profiling.state is ProfileState.DONE and "6 points" in lab.profiling.status()
+    assert lab.planning.plans and lab.serve_step.plan.value == lab.planning.chosen_plan.text  # type: ignore[union-attr]
+    lab.close()
+
+
+def test_partial_profile_plans_on_the_cores_it_measured() -> None:
+    """Regression (issue 9 #7): after Cancel the Plan step said 'on 1 cores' in one place and 2 in another."""
+    profile = profile_from_latencies("mlp", {(1, 1): 2.0, (1, 2): 3.0})
+    controller = PlanController(FakeBackend())
+    controller.set_profile(profile, cores=2, model="mlp")
+    assert controller.cores == 1 and "on 1 cores" not in controller.status()

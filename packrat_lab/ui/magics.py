@@ -150,6 +150,9 @@ class PackratMagics(Magics):
 
     # ---- subcommands --------------------------------------------------------------------
     def _cmd_lab(self, args: argparse.Namespace) -> Lab:
+        loading = _loading_note(
+            "Loading packrat lab (widgets and plotly; the first time takes a few seconds)…"
+        )
         from packrat_lab.ui.lab import Lab
 
         model = self._model(args.model) if args.model else None
@@ -162,6 +165,8 @@ class PackratMagics(Magics):
             namespace=self._user_ns(),
         )
         self.labs.append(lab)
+        if loading is not None:
+            loading.update({"text/plain": ""}, raw=True)
         return lab
 
     def _cmd_profile(self, args: argparse.Namespace) -> None:
@@ -328,3 +333,12 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
     if isinstance(instance, PackratMagics):
         instance.stop_all()
     manager.magics["line"].pop(_MAGIC, None)
+
+
+def _loading_note(text: str) -> Any:
+    """Show `text` in the cell's output at once (replaced when the Lab is ready); None outside IPython."""
+    try:
+        from IPython.display import display
+    except ImportError:
+        return None
+    return display({"text/plain": text, "text/html": f"<i>{text}</i>"}, raw=True, display_id=True)

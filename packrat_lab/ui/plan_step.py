@@ -160,7 +160,7 @@ class PlanController:
             f" <span class='packrat-warning' style='color:#b00020'>⚠ {warning}</span>" if warning else ""
         )
         return (
-            f"B={self.batch} on {self.cores} cores: {best.name} plan {best} is expected to take {lat}{gain} "
+            f"B={self.batch} on {self.cores} core{'s' if self.cores != 1 else ''}: {best.name} plan {best} is expected to take {lat}{gain} "
             f"(expected = from isolated profile points).{caution}{measured} Serve it in step 3."
         )
 

@@ -109,6 +109,19 @@ class ProfileController:
         self._thread.start()
         self.changed()
 
+    def adopt(self, profile: Profile, request: ProfileRequest) -> None:
+        """Take a profile measured before (e.g. Lab(profile=...)) as this step's finished result."""
+        if self.running:
+            msg = "a profile is already running; cancel it first"
+            raise RuntimeError(msg)
+        with self._lock:
+            self.request, self.profile = request, profile
+            self.measurements = list(profile.measurements)
+            self.done = self.total = len(profile.measurements)
+            self.state, self.error = ProfileState.DONE, None
+            self._started = self.clock() - float(profile.meta.get("wall_s", 0.0))
+        self.changed()
+
     def cancel(self) -> None:
         """Ask the profiler to stop after the point it is measuring."""
         if self.state is ProfileState.RUNNING:
@@ -190,6 +203,11 @@ class ProfileController:
         label = self.request.label if self.request else ""
         if self.state is ProfileState.IDLE:
             return "Pick a model, cores, batch sizes and a time budget, then press Profile."
+        if self.state is ProfileState.RUNNING and self.done == 0:
+            return (
+                f"Profiling {label}: loading torch and the model in the first point's process "
+                f"(0/{self.total} points; at most {fmt_duration(self.remaining_s)} left)…"
+            )
         if self.state is ProfileState.RUNNING:
             return f"Profiling {label}: {self.done}/{self.total} points, about {fmt_duration(self.remaining_s)} left."
         if self.state is ProfileState.CANCELLING:
