@@ -295,7 +295,7 @@ def test_cli_load_pool_splits_model_and_plan_on_the_last_colon(monkeypatch: pyte
         def __init__(self, model: str, plan: str) -> None:
             made.append((model, plan))
 
-        def __enter__(self) -> RecordingPool:
+        def __enter__(self) -> RecordingPool:  # noqa: PYI034 - a local test double
             return self
 
         def __exit__(self, *exc: object) -> None:

@@ -341,4 +341,6 @@ def _loading_note(text: str) -> Any:
         from IPython.display import display
     except ImportError:
         return None
-    return display({"text/plain": text, "text/html": f"<i>{text}</i>"}, raw=True, display_id=True)
+    return display(  # type: ignore[no-untyped-call]
+        {"text/plain": text, "text/html": f"<i>{text}</i>"}, raw=True, display_id=True
+    )
