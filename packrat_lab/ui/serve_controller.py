@@ -154,6 +154,14 @@ class ServeController:
         self.pool, self.state = None, ServeState.STOPPED
         self.changed()
 
+    def detach(self) -> None:
+        """Stop watching the pool (and stop this widget's load) but leave it serving for other clients."""
+        self.stop_load()
+        self._stop_sampling.set()
+        self.pool, self.state = None, ServeState.STOPPED
+        self.note = "Detached: the pool keeps serving (see the Packrat sidebar)."
+        self.changed()
+
     def _stopped_elsewhere(self, why: str) -> None:
         """The pool went away without this widget asking (sidebar Stop, another client, a crash)."""
         self.stop_load()
@@ -357,7 +365,11 @@ class ServeController:
                 f"({sent['achieved_rps']:.1f} req/s)"
             )
         auto = ", auto-reconfiguration on" if self.auto else ""
-        return f"Serving{plan}; {load}{auto}." + note
+        where = ""
+        url, pid = getattr(self.pool, "url", None), getattr(self.pool, "pid", None)
+        if url:
+            where = f" at <code>{url}</code>" + (f" (server pid {pid})" if pid else "")
+        return f"Serving{plan}{where}; {load}{auto}." + note
 
 
 def _event_time(event: Any) -> float:

@@ -200,16 +200,25 @@ class ServeStep:
 
     def _counters_html(self) -> str:
         c = self.controller.counters
+        last = self.controller.samples[-1] if self.controller.samples else {}
+
+        def ms(value: float | None) -> str:
+            return "—" if value is None else f"{value:.1f}"
+
+        rate = last.get("throughput_rps")
         cells = [
-            ("served", c["served"], "#009E73"),
-            ("failed", c["failed"], "#D55E00"),
-            ("lost", c["lost"], "#D55E00"),
-            ("in flight", c["in_flight"], "#0072B2"),
+            ("served", f"{c['served']:,}", "#009E73" if c["served"] else "#333"),
+            ("failed", f"{c['failed']:,}", "#D55E00" if c["failed"] else "#333"),
+            ("lost", f"{c['lost']:,}", "#D55E00" if c["lost"] else "#333"),
+            ("in flight", f"{c['in_flight']:,}", "#0072B2" if c["in_flight"] else "#333"),
+            ("pool p50 ms", ms(last.get("p50_ms")), "#333"),
+            ("pool p99 ms", ms(last.get("p99_ms")), "#333"),
+            ("served req/s", "—" if rate is None else f"{rate:.1f}", "#333"),
         ]
         spans = "".join(
             f"<span class='packrat-counter' style='display:inline-block;min-width:96px;margin-right:12px'>"
-            f"<span class='packrat-count packrat-count-{label.replace(' ', '-')}' "
-            f"style='font-size:20px;font-weight:600;color:{colour if value else '#333'}'>{value:,}</span>"
+            f"<span class='packrat-count packrat-count-{label.replace(' ', '-').replace('/', '-')}' "
+            f"style='font-size:20px;font-weight:600;color:{colour}'>{value}</span>"
             f"<br><span style='color:#666;font-size:11px;text-transform:uppercase'>{label}</span></span>"
             for label, value, colour in cells
         )
