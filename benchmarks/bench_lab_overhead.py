@@ -137,10 +137,12 @@ def main() -> int:
         f"Command: `{command}`",
         f"Load average before {load_before[0]:.2f} / after {load_after[0]:.2f} (1 min) on a shared host.",
         "",
-        f"`{args.model}` served as `{args.plan}` by one `packrat-lab serve` process; `packrat-lab load` sends "
-        f"{args.rate:g} req/s (Poisson, seeded) for {args.duration:g} s per arm from its own process; arms "
-        "alternate. 'Lab' = a Serve step (controller + FigureWidget timeline) in the benchmark process polling "
-        "/packrat/stats every 0.25 s and redrawing at most twice a second.",
+        (
+            f"`{args.model}` served as `{args.plan}` by one `packrat-lab serve` process; `packrat-lab load` sends "
+            f"{args.rate:g} req/s (Poisson, seeded) for {args.duration:g} s per arm from its own process; arms "
+            "alternate. 'Lab' = a Serve step (controller + FigureWidget timeline) in the benchmark process polling "
+            "/packrat/stats every 0.25 s and redrawing at most twice a second."
+        ),
         "",
         "| round | Lab attached | client p50 ms | client p99 ms | pool p50 ms | pool p99 ms | completed | errors | redraws |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -154,8 +156,10 @@ def main() -> int:
     ratio_p99 = mean(True, "client_p99") / mean(False, "client_p99")
     lines += [
         "",
-        f"Mean over rounds, with Lab / without: client p50 {ratio_p50:.2f}×, client p99 {ratio_p99:.2f}×; "
-        f"pool p99 {mean(True, 'pool_p99'):.2f} vs {mean(False, 'pool_p99'):.2f} ms.",
+        (
+            f"Mean over rounds, with Lab / without: client p50 {ratio_p50:.2f}×, client p99 {ratio_p99:.2f}×; "
+            f"pool p99 {mean(True, 'pool_p99'):.2f} vs {mean(False, 'pool_p99'):.2f} ms."
+        ),
         "",
     ]
     Path(args.out).write_text("\n".join(lines))
