@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import queue
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -401,6 +402,7 @@ def _continuous_load(
     url: str,
     rate: Any,
     counts: Any,
+    started: Any,
     error: Any,
     stop: Any,
     poisson: bool,
@@ -413,7 +415,7 @@ def _continuous_load(
         _, make_sender = _http_sender_factory(url, None, 1, seed, False, timeout_s)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
         error.value = f"{type(exc).__name__}: {exc}"[:299].encode(errors="replace")
-        return
+        sys.exit(1)
     senders = _Senders(make_sender, concurrency, keep_latencies=False)
 
     def release(i: int, due: float) -> None:
@@ -423,6 +425,7 @@ def _continuous_load(
         if senders.errors:
             error.value = senders.errors[-1][:299].encode(errors="replace")
 
+    started.value = time.time()  # the arrival process starts now (after this process's own start-up)
     pace(_LiveRate(Arrivals(float(rate.value), poisson=poisson, seed=seed), rate), release, stop)
     senders.finish(time.perf_counter() + min(timeout_s, 5.0))
     counts[_SENT], counts[_COMPLETED], counts[_FAILED] = senders.sent, senders.completed, senders.failed
@@ -453,6 +456,7 @@ class LoadProcess:
         ctx = multiprocessing.get_context("spawn")
         self._rate = ctx.Value("d", _check_rate(rate))
         self._counts = ctx.Array("q", 4)
+        self._started = ctx.Value("d", 0.0)
         self._error = ctx.Array("c", 300)
         self._stop = ctx.Event()
         self.poisson = poisson
@@ -462,6 +466,7 @@ class LoadProcess:
                 url,
                 self._rate,
                 self._counts,
+                self._started,
                 self._error,
                 self._stop,
                 poisson,
@@ -472,7 +477,6 @@ class LoadProcess:
             daemon=True,
             name="packrat-load",
         )
-        self.started = time.monotonic()
         self.process.start()
         self.stopped: float | None = None
 
@@ -491,15 +495,21 @@ class LoadProcess:
         return self.process.is_alive()
 
     @property
+    def died(self) -> bool:
+        """It ended without being asked to (a crash, or it could not reach the server)."""
+        return self.stopped is None and not self.process.is_alive() and self.process.exitcode is not None
+
+    @property
     def error(self) -> str | None:
         """The last error the senders met, if any."""
         text = bytes(self._error[:]).split(b"\0")[0].decode(errors="replace")
         return text or None
 
     def counts(self) -> dict[str, float]:
-        """released, sent, completed, failed so far, and the achieved release rate (per second)."""
+        """released, sent, completed, failed so far, and the achieved release rate since arrivals began."""
         released, sent, completed, failed = (int(v) for v in self._counts[:])
-        elapsed = (self.stopped or time.monotonic()) - self.started
+        began = float(self._started.value)
+        elapsed = (self.stopped or time.time()) - began if began else 0.0
         return {
             "released": released,
             "sent": sent,
@@ -511,7 +521,7 @@ class LoadProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop releasing, let requests in flight finish briefly, and end the process."""
         if self.stopped is None:
-            self.stopped = time.monotonic()
+            self.stopped = time.time()
         self._stop.set()
         self.process.join(timeout)
         if self.process.is_alive():

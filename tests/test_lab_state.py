@@ -277,6 +277,16 @@ def test_load_generator_uses_the_rate_and_stops() -> None:
         controller.set_rate(0)
 
 
+def test_a_load_process_that_dies_is_said_not_hidden() -> None:
+    backend = FakeBackend()
+    controller = started(backend)
+    controller.start_load(rate=20)
+    load = backend.loads[0]
+    load.alive, load.died, load.error = False, True, "ConnectionRefusedError: [Errno 111]"
+    assert "the load process stopped: ConnectionRefusedError" in controller.status()
+    controller.stop()
+
+
 def test_widget_follows_a_switch_made_elsewhere() -> None:
     """Regression (issue 9 #4): after Auto or the sidebar switched the pool, the widget showed the old plan."""
     backend = FakeBackend()

@@ -282,6 +282,7 @@ def test_load_process_sends_the_asked_rate_from_its_own_process(server: Server) 
     assert 0.85 * 360 <= counts["released"] <= 360 + 2
     assert counts["completed"] == counts["sent"] == counts["released"]
     assert counts["failed"] == 0
+    assert 40 <= counts["achieved_rps"] <= 80  # measured from the first arrival, not the process start
 
 
 def test_cli_load_pool_splits_model_and_plan_on_the_last_colon(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -77,6 +77,7 @@ class FakeLoad:
         self.rates = [rate]
         self.poisson, self.seed = poisson, seed
         self.alive = True
+        self.died = False
         self.error: str | None = None
 
     def set_rate(self, rate: float) -> None:

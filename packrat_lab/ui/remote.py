@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,7 +176,19 @@ def start_server(
         raise RuntimeError(msg)
     threading.Thread(target=_drain, args=(process,), daemon=True, name="packrat-serve-stdout").start()
     announced_url, announced_token = _registry_token(process.pid)
-    return RemotePool(announced_url or url, announced_token or printed_token or token, process=process)
+    pool = RemotePool(announced_url or url, announced_token or printed_token or token, process=process)
+    weakref.finalize(pool, _terminate, process)  # also at interpreter exit: a kernel's pool ends with it
+    return pool
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    """SIGTERM a server we started (it closes its pool cleanly) unless it already exited."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _read_banner(process: subprocess.Popen[str], timeout_s: float) -> tuple[str | None, str | None]:

@@ -358,7 +358,9 @@ class ServeController:
         if self.state is ServeState.STOPPING:
             return "Draining and stopping the pool…"
         load = "no load (press Send load)"
-        if self.load_running and self.load is not None:
+        if self.load is not None and getattr(self.load, "died", False):
+            load = f"<span style='color:#b00020'>the load process stopped: {self.load.error or 'it exited'}</span>"
+        elif self.load_running and self.load is not None:
             sent = self.load.counts()
             load = (
                 f"asked {self.rate:g} req/s, load process sent {int(sent['released']):,} "
