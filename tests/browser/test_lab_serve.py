@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
 from test_extension import _open_sidebar, _run_cell, _write_notebook
 from test_notebook_ui import button, wait_for_text
 
@@ -29,11 +28,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
 
 NOTEBOOK = "lab_serve.ipynb"
 CELLS = [
-    "import packrat_lab as pl\n"
-    "from packrat_lab.profiling.table import profile_from_latencies\n"
-    "prof = profile_from_latencies('mlp', {(t, b): 1.2 * b**0.9 / t**0.6 + 0.4 * t for t in (1, 2) for b in (1, 2, 4)})\n"
-    "lab = pl.Lab('mlp', cores=2, profile=prof)\n"
-    "lab",
+    (
+        "import packrat_lab as pl\n"
+        "from packrat_lab.profiling.table import profile_from_latencies\n"
+        "prof = profile_from_latencies('mlp', {(t, b): 1.2 * b**0.9 / t**0.6 + 0.4 * t for t in (1, 2) for b in (1, 2, 4)})\n"
+        "lab = pl.Lab('mlp', cores=2, profile=prof)\n"
+        "lab"
+    ),
 ]
 RATE = 20
 
