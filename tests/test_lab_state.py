@@ -514,3 +514,21 @@ def test_partial_profile_plans_on_the_cores_it_measured() -> None:
     controller = PlanController(FakeBackend())
     controller.set_profile(profile, cores=2, model="mlp")
     assert controller.cores == 1 and "on 1 cores" not in controller.status()
+
+
+def test_auto_paused_elsewhere_is_said_and_the_checkbox_follows_without_a_request() -> None:
+    backend = FakeBackend()
+    lab = make_lab(backend, batches=(1, 2))
+    step = lab.serve_step
+    step.plan.value = "2x1x1"
+    step.start.click()
+    lab.serving.join()
+    step.auto.value = True
+    pool = backend.pools[0]
+    assert pool.auto == [True]
+    pool.auto_on = False  # e.g. a sidebar switch paused it
+    lab.serving.sample()
+    assert step.auto.value is False
+    assert pool.auto == [True]  # the checkbox caught up without sending anything back
+    assert "Auto was paused elsewhere" in step.message.value
+    lab.close()

@@ -203,6 +203,8 @@ class ServeController:
 
     def set_auto(self, enabled: bool) -> None:
         """Let the pool's batch-size estimator pick plans (kept for the next pool too)."""
+        if enabled == self.auto:
+            return  # e.g. the checkbox catching up with a change the pool reported: nothing to send
         self.auto = enabled
         self.note = None
         if self.pool is not None:
