@@ -114,7 +114,9 @@ def drive_quickstart_and_lab(page: Page, jupyter_server: LabServer, screenshot: 
     expect(lab.locator(".packrat-figure-bars .barlayer .point").first).to_be_visible(timeout=30_000)
     expect(lab.locator(".packrat-figure-map .barlayer .point").first).to_be_visible(timeout=30_000)
     button(lab, "Validate").click()  # measures each distinct plan in a real pool, then overlays the bars
-    wait_for_text(lab.locator(".packrat-status").nth(1), r"Measured \(hatched\) bars overlay the expected ones", 90)
+    wait_for_text(
+        lab.locator(".packrat-status").nth(1), r"Measured \(hatched\) bars overlay the expected ones", 90
+    )
     expect(lab.locator(".packrat-figure-bars .barlayer .trace")).to_have_count(2, timeout=30_000)
     screenshot(page, "plan-validated", locator=lab)
 
