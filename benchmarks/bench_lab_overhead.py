@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,62 @@ def run_arm(pool: RemotePool, lab: bool, args: argparse.Namespace, seed: int) ->
     }
 
 
+def run_old_design(args: argparse.Namespace) -> dict[str, Any]:
+    """The Lab before issue 9, emulated: pool, load and a full timeline rebuild per sample in one process.
+
+    Load went out in 1 s run_load chunks with the same seed each second; each stats sample (every
+    0.33 s) rebuilt the whole plotly timeline. Latencies are the load generator's, as the widget saw them.
+    """
+    import threading
+
+    from packrat_lab.loadgen import run_load
+    from packrat_lab.plots import plot_timeline, timeline_info
+    from packrat_lab.serving.pool import Pool
+    from packrat_lab.ui.figures import new_widget, show_figure
+
+    figure = new_widget(height=560)
+    samples: list[dict[str, Any]] = []
+    stop = threading.Event()
+    redraws = 0
+
+    with Pool(args.model, args.plan, announce=False) as pool:
+        run_load(pool, rate=args.rate, duration_s=1.0)  # warm
+
+        def sampler() -> None:
+            nonlocal redraws
+            while not stop.wait(0.33):
+                stats = pool.stats()
+                samples.append({"time": time.time(), **{k: stats.get(k) for k in ("p50_ms", "p99_ms")}})
+                show_figure(figure, plot_timeline(timeline_info(samples[-180:], window_s=60)))
+                redraws += 1
+
+        thread = threading.Thread(target=sampler, daemon=True)
+        thread.start()
+        latencies: list[float] = []
+        completed = errors = 0
+        deadline = time.monotonic() + args.duration
+        while time.monotonic() < deadline:
+            report = run_load(pool, rate=args.rate, duration_s=1.0)  # seed 0 every second, as before
+            latencies += list(report.latencies_ms)
+            completed, errors = completed + report.completed, errors + report.errors
+        stop.set()
+        thread.join(5)
+        stats = pool.stats()
+    import numpy as np
+
+    return {
+        "lab": "old",
+        "client_p50": float(np.percentile(latencies, 50)) if latencies else None,
+        "client_p99": float(np.percentile(latencies, 99)) if latencies else None,
+        "pool_p50": stats.get("p50_ms"),
+        "pool_p99": stats.get("p99_ms"),
+        "completed": completed,
+        "errors": errors,
+        "throughput": completed / args.duration,
+        "redraws": redraws,
+    }
+
+
 def fmt(value: Any) -> str:
     return "—" if value is None else f"{value:.2f}"
 
@@ -108,6 +165,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/lab-overhead.md")
+    parser.add_argument(
+        "--old-design", action="store_true", help="also run the pre-issue-9 in-kernel Lab, emulated, once"
+    )
     args = parser.parse_args()
 
     load_before = os.getloadavg()
@@ -122,10 +182,14 @@ def main() -> int:
                 print(json.dumps(row), flush=True)
     finally:
         pool.close()
+    if args.old_design:
+        row = run_old_design(args)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     load_after = os.getloadavg()
 
     def mean(lab: bool, key: str) -> float:
-        values = [r[key] for r in rows if r["lab"] is lab and r[key] is not None]
+        values = [r[key] for r in rows if r["lab"] is lab and r[key] is not None]  # 'old' rows excluded
         return sum(values) / len(values) if values else float("nan")
 
     command = " ".join(["python", *sys.argv])
@@ -148,10 +212,20 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rows):
+        attached = "old design (in-kernel)" if r["lab"] == "old" else "yes" if r["lab"] else "no"
         lines.append(
-            f"| {i // 2 + 1} | {'yes' if r['lab'] else 'no'} | {fmt(r['client_p50'])} | {fmt(r['client_p99'])} | "
+            f"| {i // 2 + 1} | {attached} | {fmt(r['client_p50'])} | {fmt(r['client_p99'])} | "
             f"{fmt(r['pool_p50'])} | {fmt(r['pool_p99'])} | {r['completed']} | {r['errors']} | {r['redraws']} |"
         )
+    if args.old_design:
+        lines += [
+            "",
+            (
+                "'old design': the Lab before issue 9, emulated in this process: an in-process Pool, load in 1 s "
+                "`run_load` chunks with seed 0 every second, and a full timeline rebuild per 0.33 s stats sample; "
+                f"it ran for {args.duration:g} s after the arms above (the new design's server had stopped)."
+            ),
+        ]
     ratio_p50 = mean(True, "client_p50") / mean(False, "client_p50")
     ratio_p99 = mean(True, "client_p99") / mean(False, "client_p99")
     lines += [

@@ -52,3 +52,37 @@ def test_lab_serves_from_its_own_process_and_follows_changes_made_elsewhere() ->
         assert "stopped" in controller.status() and "Serving" not in controller.status()
     finally:
         controller.stop()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's parent may be slow to reap it)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_the_labs_server_ends_when_its_kernel_is_killed() -> None:
+    """A killed kernel must not leave its Lab's pool serving with no owner."""
+    import subprocess
+    import sys
+
+    script = (
+        "from packrat_lab.plan import Plan\n"
+        "from packrat_lab.ui.remote import start_server\n"
+        "pool = start_server('mlp', Plan.parse('1x1x1'))\n"
+        "print(pool.pid, flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    kernel = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert kernel.stdout is not None
+        server = int(kernel.stdout.readline())
+        assert _running(server)
+    finally:
+        kernel.kill()  # no atexit, no finalizers: only the server's own watch can end it
+        kernel.wait()
+    wait_for(lambda: not _running(server), 60)

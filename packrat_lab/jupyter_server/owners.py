@@ -51,6 +51,8 @@ def command_line(pid: int, width: int = 80) -> str:
         args = args[1:]
         if args[:2] in (["-m", "packrat_lab.cli"], ["-m", "packrat_lab"]):
             args = ["packrat-lab", *args[2:]]
+        elif args[:2] == ["-m", "packrat_lab.ui._serve_child"]:  # a Lab's server: skip the parent pid
+            args = ["packrat-lab", *args[3:]]
         elif args[:1] == ["-m"]:
             args = args[1:]
     if args:

@@ -151,7 +151,9 @@ def start_server(
 ) -> RemotePool:
     """Start `packrat-lab serve MODEL --plan P --port 0` with a fresh token; wait until it serves."""
     folder = Path(tempfile.mkdtemp(prefix="packrat-lab-serve-"))
-    argv = [python, "-m", "packrat_lab.cli", "serve", model_argument(model, folder), "--plan", plan.text]
+    # the child ends itself when this process (the kernel) is gone, however it died
+    argv = [python, "-m", "packrat_lab.ui._serve_child", str(os.getpid()), "serve"]
+    argv += [model_argument(model, folder), "--plan", plan.text]
     argv += ["--port", "0", "--host", "127.0.0.1"]
     if profile is not None:
         argv += ["--profile", str(profile.save(folder / "lab.packrat.json"))]
