@@ -532,3 +532,20 @@ def test_auto_paused_elsewhere_is_said_and_the_checkbox_follows_without_a_reques
     assert pool.auto == [True]  # the checkbox caught up without sending anything back
     assert "Auto was paused elsewhere" in step.message.value
     lab.close()
+
+
+def test_plan_step_warns_when_the_plan_rests_on_noise() -> None:
+    """Regression (issue 9 #6): a plan built on noisy points was shown as a confident speedup."""
+    from packrat_lab.profiling.measurement import Measurement
+    from packrat_lab.profiling.table import Profile
+
+    profile = Profile("mlp")
+    for t in (1, 2):
+        for b in (1, 2, 4):
+            samples = tuple(latency(t, b) * (1 + 0.4 * (k % 3 - 1)) for k in range(6))
+            profile.add(Measurement(t, b, "default", samples, stop_reason="cap"))
+    controller = PlanController(FakeBackend())
+    controller.set_profile(profile, cores=2, model="mlp")
+    status = controller.status()
+    assert "⚠ uncertain" in status and "noisy profile point" in status and "validate" in status
+    assert "expected" in status

@@ -307,3 +307,16 @@ def test_cli_load_pool_splits_model_and_plan_on_the_last_colon(monkeypatch: pyte
     monkeypatch.setattr(packrat_lab.loadgen, "run_load", lambda pool, **kw: report)
     assert main(["load", "--pool", "mypkg.models:build:1x1x1", "--rate", "5", "--duration", "0.1"]) == 0
     assert made == [("mypkg.models:build", "1x1x1")]
+
+
+def test_cli_failures_exit_1_and_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Regression (issue 9 #9): runtime failures and usage errors both exited 2."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["load", f"http://127.0.0.1:{port}", "--rate", "5", "--duration", "0.2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("packrat-lab load: failed: ") and "Traceback" not in err[0]
+    assert main(["load", "--rate", "5"]) == 2  # what was typed is wrong

@@ -233,3 +233,12 @@ def test_user_modules_rebuild_identically_in_a_spawned_process() -> None:
             here = module.eval()(x)
         there = run_in_spawned(w.spec, x)
         assert torch.equal(here, there), w.spec.kind
+
+
+def test_get_workload_imports_from_the_workloads_package_and_errors_need_no_python() -> None:
+    """Regression (issue 9 #9): `from packrat_lab.workloads import get_workload` failed; the error named a Python call."""
+    from packrat_lab.workloads import get_workload as from_package
+
+    with pytest.raises(ValueError, match="unknown model 'resnet51'") as info:
+        from_package("resnet51")
+    assert "get_workload(" not in str(info.value) and "valid: " in str(info.value)
