@@ -242,3 +242,20 @@ def test_get_workload_imports_from_the_workloads_package_and_errors_need_no_pyth
     with pytest.raises(ValueError, match="unknown model 'resnet51'") as info:
         from_package("resnet51")
     assert "get_workload(" not in str(info.value) and "valid: " in str(info.value)
+
+
+def test_a_workload_recipe_file_rebuilds_the_same_workload(tmp_path: Path) -> None:
+    """How the Lab hands any model (here a zoo model with options) to its `packrat-lab serve` process."""
+    from packrat_lab.ui.remote import model_argument
+    from packrat_lab.workloads import get_workload
+
+    assert model_argument("mlp", tmp_path) == "mlp"
+    assert model_argument(get_workload("mlp"), tmp_path) == "mlp"
+    custom = get_workload("mlp", width=32)
+    path = model_argument(custom, tmp_path)
+    assert path.endswith(".workload.json")
+    again = get_workload(path)
+    assert again.spec == custom.spec and again.name == custom.name
+    (tmp_path / "bad.workload.json").write_text("{")
+    with pytest.raises(ValueError, match="cannot read workload recipe"):
+        get_workload(str(tmp_path / "bad.workload.json"))
