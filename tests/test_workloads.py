@@ -177,7 +177,9 @@ def test_torchscript_file_and_errors(tmp_path: Path) -> None:
     w = get_workload(str(path), example_input=torch.randn(1, 8))
     assert (w.spec.kind, w.sample_shape, w.name) == ("torchscript", (8,), "scale")
     assert get_workload(path, sample_shape=(8,)).sample_shape == (8,)
-    with pytest.raises(ValueError, match="needs example_input= or sample_shape="):
+    with pytest.raises(
+        ValueError, match="needs its input shape: --sample-shape 3,224,224 on the command line"
+    ):
         get_workload(str(path))
     junk = tmp_path / "junk.pt"
     junk.write_text("not a model")
