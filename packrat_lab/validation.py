@@ -91,7 +91,7 @@ class ValidationReport:
     def to_markdown(self) -> str:
         """A Markdown table of the side-by-side results."""
         lines = [
-            f"| plan (B={self.batch}) | ⟨i,t,b⟩ | expected ms | actual ms | gap | speedup vs {self.baseline} |",
+            f"| plan (B={self.batch}) | ⟨i,t,b⟩ | expected ms | measured ms | gap | measured vs {self.baseline} |",
             "|---|---|---|---|---|---|",
         ]
         for row in self.rows():

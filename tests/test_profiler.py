@@ -232,3 +232,35 @@ def test_torchscript_option_profiles_the_traced_model() -> None:
     )
     assert result.model == "mlp[torchscript]" and result.meta["workload"]["spec"]["kind"] == "torchscript"
     assert result.measurements[0].meta["output_shape"] == [1, 1024]
+
+
+def test_time_budget_counts_each_points_measured_start_up_cost() -> None:
+    """Regression (issue 9 #7): a 30 s budget took 63 s: start-up cost per point was not counted."""
+    from packrat_lab.profiling.profiler import _Budget
+
+    now = [0.0]
+    budget = _Budget(10.0, 0.0, clock=lambda: now[0])
+    assert budget.cap(1.0) == 1.0  # nothing measured yet: the cap alone
+    now[0] = 4.0
+    budget.record(4.0, 1.0)  # the first point took 4 s for 1 s of timing: 3 s start-up
+    assert budget.overhead_s == 3.0
+    assert budget.cap(1.0) == 1.0  # 4 + 3 + 1 fits in 10
+    now[0] = 6.0
+    assert budget.cap(5.0) == pytest.approx(1.0)  # shortened to fit: 6 + 3 + 1 = 10
+    now[0] = 8.0
+    assert budget.cap(1.0) is None  # 8 + 3 would already overrun: not started (old code started it)
+    assert _Budget(None, 0.0).cap(2.5) == 2.5
+
+
+def test_progress_bar_counts_points(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from packrat_lab.profiling.measurement import Measurement
+    from packrat_lab.profiling.profiler import _bar
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    bar = _bar("mlp", 4)
+    bar(1, 4, Measurement(1, 2, "default", (1.5,) * 5))
+    bar.close()
+    err = capsys.readouterr().err
+    assert "profile mlp" in err and "1/4" in err and "t=1 b=2 default 1.50 ms" in err

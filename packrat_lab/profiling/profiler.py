@@ -74,9 +74,15 @@ def profile(
     progress: ProgressCallback | None = None,
     cancel: Cancel = None,
     torchscript: bool = False,
+    progress_bar: bool | None = None,
     **workload_options: Any,
 ) -> Profile:
-    """Measure every (threads, batch, setting) point in its own pinned process; partial on cancel."""
+    """Measure every (threads, batch, setting) point in its own pinned process; partial on cancel.
+
+    time_budget_s is honoured: a point whose measured cost (start-up included) would overrun it is
+    not started. progress_bar: a tqdm.auto bar (widget in a notebook, text in a terminal); default on
+    unless a progress callback is given; TQDM_DISABLE=1 silences it.
+    """
     from packrat_lab.workloads.registry import get_workload
 
     host = detect_host()
@@ -102,17 +108,18 @@ def profile(
     started = time.perf_counter()
     stopped: str | None = None
     total = len(grid)
+    budget = _Budget(time_budget_s, started)
+    if progress is None and progress_bar is not False:
+        progress = _bar(workload.name, total)
     for done, (t, b, setting) in enumerate(grid, start=1):
         if is_cancelled():
             stopped = "cancelled"
             break
-        cap = point_time_s
-        if time_budget_s is not None:
-            left = time_budget_s - (time.perf_counter() - started)
-            if left < MIN_POINT_TIME_S:
-                stopped = "time-budget"
-                break
-            cap = min(cap, left)
+        fitted = budget.cap(point_time_s)
+        if fitted is None:
+            stopped = "time-budget"
+            break
+        cap = fitted
         spec = PointSpec(
             workload.spec,
             t,
@@ -123,14 +130,19 @@ def profile(
             warmup_min=min(3, warmup),
             warmup_max=warmup,
         )
+        point_started = time.perf_counter()
         try:
             measurement = run_point(spec, cancelled=is_cancelled)
         except PointCancelled:
             stopped = "cancelled"
             break
+        budget.record(time.perf_counter() - point_started, cap)
         result.add(measurement)
         if progress is not None:
             progress(done, total, measurement)
+    close = getattr(progress, "close", None)
+    if callable(close):
+        close()
 
     result.meta = {
         "workload": workload.to_dict(),
@@ -145,3 +157,55 @@ def profile(
         "stopped": stopped,
     }
     return result
+
+
+# ---- time budget and progress bar (kept apart from the measuring loop above) ----------------------
+
+
+class _Budget:
+    """Honours a time budget from measured point costs: a point that would overrun it is not started."""
+
+    def __init__(
+        self, budget_s: float | None, started: float, clock: Callable[[], float] = time.perf_counter
+    ):
+        self.budget_s, self.started, self.clock = budget_s, started, clock
+        self.overheads: list[
+            float
+        ] = []  # seconds a point took beyond its timing cap (spawn, import, warm-up)
+
+    def record(self, elapsed_s: float, cap_s: float) -> None:
+        """One point took `elapsed_s` with timing cap `cap_s`."""
+        self.overheads.append(max(0.0, elapsed_s - cap_s))
+
+    @property
+    def overhead_s(self) -> float:
+        """Typical start-up cost of a point so far (0 before the first)."""
+        return sorted(self.overheads)[len(self.overheads) // 2] if self.overheads else 0.0
+
+    def cap(self, point_time_s: float) -> float | None:
+        """Timing cap for the next point within the budget, or None when it cannot fit."""
+        if self.budget_s is None:
+            return point_time_s
+        left = self.budget_s - (self.clock() - self.started) - self.overhead_s
+        if left < MIN_POINT_TIME_S:
+            return None
+        return min(point_time_s, left)
+
+
+def _bar(name: str, total: int) -> Any:
+    """A tqdm.auto progress callback with close(): a widget bar in a notebook, a text bar in a terminal."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=f"profile {name}", unit="point", file=sys.stderr)
+
+    class _Progress:
+        def __call__(self, done: int, total: int, m: Measurement) -> None:
+            bar.set_postfix_str(f"t={m.threads} b={m.batch} {m.setting} {m.median:.2f} ms")
+            bar.update(done - bar.n)
+
+        def close(self) -> None:
+            bar.close()
+
+    return _Progress()
