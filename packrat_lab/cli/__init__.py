@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -41,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     from packrat_lab import __version__
 
     parser.add_argument("--version", action="version", version=f"packrat-lab {__version__}")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default="WARNING",
+        help="what the pool and server log to stderr: WARNING (default) worker deaths, hangs, refused switches; INFO also restarts and switches",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -67,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
