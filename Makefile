@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser
 JUPYTER_FLAGS ?= --ServerApp.ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup demo demo-headless test test-fast bench clean
+.PHONY: setup demo demo-headless test test-fast lint-ts bench clean
 
 # torch first, from the local CPU wheel, so the package's `torch>=2.1` pulls nothing more
 $(STAMP): pyproject.toml
@@ -34,6 +34,10 @@ test: $(STAMP) $(BROWSER_STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser"
+
+# eslint + prettier on the Lab extension (node_modules come from the editable install's jlpm build)
+lint-ts: $(STAMP)
+	cd extension && ../$(BIN)/jlpm install --immutable && ../$(BIN)/jlpm lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_optimizer.py

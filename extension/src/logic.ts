@@ -217,6 +217,10 @@ function asString(value: unknown, fallback = ''): string {
   return typeof value === 'string' ? value : fallback;
 }
 
+function asRecord(value: unknown): Record<string, unknown> {
+  return (value && typeof value === 'object' ? value : {}) as Record<string, unknown>;
+}
+
 function parseInstance(raw: unknown): IInstance | null {
   if (!raw || typeof raw !== 'object') {
     return null;
@@ -231,9 +235,15 @@ function parseInstance(raw: unknown): IInstance | null {
   return { threads, batch, cores, setting: asString(r.setting, 'default') };
 }
 
+/** The server's error text from a JSON body like {"message": ...}, or the fallback when it has none. */
+export function errorMessage(body: unknown, fallback: string): string {
+  const r = asRecord(body);
+  return typeof r.message === 'string' && r.message ? r.message : fallback;
+}
+
 /** The owner the server extension reports; a pool without one counts as another process's. */
 export function parseOwner(raw: unknown, pid: number): IOwner {
-  const r = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
+  const r = asRecord(raw);
   return {
     group: r.group === 'kernel' ? 'kernel' : 'other',
     label: asString(r.label, `pid ${pid}`),
@@ -296,9 +306,7 @@ export function parsePools(body: unknown): IPool[] {
     if (typeof r.id !== 'string') {
       continue;
     }
-    const instances = Array.isArray(r.instances)
-      ? r.instances.map(parseInstance).filter((i): i is IInstance => i !== null)
-      : [];
+    const instances = Array.isArray(r.instances) ? r.instances.map(parseInstance).filter((i): i is IInstance => i !== null) : [];
     pools.push({
       id: r.id,
       pid: asNumber(r.pid) ?? 0,
@@ -327,7 +335,7 @@ export function parsePools(body: unknown): IPool[] {
 
 /** Validate `GET /packrat-lab/profile`: the grid must match its axes. */
 export function parseProfileView(body: unknown): IProfileView {
-  const r = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+  const r = asRecord(body);
   const threads = Array.isArray(r.threads) ? (r.threads as unknown[]).map(asNumber) : null;
   const batches = Array.isArray(r.batches) ? (r.batches as unknown[]).map(asNumber) : null;
   const grid = Array.isArray(r.latency_ms) ? (r.latency_ms as unknown[]) : null;

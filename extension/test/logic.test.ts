@@ -8,6 +8,7 @@ import {
   coreMap,
   describeControl,
   distinctTitles,
+  errorMessage,
   formatMs,
   formatPlan,
   formatRate,
@@ -118,7 +119,18 @@ describe('parsePools', () => {
   it('keeps well-formed pools, fills defaults and drops malformed ones', () => {
     const pools = parsePools({
       pools: [
-        { id: '1-ab', pid: 1, model: 'mlp', plan: '2x1x4', instances: [{ threads: 1, batch: 4, cores: [0] }, { threads: 'x' }], state: 'serving', throughput: 10, p50_ms: 4, p99_ms: null, reachable: true },
+        {
+          id: '1-ab',
+          pid: 1,
+          model: 'mlp',
+          plan: '2x1x4',
+          instances: [{ threads: 1, batch: 4, cores: [0] }, { threads: 'x' }],
+          state: 'serving',
+          throughput: 10,
+          p50_ms: 4,
+          p99_ms: null,
+          reachable: true
+        },
         { pid: 3 },
         'junk'
       ]
@@ -135,6 +147,18 @@ describe('parsePools', () => {
   it('throws on a body without a pools list', () => {
     assert.throws(() => parsePools({ message: 'Forbidden' }), /no "pools" list/);
     assert.throws(() => parsePools(null), /no "pools" list/);
+  });
+});
+
+describe('errorMessage', () => {
+  it('takes the server message from a JSON error body', () => {
+    assert.equal(errorMessage({ message: 'unknown pool 9-zz' }, 'HTTP 404'), 'unknown pool 9-zz');
+  });
+
+  it('falls back when the body has no usable message', () => {
+    for (const body of [null, 'text', 42, {}, { message: '' }, { message: 7 }]) {
+      assert.equal(errorMessage(body, 'HTTP 500 from pools'), 'HTTP 500 from pools');
+    }
   });
 });
 
@@ -180,7 +204,13 @@ describe('heat colours', () => {
   });
 
   it('finds the range of measured cells', () => {
-    assert.deepEqual(gridRange([[3, null], [1, 9]]), [1, 9]);
+    assert.deepEqual(
+      gridRange([
+        [3, null],
+        [1, 9]
+      ]),
+      [1, 9]
+    );
     assert.deepEqual(gridRange([[null]]), [0, 0]);
   });
 });
@@ -196,8 +226,9 @@ describe('pool owners', () => {
     const b = pool('b', 'kernel', 'notebook nb/02.ipynb (kernel pid 5)', 'nb/02.ipynb', 3);
     const c = pool('c', 'kernel', 'notebook nb/01.ipynb (kernel pid 4)', 'nb/01.ipynb', 1);
     const groups = groupPools([a, b, c]);
-    assert.deepEqual(groups.kernel.map(p => p.id), ['c', 'b']);
-    assert.deepEqual(groups.other.map(p => p.id), ['a']);
+    const ids = (pools: { id: string }[]) => pools.map(p => p.id);
+    assert.deepEqual(ids(groups.kernel), ['c', 'b']);
+    assert.deepEqual(ids(groups.other), ['a']);
   });
 
   it('gives two mlp pools distinct titles naming their owners', () => {
