@@ -70,8 +70,8 @@ class RealTarget:
         return None  # a real worker keeps no per-row count
 
     def leftovers(self, pool: Pool) -> list[str]:
-        alive = [pid for pid in self.pids if alive(pid)]
-        return leftover_segments(pool._prefix) + [f"worker pid {pid}" for pid in alive]
+        running = [pid for pid in self.pids if alive(pid)]
+        return leftover_segments(pool._prefix) + [f"worker pid {pid}" for pid in running]
 
 
 def test_real_workers_keep_every_promise_under_random_schedules() -> None:
