@@ -77,7 +77,7 @@ def half_width_ratio(samples_ms: Sequence[float]) -> float:
     ordered = sorted(samples_ms)
     n = len(ordered)
     median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2.0
-    if median <= 0 or math.isnan(lo):
+    if median <= 0 or not math.isfinite(lo):
         return math.inf
     return (hi - lo) / 2.0 / median
 
