@@ -10,8 +10,8 @@ from typing import Any
 from packrat_lab.errors import InfeasiblePlanError
 from packrat_lab.host import HostInfo, assign_cores, detect_host, fingerprint, require_cores
 from packrat_lab.profiling.measurement import Measurement
-from packrat_lab.profiling.runner import PointCancelled, run_point
-from packrat_lab.profiling.spec import PointSpec, ProfileGrid, default_batches
+from packrat_lab.profiling.runner import GroupRunner, PointCancelled, run_group
+from packrat_lab.profiling.spec import PointGroup, ProfileGrid, default_batches
 from packrat_lab.profiling.stopping import StoppingRule
 from packrat_lab.profiling.table import Profile
 from packrat_lab.settings import RuntimeSetting, resolve_settings
@@ -74,9 +74,15 @@ def profile(
     progress: ProgressCallback | None = None,
     cancel: Cancel = None,
     torchscript: bool = False,
+    group_batches: bool = True,
+    runner: GroupRunner | None = None,
     **workload_options: Any,
 ) -> Profile:
-    """Measure every (threads, batch, setting) point in its own pinned process; partial on cancel."""
+    """Measure every (threads, batch, setting) point pinned and isolated; partial on cancel.
+
+    Points sharing (threads, setting) run in one fresh process with their batch sizes taking
+    turns (`group_batches=False`: one process per point). `runner` replaces the child process in tests.
+    """
     from packrat_lab.workloads.registry import get_workload
 
     host = detect_host()
@@ -99,24 +105,37 @@ def profile(
     workload = get_workload(model, **options)
 
     result = Profile(workload.name, [], {s.name: s for s in grid.settings}, fingerprint(host))
+    run = runner or run_group
     started = time.perf_counter()
     stopped: str | None = None
     total = len(grid)
-    for done, (t, b, setting) in enumerate(grid, start=1):
+    done = 0
+
+    def finished(measurement: Measurement) -> None:
+        nonlocal done
+        done += 1
+        result.add(measurement)
+        if progress is not None:
+            progress(done, total, measurement)
+
+    for t, setting, sizes in grid.groups(group_batches):
         if is_cancelled():
             stopped = "cancelled"
             break
         cap = point_time_s
         if time_budget_s is not None:
             left = time_budget_s - (time.perf_counter() - started)
-            if left < MIN_POINT_TIME_S:
+            fit = min(len(sizes), int(left // MIN_POINT_TIME_S))
+            if fit < 1:
                 stopped = "time-budget"
                 break
-            cap = min(cap, left)
-        spec = PointSpec(
+            if fit < len(sizes):  # keep the small batches that fit; the budget ends with this group
+                sizes, stopped = sizes[:fit], "time-budget"
+            cap = min(cap, left / fit)
+        group = PointGroup(
             workload.spec,
             t,
-            b,
+            sizes,
             setting,
             assign_cores([t], host)[0],
             StoppingRule(rule.precision, rule.min_samples, rule.max_samples, cap),
@@ -124,13 +143,12 @@ def profile(
             warmup_max=warmup,
         )
         try:
-            measurement = run_point(spec, cancelled=is_cancelled)
+            run(group, is_cancelled, finished)
         except PointCancelled:
             stopped = "cancelled"
             break
-        result.add(measurement)
-        if progress is not None:
-            progress(done, total, measurement)
+        if stopped is not None:
+            break
 
     result.meta = {
         "workload": workload.to_dict(),
@@ -142,6 +160,7 @@ def profile(
         "points": len(result.measurements),
         "points_planned": total,
         "cancelled": stopped == "cancelled",
+        "grouped": group_batches,
         "stopped": stopped,
     }
     return result

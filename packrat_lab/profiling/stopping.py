@@ -13,7 +13,7 @@ from typing import Any
 
 from packrat_lab.profiling.measurement import median_confidence_interval
 
-__all__ = ["StopReason", "StoppingRule", "TimedRun", "run_timed", "run_warmup"]
+__all__ = ["StopReason", "StoppingRule", "TimedRun", "run_interleaved", "run_timed", "run_warmup"]
 
 Clock = Callable[[], float]
 
@@ -93,16 +93,45 @@ class TimedRun:
 
 def run_timed(step: Callable[[], object], rule: StoppingRule, clock: Clock = time.perf_counter) -> TimedRun:
     """Call `step` repeatedly, timing each call, until `rule` says stop."""
-    samples: list[float] = []
-    start = clock()
-    while True:
-        t0 = clock()
-        step()
-        t1 = clock()
-        samples.append((t1 - t0) * 1000.0)
-        reason = rule.decide(samples, t1 - start)
-        if reason is not None:
-            return TimedRun(tuple(samples), reason, t1 - start)
+    return run_interleaved([step], rule, clock=clock)[0]
+
+
+def run_interleaved(
+    steps: Sequence[Callable[[], object]],
+    rule: StoppingRule,
+    *,
+    slice_s: float = 0.0,
+    clock: Clock = time.perf_counter,
+    on_done: Callable[[int, TimedRun], object] | None = None,
+) -> list[TimedRun]:
+    """Time several steps by turns of `slice_s` (at least one call each) until `rule` stops each one.
+
+    Turns spread machine drift over all steps instead of letting it hit whichever ran last. Each
+    step's time cap counts only its own calls, so a step stops as it would if it ran alone.
+    """
+    samples: list[list[float]] = [[] for _ in steps]
+    spent = [0.0] * len(steps)
+    runs: list[TimedRun | None] = [None] * len(steps)
+    active = list(range(len(steps)))
+    while active:
+        for i in list(active):
+            turn_start = clock()
+            while True:
+                t0 = clock()
+                steps[i]()
+                t1 = clock()
+                samples[i].append((t1 - t0) * 1000.0)
+                spent[i] += t1 - t0
+                reason = rule.decide(samples[i], spent[i])
+                if reason is not None:
+                    run = runs[i] = TimedRun(tuple(samples[i]), reason, spent[i])
+                    active.remove(i)
+                    if on_done is not None:
+                        on_done(i, run)
+                    break
+                if t1 - turn_start >= slice_s:
+                    break
+    return [r for r in runs if r is not None]
 
 
 def run_warmup(
