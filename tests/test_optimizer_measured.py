@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from packrat_lab.optimizer import optimize
-from packrat_lab.optimizer.candidates import candidate_plans
+from packrat_lab.optimizer.candidates import candidate_plans, setting_variants
 from packrat_lab.plan import Plan
+from packrat_lab.profiling.measurement import Measurement
 from packrat_lab.profiling.table import Profile, profile_from_latencies
+from packrat_lab.settings import PASSIVE, builtin_settings
 from packrat_lab.validation import config_key, measure_plans
 
 # T=2, B=4: the DP picks 2x1x2 (10 ms expected); fat 1x2x4 is expected at 11 ms
@@ -120,3 +122,21 @@ def test_candidates_are_the_best_distinct_configurations_by_expected_latency(
 def test_bad_measure_top_is_refused() -> None:
     with pytest.raises(ValueError, match="measure_top must be at least 1 candidate, got -1"):
         optimize(profile_from_latencies("m", LATENCIES), 2, 4, measure_top=-1)
+
+
+def test_the_dp_plan_is_also_measured_under_the_other_runtime_setting() -> None:
+    # isolated, spinning OpenMP (default) is a little faster; served together, PASSIVE wins by far
+    points = [
+        (t, b, s, v) for (t, b), v in LATENCIES.items() for s, v in (("default", v), ("passive", v * 1.2))
+    ]
+    profile = Profile(
+        "m", [Measurement(t, b, s, (v,), stop_reason="summary") for t, b, s, v in points], builtin_settings()
+    )
+    assert optimize(profile, 2, 4).text == "2x1x2"
+    variants = setting_variants(profile, optimize(profile, 2, 4))
+    assert [(p.text, p.expected_latency_ms) for p in variants] == [("2x1x2@passive", pytest.approx(12.0))]
+    clock = FakeClock()
+    pools = FakePools(clock, {"2x1x2": 40.0, "2x1x2@passive": 14.0, "1x2x4": 30.0})
+    plan = optimize(profile, 2, 4, measure_top=1, measure=measured_by(pools, clock))
+    assert plan.text == "2x1x2@passive" and plan.instances[0].setting == PASSIVE
+    assert sorted(set(pools.opened)) == ["1x2x4", "2x1x2", "2x1x2@passive"]

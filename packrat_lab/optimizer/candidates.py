@@ -17,7 +17,7 @@ from packrat_lab.profiling.table import Profile
 from packrat_lab.settings import RuntimeSetting
 from packrat_lab.validation import config_key
 
-__all__ = ["candidate_plans"]
+__all__ = ["candidate_plans", "setting_variants"]
 
 MAX_NODES = 200_000  # enumeration steps per setting; past it the best found so far are kept
 
@@ -113,3 +113,26 @@ def candidate_plans(
     if dp_plan is not None and not any(p is dp_plan for p in top):
         top.append(dp_plan)
     return top
+
+
+def setting_variants(profile: Profile, plan: Plan, statistic: str = "median") -> list[Plan]:
+    """The same ⟨i,t,b⟩ under each other runtime setting the profile measured at all its points.
+
+    Which setting wins can flip when instances share the machine (a spinning OpenMP runtime
+    suffers most), so a measured choice should see the DP plan under each setting too.
+    """
+    out = []
+    for name in sorted({m.setting for m in profile.measurements}):
+        points = [
+            [m for m in profile.points(i.threads, i.batch) if m.setting == name] for i in plan.instances
+        ]
+        if not all(points) or all(i.setting.name == name for i in plan.instances):
+            continue
+        setting = profile.settings.get(name) or RuntimeSetting(name)
+        latencies = [found[0].statistic(statistic) for found in points]
+        instances = tuple(
+            Instance(i.threads, i.batch, setting, i.cores, lat)
+            for i, lat in zip(plan.instances, latencies, strict=True)
+        )
+        out.append(Plan(instances, max(latencies), f"{plan.name}@{name}", dict(plan.meta)))
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 
 from packrat_lab.errors import ProfileMissingPointError
 from packrat_lab.optimizer.baselines import fat_plan
-from packrat_lab.optimizer.candidates import candidate_plans
+from packrat_lab.optimizer.candidates import candidate_plans, setting_variants
 from packrat_lab.plan import Plan, parse_plan
 from packrat_lab.profiling.corun import CoRunMeasurement
 from packrat_lab.profiling.table import Profile
@@ -54,13 +54,17 @@ def choose_by_measurement(
     repeats: int = 5,
     rounds: int = 2,
 ) -> Plan:
-    """Measure the `top` candidates by expected latency plus fat (cached ones are reused); the fastest wins."""
+    """Measure the `top` candidates by expected latency, the DP plan under each other setting, and fat.
+
+    Configurations already in the profile's co-run cache are not measured again; the fastest wins.
+    """
     if top < 1:
         msg = f"measure_top must be at least 1 candidate, got {top!r}; example: optimize(profile, 2, 8, measure_top=3)"
         raise ValueError(msg)
     contenders = candidate_plans(
         profile, cores, batch, dp_plan=dp_plan, all_cores=all_cores, statistic=statistic, limit=top
     )
+    contenders += setting_variants(profile, dp_plan, statistic)
     try:
         contenders.append(fat_plan(profile, cores, batch, statistic=statistic))
     except ProfileMissingPointError:  # no fat point measured: compare the candidates only
