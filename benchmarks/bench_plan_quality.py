@@ -84,6 +84,9 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[str], list[tu
         workload, cores=args.cores, batches=batches, point_time_s=args.point_time, warmup=args.warmup
     )
     profile_s = time.perf_counter() - start
+    if args.save_dir:
+        args.save_dir.mkdir(parents=True, exist_ok=True)
+        profile.save(args.save_dir / f"{name}.packrat.json")
     lines = [
         f"## {name}",
         "",
@@ -106,6 +109,9 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[str], list[tu
             measure_top=args.top,
             measure=lambda plans: measure_plans(workload, plans, repeats=args.repeats, rounds=args.rounds),
         )
+        if args.save_dir:
+            profile.corun.update(fresh.corun)
+            profile.save(args.save_dir / f"{name}.packrat.json")
         everything = candidate_plans(profile, args.cores, b, dp_plan=dp, limit=ALL_PLANS)
         oracle_samples = measure_plans(workload, everything, repeats=args.repeats, rounds=args.rounds)
         oracle = {key: median(s) for key, s in oracle_samples.items()}
@@ -140,6 +146,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed batches per plan and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--save-dir", type=Path, help="save each profile (with its co-run cache) here")
     args = parser.parse_args()
     lines = [
         "# Plan quality: chosen plan vs the measured best of all feasible plans",

@@ -47,6 +47,11 @@ def bench_model(model: str, args: argparse.Namespace, flip: bool) -> tuple[list[
             group_batches=grouped,
         )
         walls[grouped] = time.perf_counter() - start
+        if args.save_dir:
+            args.save_dir.mkdir(parents=True, exist_ok=True)
+            profiles[grouped].save(
+                args.save_dir / f"{model}-{'grouped' if grouped else 'per-point'}.packrat.json"
+            )
         print(f"{model} grouped={grouped}: {walls[grouped]:.1f} s, load {os.getloadavg()[0]:.2f}", flush=True)
     ratio = walls[False] / walls[True]
     lines = [
@@ -66,9 +71,12 @@ def bench_model(model: str, args: argparse.Namespace, flip: bool) -> tuple[list[
         )
     lines += ["", f"Speed-up of grouped profiling: **{ratio:.2f}×**", ""]
     lines += [
-        "| B | plan (per point) | plan (grouped) | same | grouped pick / per-point pick, by per-point profile |"
+        (
+            "| B | plan (per point) | plan (grouped) | same ⟨i,t,b⟩ | same with setting "
+            "| grouped pick / per-point pick, by per-point profile |"
+        ),
+        "|---|---|---|---|---|---|",
     ]
-    lines += ["|---|---|---|---|---|"]
     tables = {g: solve_table(profiles[g], args.cores, args.plan_batches) for g in (False, True)}
     same = same_shape = 0
     feasible = [b for b in range(1, args.plan_batches + 1) if tables[False].feasible(args.cores, b)]
@@ -98,6 +106,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--plan-batches", type=int, default=16)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--save-dir", type=Path, help="save both profiles of each model here")
     args = parser.parse_args()
     lines = [
         "# Grouped profiling: one process per (threads, setting) vs one process per point",

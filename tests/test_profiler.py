@@ -130,8 +130,8 @@ def test_real_profile_of_mlp_pins_each_thread_and_setting_in_a_fresh_process() -
         assert m.meta["omp_wait_policy"] == ("PASSIVE" if m.setting == "passive" else None)
         assert m.meta["output_shape"] == [m.batch, 1024]
         assert m.stop_reason in ("precision", "time-cap", "max-samples") and 1 <= m.n <= 30
-        # the first size warms the process (3 calls at least); later sizes need one call more
-        assert (m.warmup == 3 if m.batch == 1 else 1 <= m.warmup <= 3) and m.target_precision == 0.02
+        # the first size warms the process (3 calls at least); later sizes may need no call beyond their first
+        assert (m.warmup == 3 if m.batch == 1 else 0 <= m.warmup <= 3) and m.target_precision == 0.02
         pids.add(m.meta["pid"])
     assert len(pids) == 4  # a fresh process per (threads, setting), shared by its batch sizes
     for m in result.measurements:

@@ -193,3 +193,10 @@ def test_time_cap_counts_only_a_steps_own_calls_when_interleaved() -> None:
     first, second = run_interleaved([fast, slow], rule, slice_s=0.0, clock=clock)
     assert first.stop_reason == "time-cap" and first.samples_ms == pytest.approx((1000.0, 2000.0, 1000.0))
     assert second.samples_ms == pytest.approx((50000.0,))
+
+
+def test_warmup_with_no_minimum_and_no_time_left_runs_nothing() -> None:
+    clock = FakeClock()
+    calls, step = stepper(clock, [1.0] * 10)
+    assert run_warmup(step, min_iters=0, max_iters=10, time_cap_s=-0.5, clock=clock) == 0 and not calls
+    assert run_warmup(step, min_iters=0, max_iters=10, time_cap_s=2.5, clock=clock) == 3 == len(calls)

@@ -44,19 +44,20 @@ def measure_group(group: PointGroup, emit: Emit) -> None:
 
     with torch.inference_mode():
         inputs = [workload.example_input(b, seed=group.seed) for b in group.batches]
-        outputs = [model(x) for x in inputs]
         steps = [stepper(x) for x in inputs]
+        outputs: list[Any] = []
         warm: list[tuple[int, float]] = []
-        for k, step in enumerate(steps):
-            # the first size warms the process (allocator, weights in cache); each later size already ran
-            # once above (its shape's kernels are made), so one more call starts its warm-up
+        for k, (x, step) in enumerate(zip(inputs, steps, strict=True)):
             warm_start = time.perf_counter()
-            done = run_warmup(
-                step,
-                min_iters=group.warmup_min if k == 0 else min(1, group.warmup_min),
-                max_iters=group.warmup_max,
-                time_cap_s=group.rule.time_cap_s / 4,
-            )
+            outputs.append(model(x))  # a shape's first call makes its kernels
+            cap = group.rule.time_cap_s / 4
+            if k == 0:  # the first size warms the process: allocator, weights in cache
+                done = run_warmup(
+                    step, min_iters=group.warmup_min, max_iters=group.warmup_max, time_cap_s=cap
+                )
+            else:  # later sizes run in that warm process: more calls only while the first fits the warm-up time
+                spent = time.perf_counter() - warm_start
+                done = run_warmup(step, min_iters=0, max_iters=group.warmup_max, time_cap_s=cap - spent)
             warm.append((done, time.perf_counter() - warm_start))
         seen = environment.observed()
 

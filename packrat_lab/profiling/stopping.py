@@ -145,9 +145,7 @@ def run_warmup(
     """Warm caches and the allocator: at least min_iters calls, at most max_iters or time_cap_s."""
     start = clock()
     done = 0
-    while done < max_iters:
+    while done < max_iters and not (done >= min_iters and clock() - start >= time_cap_s):
         step()
         done += 1
-        if done >= min_iters and clock() - start >= time_cap_s:
-            break
     return done
