@@ -24,6 +24,13 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--statistic", default="median", choices=["median", "mean", "p90", "p99"])
     parser.add_argument("--format", choices=["table", "json"], default="table")
+    parser.add_argument(
+        "--measure",
+        type=positive_int,
+        metavar="K",
+        help="run the K best plans by expected latency plus fat for real (instances together) and keep the "
+        "measured fastest; results are cached in the profile file",
+    )
     parser.set_defaults(func=run)
 
 
@@ -55,15 +62,41 @@ def check_cores(profile: Any, cores: int) -> None:
         raise ValueError(msg)
 
 
+def measured_lines(plan: Any) -> list[str]:
+    """Expected vs measured batch latency of every plan measured for the choice."""
+    lines = ["measured with instances together (median batch latency):"]
+    for row in plan.meta.get("candidates", []):
+        mark = "*" if row["plan"] == plan.text else " "
+        expected = "—" if row["expected_ms"] is None else f"{row['expected_ms']:.2f}"
+        lines.append(
+            f"{mark} {row['plan']:<24} expected {expected:>10} ms   measured {row['measured_ms']:>10.2f} ms"
+        )
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
-    """Load, solve, print."""
+    """Load, solve (and measure with --measure), print."""
     from packrat_lab.comparison import compare_plans, comparison_rows
+    from packrat_lab.optimizer import optimize
     from packrat_lab.plan_confidence import plan_confidence
     from packrat_lab.profiling.table import load_profile
 
     profile = load_profile(args.profile)
     check_cores(profile, args.cores)
+    if args.measure and not profile.meta.get("workload"):
+        msg = f"--measure needs a profile that records its model (saved by `packrat-lab profile`), not {args.profile!r}; example: packrat-lab profile mlp -o mlp.packrat.json"
+        raise ValueError(msg)
     plans = compare_plans(profile, args.cores, args.batch, all_cores=args.all_cores, statistic=args.statistic)
+    if args.measure:
+        plans[0] = optimize(
+            profile,
+            args.cores,
+            args.batch,
+            all_cores=args.all_cores,
+            statistic=args.statistic,
+            measure_top=args.measure,
+        )
+        profile.save(args.profile)  # the co-run measurements are cached for later plans
     fat = next((p for p in plans if p.name == "fat"), None)
     confidence = plan_confidence(profile, plans[0], fat)
     if args.format == "json":
@@ -74,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
             "noisy_points": list(confidence.noisy_points),
             "within_ci_of_fat": confidence.within_ci,
         }
+        if args.measure:
+            out["measured"] = plans[0].meta.get("candidates", [])
         print(json.dumps(out, indent=1, ensure_ascii=False))
     else:
         print(format_table(comparison_rows(plans), args.cores, args.batch, confidence.warning()))
+        if args.measure:
+            print("\n".join(measured_lines(plans[0])))
     return 0

@@ -10,8 +10,8 @@ from typing import Any
 from packrat_lab.errors import InfeasiblePlanError
 from packrat_lab.host import HostInfo, assign_cores, detect_host, fingerprint, require_cores
 from packrat_lab.profiling.measurement import Measurement
-from packrat_lab.profiling.runner import PointCancelled, run_point
-from packrat_lab.profiling.spec import PointSpec, ProfileGrid, default_batches
+from packrat_lab.profiling.runner import GroupRunner, PointCancelled, run_group
+from packrat_lab.profiling.spec import PointGroup, ProfileGrid, default_batches
 from packrat_lab.profiling.stopping import StoppingRule
 from packrat_lab.profiling.table import Profile
 from packrat_lab.settings import RuntimeSetting, resolve_settings
@@ -75,13 +75,17 @@ def profile(
     cancel: Cancel = None,
     torchscript: bool = False,
     progress_bar: bool | None = None,
+    group_batches: bool = True,
+    runner: GroupRunner | None = None,
     **workload_options: Any,
 ) -> Profile:
-    """Measure every (threads, batch, setting) point in its own pinned process; partial on cancel.
+    """Measure every (threads, batch, setting) point pinned and isolated; partial on cancel.
 
-    time_budget_s is honoured: a point whose measured cost (start-up included) would overrun it is
-    not started. progress_bar: a tqdm.auto bar (widget in a notebook, text in a terminal); default on
-    unless a progress callback is given; TQDM_DISABLE=1 silences it.
+    Points sharing (threads, setting) run in one fresh process with their batch sizes taking
+    turns (`group_batches=False`: one process per point). `runner` replaces the child process in
+    tests. time_budget_s is honoured: points that would overrun it, counting the measured start-up
+    cost of a process, are not started. progress_bar: a tqdm.auto bar (widget in a notebook, text
+    in a terminal); default on unless a progress callback is given; TQDM_DISABLE=1 silences it.
     """
     from packrat_lab.workloads.registry import get_workload
 
@@ -105,41 +109,52 @@ def profile(
     workload = get_workload(model, **options)
 
     result = Profile(workload.name, [], {s.name: s for s in grid.settings}, fingerprint(host))
+    run = runner or run_group
     started = time.perf_counter()
     stopped: str | None = None
     total = len(grid)
     budget = _Budget(time_budget_s, started)
     if progress is None and progress_bar is not False:
         progress = _bar(workload.name, total)
-    for done, (t, b, setting) in enumerate(grid, start=1):
+    done = 0
+
+    def finished(measurement: Measurement) -> None:
+        nonlocal done
+        done += 1
+        result.add(measurement)
+        if progress is not None:
+            progress(done, total, measurement)
+
+    for t, setting, sizes in grid.groups(group_batches):
         if is_cancelled():
             stopped = "cancelled"
             break
-        fitted = budget.cap(point_time_s)
+        fitted = budget.fit(point_time_s, len(sizes))
         if fitted is None:
             stopped = "time-budget"
             break
-        cap = fitted
-        spec = PointSpec(
+        count, cap = fitted
+        if count < len(sizes):  # keep the small batches that fit; the budget ends with this group
+            sizes, stopped = sizes[:count], "time-budget"
+        group = PointGroup(
             workload.spec,
             t,
-            b,
+            sizes,
             setting,
             assign_cores([t], host)[0],
             StoppingRule(rule.precision, rule.min_samples, rule.max_samples, cap),
             warmup_min=min(3, warmup),
             warmup_max=warmup,
         )
-        point_started = time.perf_counter()
+        group_started = time.perf_counter()
         try:
-            measurement = run_point(spec, cancelled=is_cancelled)
+            run(group, is_cancelled, finished)
         except PointCancelled:
             stopped = "cancelled"
             break
-        budget.record(time.perf_counter() - point_started, cap)
-        result.add(measurement)
-        if progress is not None:
-            progress(done, total, measurement)
+        budget.record(time.perf_counter() - group_started, cap * len(sizes))
+        if stopped is not None:
+            break
     close = getattr(progress, "close", None)
     if callable(close):
         close()
@@ -154,6 +169,7 @@ def profile(
         "points": len(result.measurements),
         "points_planned": total,
         "cancelled": stopped == "cancelled",
+        "grouped": group_batches,
         "stopped": stopped,
     }
     return result
@@ -171,10 +187,10 @@ class _Budget:
         self.budget_s, self.started, self.clock = budget_s, started, clock
         self.overheads: list[
             float
-        ] = []  # seconds a point took beyond its timing cap (spawn, import, warm-up)
+        ] = []  # seconds a process took beyond its points' timing caps (spawn, import, warm-up)
 
     def record(self, elapsed_s: float, cap_s: float) -> None:
-        """One point took `elapsed_s` with timing cap `cap_s`."""
+        """One process took `elapsed_s` for points whose timing caps add up to `cap_s`."""
         self.overheads.append(max(0.0, elapsed_s - cap_s))
 
     @property
@@ -182,14 +198,20 @@ class _Budget:
         """Typical start-up cost of a point so far (0 before the first)."""
         return sorted(self.overheads)[len(self.overheads) // 2] if self.overheads else 0.0
 
-    def cap(self, point_time_s: float) -> float | None:
-        """Timing cap for the next point within the budget, or None when it cannot fit."""
+    def fit(self, point_time_s: float, count: int) -> tuple[int, float] | None:
+        """How many of `count` points one process can still measure, and their timing cap; None: none fit."""
         if self.budget_s is None:
-            return point_time_s
+            return count, point_time_s
         left = self.budget_s - (self.clock() - self.started) - self.overhead_s
-        if left < MIN_POINT_TIME_S:
+        fits = min(count, int(left // MIN_POINT_TIME_S))
+        if fits < 1:
             return None
-        return min(point_time_s, left)
+        return fits, min(point_time_s, left / fits)
+
+    def cap(self, point_time_s: float) -> float | None:
+        """Timing cap for one more point in its own process, or None when it cannot fit."""
+        fitted = self.fit(point_time_s, 1)
+        return None if fitted is None else fitted[1]
 
 
 def _bar(name: str, total: int) -> Any:
