@@ -97,10 +97,13 @@ def test_a_slow_replacement_start_does_not_hold_up_dispatch() -> None:
 def test_a_dead_worker_is_logged_not_only_recorded(caplog: pytest.LogCaptureFixture) -> None:
     """Issue 13: a worker's death showed only in the pool's event list; `serve` printed nothing."""
     world = FakeWorld()
-    with caplog.at_level("INFO", logger="packrat_lab.pool"):
-        with Pool("mlp", "1x1x4", channels=world.factory, announce=False, warmup=0, policy=POLICY) as pool:
-            world.alive()[0].kill()
-            assert wait_for(lambda: pool.stats()["worker_restarts"] == 1 and pool.state == "serving")
-            assert wait_for(lambda: any("worker-replaced" in r.message for r in caplog.records))
+    policy = POLICY
+    with (
+        caplog.at_level("INFO", logger="packrat_lab.pool"),
+        Pool("mlp", "1x1x4", channels=world.factory, announce=False, warmup=0, policy=policy) as pool,
+    ):
+        world.alive()[0].kill()
+        assert wait_for(lambda: pool.stats()["worker_restarts"] == 1 and pool.state == "serving")
+        assert wait_for(lambda: any("worker-replaced" in r.message for r in caplog.records))
     died = [r for r in caplog.records if "worker-failed" in r.message]
     assert died and died[0].levelname == "WARNING" and "[1x1x4]" in died[0].message
