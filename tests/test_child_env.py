@@ -85,3 +85,18 @@ def test_a_profiling_child_really_runs_in_the_environment(name: str) -> None:
     assert measurement.meta["affinity"] == [0]
     if "LD_PRELOAD" in setting.env_dict:
         assert measurement.meta["preloaded"] is True
+
+
+@pytest.mark.slow
+def test_a_pool_worker_runs_in_the_environment_its_profile_point_ran_in() -> None:
+    """Issue 12: workers inherited the parent's environment while profiling children got t threads."""
+    from packrat_lab import Pool
+
+    with Pool("mlp", "2x1x2@passive", warmup=1, announce=False) as pool:
+        for worker, instance in zip(pool.stats()["workers"], pool.plan.instances, strict=True):
+            spec = PointSpec(get_workload("mlp").spec, instance.threads, instance.batch, PASSIVE, instance.cores)
+            raw = Path(f"/proc/{worker['pid']}/environ").read_bytes().split(b"\0")
+            seen = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+            assert {k: seen.get(k) for k in spec.environment.env_dict} == spec.environment.env_dict
+            affinity = Path(f"/proc/{worker['pid']}/status").read_text().split("Cpus_allowed_list:")[1].split()[0]
+            assert affinity == ",".join(map(str, instance.cores))

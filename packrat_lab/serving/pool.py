@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from packrat_lab.child_env import child_environment
 from packrat_lab.errors import InfeasiblePlanError, PoolClosedError, RequestTimeoutError, WorkerFailedError
 from packrat_lab.plan import Instance, Plan
 from packrat_lab.serving.autoscale import AutoPolicy, optimizer_planner
@@ -386,12 +387,14 @@ class Pool:
 
     def _make_handle(self, instance: Instance) -> WorkerHandle:
         """A handle for one instance (the supervisor starts it); called on the supervisor thread."""
+        environment = child_environment(instance.threads, instance.cores, instance.setting)
         config = WorkerConfig(
             worker_id=next(self._ids),
             threads=instance.threads,
             batch=instance.batch,
             cores=instance.cores,
-            env=instance.setting.env,
+            env=environment.env,
+            setting=instance.setting,
             spec=self.workload.spec,
             workload_name=self.workload.name,
             warmup=self.warmup,
@@ -452,10 +455,10 @@ def _outcome(future: Future[Any]) -> str:
 def _known_settings(
     profile: Profile | None, extra: Mapping[str, RuntimeSetting] | None
 ) -> dict[str, RuntimeSetting]:
-    """Setting names a plan may use: built-in, the profile's, and the caller's (server-side only)."""
-    from packrat_lab.settings import builtin_settings
+    """Setting names a plan may use: built-in and installed allocators, the profile's, the caller's (server-side only)."""
+    from packrat_lab.settings import known_settings
 
-    known = builtin_settings()
+    known = known_settings()
     if profile is not None:
         known.update(getattr(profile, "settings", None) or {})
     known.update(extra or {})
