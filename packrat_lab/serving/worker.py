@@ -37,10 +37,9 @@ from packrat_lab.serving.transport import Layout, Segment, decode_message, encod
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from packrat_lab.settings import RuntimeSetting
-
     import torch
 
+    from packrat_lab.settings import RuntimeSetting
     from packrat_lab.workloads.base import WorkloadSpec
 
 __all__ = ["WorkerConfig", "WorkerState", "worker_main"]
