@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from packrat_lab.settings import DEFAULT, RuntimeSetting
+from packrat_lab.settings import DEFAULT, RuntimeSetting, known_settings, unavailable_settings
 
 __all__ = ["Instance", "Plan", "parse_plan"]
 
@@ -126,7 +126,8 @@ class Plan:
         for inst in self.instances:
             known = settings.get(inst.setting.name)
             if known is None:
-                msg = f"unknown runtime setting {inst.setting.name!r}; valid: {sorted(settings)}"
+                valid = ", ".join(sorted(settings))
+                msg = f"unknown runtime setting {inst.setting.name!r} in plan {self.text!r}; valid: {valid}; example: '2x1x4@passive'"
                 raise ValueError(msg)
             out.append(replace(inst, setting=known))
         return replace(self, instances=tuple(out))
@@ -172,6 +173,18 @@ class Plan:
         return plan if isinstance(plan, Plan) else parse_plan(plan)
 
 
+def _named_setting(name: str) -> RuntimeSetting:
+    """A built-in or allocator setting by name; other names stay bare until resolved against a profile."""
+    known = known_settings()
+    if name in known:
+        return known[name]
+    reason = unavailable_settings().get(name)
+    if reason is not None:
+        msg = f"runtime setting {name!r} is unavailable on this host: {reason}"
+        raise ValueError(msg)
+    return RuntimeSetting(name)
+
+
 def parse_plan(text: str) -> Plan:
     """Parse the text form of a plan; see Plan.parse."""
     if not isinstance(text, str) or not text.strip():
@@ -191,11 +204,7 @@ def parse_plan(text: str) -> Plan:
             msg = f"plan {text!r} has a count, thread or batch above {MAX_PLAN_NUMBER}; example: {_EXAMPLE}"
             raise ValueError(msg)
         name = match.group(4)
-        setting = DEFAULT if name in (None, "default") else RuntimeSetting(name)
-        if name == "passive":
-            from packrat_lab.settings import PASSIVE
-
-            setting = PASSIVE
+        setting = DEFAULT if name is None else _named_setting(name)
         instances.extend(Instance(threads, batch, setting) for _ in range(count))
     return Plan(tuple(instances), name="manual")
 

@@ -76,25 +76,36 @@ def _plan_sections(profile: Profile, cores: int, batch: int, measured: Any) -> l
     compared = compare_plans(profile, cores, batch)
     plan = compared[0]
     plans: dict[str, Plan] = {p.name: p for p in compared}
+    from packrat_lab.plan_confidence import plan_confidence
+
     info = plan_comparison_info(plans, measured)
+    fat_measured = next((b.measured_ms for b in info.bars if b.label == "fat"), None)
     rows = [
         [
             b.label,
             b.config,
             _ms(b.expected_ms),
-            _ms(b.measured_ms),
             "—" if b.speedup is None else f"{b.speedup:.2f}×",
+            _ms(b.measured_ms),
+            "—" if not (fat_measured and b.measured_ms) else f"{fat_measured / b.measured_ms:.2f}×",
         ]
         for b in info.bars
     ]
+    warning = plan_confidence(profile, plan, plans.get("fat")).warning()
+    caution = f" ⚠ The {plan.name} plan is {warning}." if warning else ""
     sections = [
         ReportSection(
             f"Plan vs baselines at B={batch} on {cores} cores",
             "Expected batch latency of the optimizer's plan against one fat instance, thin instances and the best "
-            "homogeneous split. Expected values come from isolated profile points; instances that run together "
-            "share caches and memory bandwidth, so validate before trusting small gaps.",
+            "homogeneous split. Expected values come from isolated profile points; measured ones from running the "
+            "plan (validate). Instances that run together share caches and memory bandwidth, so validate before "
+            "trusting small gaps." + caution,
             plot_plan_comparison(info),
-            _table(["plan", "⟨i,t,b⟩", "expected ms", "measured ms", "speedup vs fat"], rows, left=2),
+            _table(
+                ["plan", "⟨i,t,b⟩", "expected ms", "expected vs fat", "measured ms", "measured vs fat"],
+                rows,
+                left=2,
+            ),
         ),
         ReportSection(
             "Core map",

@@ -9,12 +9,13 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from packrat_lab.plan import Plan
 
-__all__ = ["PlanMeasurement", "ValidationReport", "validate"]
+__all__ = ["PlanMeasurement", "ValidationReport", "config_key", "measure_plans", "validate"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class ValidationReport:
     def to_markdown(self) -> str:
         """A Markdown table of the side-by-side results."""
         lines = [
-            f"| plan (B={self.batch}) | ⟨i,t,b⟩ | expected ms | actual ms | gap | speedup vs {self.baseline} |",
+            f"| plan (B={self.batch}) | ⟨i,t,b⟩ | expected ms | measured ms | gap | measured vs {self.baseline} |",
             "|---|---|---|---|---|---|",
         ]
         for row in self.rows():
@@ -105,7 +106,9 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _measure(pool: Any, batch: Any, repeats: int, warmup: int, clock: Callable[[], float]) -> tuple[float, ...]:
+def _measure(
+    pool: Any, batch: Any, repeats: int, warmup: int, clock: Callable[[], float]
+) -> tuple[float, ...]:
     for _ in range(warmup):
         pool.infer(batch)
     samples = []
@@ -116,29 +119,38 @@ def _measure(pool: Any, batch: Any, repeats: int, warmup: int, clock: Callable[[
     return tuple(samples)
 
 
-def _config_key(plan: Plan) -> str:
+def config_key(plan: Plan) -> str:
     """What makes two plans the same configuration: instances with threads, batch and setting."""
     return "+".join(sorted(f"{i.threads}x{i.batch}@{i.setting.name}" for i in plan.instances))
 
 
-def validate(
+PoolFactory = Callable[[Any, Plan], AbstractContextManager[Any]]
+
+
+def _serving_pool(workload: Any, plan: Plan) -> AbstractContextManager[Any]:
+    """A real pool for one plan, kept out of the sidebar (short-lived)."""
+    from packrat_lab.serving.pool import Pool
+
+    pool: AbstractContextManager[Any] = Pool(workload, plan, announce=False)
+    return pool
+
+
+def measure_plans(
     model: Any,
     plans: Sequence[Plan | str],
     *,
     repeats: int = 10,
     warmup: int = 3,
     rounds: int = 1,
-    baseline: str = "fat",
     clock: Callable[[], float] = time.perf_counter,
     progress: Callable[[str], None] | None = None,
-) -> ValidationReport:
-    """Run each plan in its own pool (instances pinned, started together) on one batch of B.
+    pool_factory: PoolFactory | None = None,
+) -> dict[str, tuple[float, ...]]:
+    """Batch latencies (ms) of each distinct configuration, its instances running together in a pool.
 
     All plans must serve the same B. `rounds` > 1 alternates the plans to spread machine drift
-    over all of them; samples of the same plan are pooled. Plans with the same configuration
-    (often the Packrat plan and a baseline) are measured once and share their samples.
+    over all of them; samples of the same configuration are pooled under its config_key.
     """
-    from packrat_lab.serving.pool import Pool
     from packrat_lab.workloads.registry import get_workload
 
     resolved = [Plan.coerce(p) for p in plans]
@@ -153,20 +165,49 @@ def validate(
         msg = f"repeats={repeats} and rounds={rounds} must be at least 1; example: repeats=10"
         raise ValueError(msg)
     workload = get_workload(model)
-    batch_size = batches.pop()
-    batch = workload.example_input(batch_size)
-    # identical configurations (e.g. the plan *is* fat) are measured once and share samples,
-    # so the report never shows a "speedup" that is only run-to-run noise
+    batch = workload.example_input(batches.pop())
+    open_pool = pool_factory or _serving_pool
     distinct: dict[str, Plan] = {}
     for plan in resolved:
-        distinct.setdefault(_config_key(plan), plan)
+        distinct.setdefault(config_key(plan), plan)
     collected: dict[str, list[float]] = {key: [] for key in distinct}
     for _ in range(rounds):
         for key, plan in distinct.items():
             if progress is not None:
                 progress(f"validating {plan.name} {plan}")
-            with Pool(workload, plan, announce=False) as pool:  # short-lived: keep it out of the sidebar
+            with open_pool(workload, plan) as pool:
                 collected[key].extend(_measure(pool, batch, repeats, warmup, clock))
-    report = ValidationReport(batch_size, baseline=baseline)
-    report.results = [PlanMeasurement(p, tuple(collected[_config_key(p)])) for p in resolved]
+    return {key: tuple(samples) for key, samples in collected.items()}
+
+
+def validate(
+    model: Any,
+    plans: Sequence[Plan | str],
+    *,
+    repeats: int = 10,
+    warmup: int = 3,
+    rounds: int = 1,
+    baseline: str = "fat",
+    clock: Callable[[], float] = time.perf_counter,
+    progress: Callable[[str], None] | None = None,
+    pool_factory: PoolFactory | None = None,
+) -> ValidationReport:
+    """Run each plan in its own pool (instances pinned, started together) on one batch of B.
+
+    Plans with the same configuration (often the Packrat plan and a baseline) are measured once
+    and share their samples, so the report never shows a "speedup" that is only run-to-run noise.
+    """
+    resolved = [Plan.coerce(p) for p in plans]
+    samples = measure_plans(
+        model,
+        resolved,
+        repeats=repeats,
+        warmup=warmup,
+        rounds=rounds,
+        clock=clock,
+        progress=progress,
+        pool_factory=pool_factory,
+    )
+    report = ValidationReport(resolved[0].total_batch, baseline=baseline)
+    report.results = [PlanMeasurement(p, samples[config_key(p)]) for p in resolved]
     return report

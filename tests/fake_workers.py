@@ -16,7 +16,17 @@ from collections import Counter
 
 import torch
 
-from packrat_lab.serving.messages import Done, Ready, Reply, Resize, Resized, Run, StartFailed, Stop, WorkerInfo
+from packrat_lab.serving.messages import (
+    Done,
+    Ready,
+    Reply,
+    Resize,
+    Resized,
+    Run,
+    StartFailed,
+    Stop,
+    WorkerInfo,
+)
 from packrat_lab.serving.transport import Layout
 from packrat_lab.serving.worker import WorkerConfig
 

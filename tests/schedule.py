@@ -56,7 +56,19 @@ class Target(Protocol):
 def random_schedule(seed: int, length: int = 18, *, poison: bool = True) -> list[Op]:
     """A seeded list of operations; close is always last (and sometimes earlier too)."""
     rng = random.Random(seed)
-    kinds = ["submit", "submit", "infer", "infer", "infer_timeout", "cancel", "reconfigure", "kill", "stop", "cont", "sleep"]
+    kinds = [
+        "submit",
+        "submit",
+        "infer",
+        "infer",
+        "infer_timeout",
+        "cancel",
+        "reconfigure",
+        "kill",
+        "stop",
+        "cont",
+        "sleep",
+    ]
     if poison:
         kinds.append("poison")
     ops: list[Op] = []
@@ -187,7 +199,9 @@ def _stray_threads(before: set[int | None], grace_s: float = 1.0) -> list[str]:
     """Pool threads started since `before` still alive after a grace period (readers end just after close)."""
     deadline = time.monotonic() + grace_s
     while True:
-        stray = [t.name for t in threading.enumerate() if t.ident not in before and t.name.startswith("packrat-")]
+        stray = [
+            t.name for t in threading.enumerate() if t.ident not in before and t.name.startswith("packrat-")
+        ]
         if not stray or time.monotonic() > deadline:
             return stray
         time.sleep(0.005)
@@ -224,7 +238,9 @@ def _check_request(target: Target, request: _Request, deadline: float, problems:
         problems.append(f"request {request.uids[:2]} has no outcome")
     elif isinstance(outcome, BaseException):
         if not isinstance(outcome, NAMED_ERRORS):
-            problems.append(f"request {request.uids[:2]} failed with unnamed {type(outcome).__name__}: {outcome}")
+            problems.append(
+                f"request {request.uids[:2]} failed with unnamed {type(outcome).__name__}: {outcome}"
+            )
         if any(u < 0 for u in request.uids):
             return
     else:

@@ -79,3 +79,29 @@ def test_help_for_every_command() -> None:
     for command in ("profile", "plan", "validate"):
         sub = cli(command, "--help")
         assert sub.returncode == 0 and "usage:" in sub.stdout
+
+
+def test_measure_needs_a_profile_that_records_its_model(small_csv: Path) -> None:
+    result = cli("plan", str(small_csv), "--cores", "2", "--batch", "4", "--measure", "2")
+    assert result.returncode == 2
+    assert "--measure needs a profile that records its model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_measure_runs_the_best_plans_and_caches_them_in_the_profile(tmp_path: Path) -> None:
+    import packrat_lab
+
+    path = tmp_path / "mlp.packrat.json"
+    packrat_lab.profile("mlp", threads=[1, 2], batches=[1, 2], point_time_s=0.3, warmup=1).save(path)
+    result = cli("plan", str(path), "--cores", "2", "--batch", "2", "--measure", "2", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    measured = data["measured"]
+    assert 2 <= len(measured) <= 3 and all(row["measured_ms"] > 0 for row in measured)
+    assert data["plan"] == min(measured, key=lambda r: r["measured_ms"])["plan"]
+    cached = json.loads(path.read_text())["corun"]
+    assert {row["config"] for row in measured} == {c["config"] for c in cached}
+    again = cli("plan", str(path), "--cores", "2", "--batch", "2", "--format", "json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["plan"] == data["plan"]  # a later plan uses the cached measurements

@@ -94,3 +94,47 @@ def test_profile_command_measures_prints_and_saves(tmp_path: Path) -> None:
         (1, 2, "passive"),
     ]
     assert loaded.host is not None and loaded.host["usable_cores"] == detect_host().usable_cores
+
+
+@pytest.mark.slow
+def test_profile_without_output_saves_model_packrat_json_here_and_says_where(tmp_path: Path) -> None:
+    """Regression (issue 9 #7): `profile mlp` measured for minutes and wrote no file, with no hint."""
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "packrat_lab.cli", "profile", "mlp", "--threads", "1", "--batch", "1"]
+        + ["--settings", "passive", "--point-time", "0.3"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    saved = tmp_path / "mlp.packrat.json"
+    assert saved.is_file() and load_profile(saved).measurements
+    assert f"saved {saved}" in out.stdout and "next: packrat-lab plan" in out.stdout
+
+
+def test_default_output_name_is_file_safe() -> None:
+    from packrat_lab.cli.profile_cmd import default_output
+
+    assert default_output("mlp") == Path("mlp.packrat.json")
+    assert default_output("/models/my net.pt") == Path("my-net.packrat.json")
+    assert default_output("pkg.mod:build") == Path("pkg.mod-build.packrat.json")
+
+
+@pytest.mark.slow
+def test_a_torchscript_file_works_from_the_cli_with_sample_shape(tmp_path: Path) -> None:
+    """Regression (issue 9 #9): `profile model.pt` failed with no flag to give the input shape."""
+    import torch
+
+    path = tmp_path / "lin.pt"
+    module = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU())
+    torch.jit.save(torch.jit.trace(module, torch.randn(2, 16)), str(path))
+    base = [str(path), "--threads", "1", "--batch", "1", "--settings", "passive", "--point-time", "0.3"]
+    missing = packrat_lab(*base, "-o", str(tmp_path / "x.packrat.json"))
+    assert missing.returncode == 2 and "--sample-shape 3,224,224" in missing.stderr
+    out = packrat_lab(*base, "--sample-shape", "16", "-o", str(tmp_path / "lin.packrat.json"))
+    assert out.returncode == 0, out.stderr
+    assert load_profile(tmp_path / "lin.packrat.json").measurements

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
@@ -98,6 +99,31 @@ def test_profile_cancel_keeps_partial_points() -> None:
     assert controller.join(5)
     assert controller.state is ProfileState.CANCELLED  # type: ignore[comparison-overlap]  # changed by the thread
     assert controller.profile is not None and len(controller.profile.measurements) == 1
+    # issue 9 #7: 'kept 1 points' said nothing of what the partial profile holds
+    assert "partial profile of 1 point of 6 (threads 1, batch 1)" in controller.status()
+
+
+def test_profile_passes_the_time_budget_and_the_eta_never_exceeds_it() -> None:
+    """Regression (issue 9 #7): the widget never passed its budget; the ETA jumped past it."""
+    seen: dict[str, Any] = {}
+    backend = FakeBackend()
+    original = backend.profile
+
+    def spy(model: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return original(model, **kwargs)
+
+    backend.profile = spy  # type: ignore[method-assign]
+    now = [0.0]
+    controller = ProfileController(backend, clock=lambda: now[0])
+    backend.gate.clear()
+    controller.start(ProfileRequest("mlp", "mlp", 2, (1, 2, 4), 30.0))
+    now[0] = 10.0
+    controller.done, controller.total = 1, 12  # one point took 10 s: pace says 110 s more
+    assert controller.remaining_s == 20.0  # the budget caps it: the profiler stops starting points there
+    backend.gate.set()
+    assert controller.join(5)
+    assert seen["time_budget_s"] == 30.0
 
 
 def test_profile_failure_is_a_status_line_not_a_traceback() -> None:
@@ -242,14 +268,84 @@ def test_load_generator_uses_the_rate_and_stops() -> None:
     controller = started(backend)
     controller.start_load(rate=123.0)
     assert controller.load_running
-    deadline = threading.Event()
-    while not backend.loads and not deadline.wait(0.01):
-        pass
+    controller.set_rate(50)  # the one running load process follows the slider, no restart
+    assert len(backend.loads) == 1 and backend.loads[0].rates == [123.0, 50.0]
+    assert "asked 50 req/s" in controller.status()
     controller.stop()
-    assert not controller.load_running
-    assert backend.loads and set(backend.loads) == {123.0}
+    assert not controller.load_running and not backend.loads[0].alive
     with pytest.raises(ValueError, match="positive"):
         controller.set_rate(0)
+
+
+def test_a_load_process_that_dies_is_said_not_hidden() -> None:
+    backend = FakeBackend()
+    controller = started(backend)
+    controller.start_load(rate=20)
+    load = backend.loads[0]
+    load.alive, load.died, load.error = False, True, "ConnectionRefusedError: [Errno 111]"
+    assert "the load process stopped: ConnectionRefusedError" in controller.status()
+    controller.stop()
+
+
+def test_widget_follows_a_switch_made_elsewhere() -> None:
+    """Regression (issue 9 #4): after Auto or the sidebar switched the pool, the widget showed the old plan."""
+    backend = FakeBackend()
+    controller = started(backend, "2x1x4")
+    backend.pools[0].plan = Plan.parse("1x2x8")  # e.g. PUT /packrat/plan from the sidebar
+    controller.sample()
+    assert controller.plan is not None and controller.plan.text == "1x2x8"
+    assert "1x2x8" in controller.status() and "switched" in controller.status()
+    controller.stop()
+
+
+def test_widget_follows_a_stop_made_elsewhere() -> None:
+    """Regression (issue 9 #4): after a sidebar Stop the widget kept saying 'Serving … sending 10 req/s'."""
+    backend = FakeBackend()
+    controller = started(backend)
+    controller.start_load(rate=10)
+    backend.pools[0].gone = True  # the server exited: its port refuses connections
+    controller.sample()
+    assert controller.state is ServeState.STOPPED and controller.pool is None
+    assert not controller.load_running and not backend.loads[0].alive
+    assert "stopped outside this Lab" in controller.status() and "Serving" not in controller.status()
+
+
+def test_widget_follows_a_closed_state_and_auto_flag() -> None:
+    backend = FakeBackend()
+    controller = started(backend)
+    backend.pools[0].auto_on = True
+    controller.sample()
+    assert controller.auto and "Auto was turned on elsewhere" in controller.status()
+    backend.pools[0].state = "closed"
+    controller.sample()
+    assert controller.state is ServeState.STOPPED
+
+
+def test_manual_switch_pauses_auto_and_says_so() -> None:
+    """Regression (issue 9 #4): Auto silently undid a manual switch within 5 s."""
+    backend = FakeBackend()
+    controller = started(backend)
+    controller.set_auto(True)
+    controller.reconfigure(Plan.parse("1x2x4"))
+    controller.join()
+    assert backend.pools[0].auto == [True, False]  # auto off before the switch
+    assert backend.pools[0].reconfigured == ["1x2x4"]
+    assert not controller.auto and "Auto paused" in controller.status()
+    controller.stop()
+
+
+def test_throughput_comes_from_the_served_counter_not_a_ramping_window() -> None:
+    backend = FakeBackend()
+    times = itertools.count(0.0, 0.5)
+    controller = ServeController(backend, clock=lambda: next(times))
+    controller.start("mlp", Plan.parse("1x1x1"), sample_interval_s=None)
+    controller.join()
+    for _ in range(3):
+        controller.sample()
+    rows = list(controller.samples)
+    assert rows[0]["throughput_rps"] is None  # one sample: no rate yet, not a zero
+    assert rows[-1]["throughput_rps"] == pytest.approx(2.0)  # FakePool serves one per stats() call
+    controller.stop()
 
 
 def test_serve_widget_buttons_follow_the_pool_state() -> None:
@@ -274,6 +370,7 @@ def test_serve_widget_buttons_follow_the_pool_state() -> None:
     step.auto.value = True
     assert backend.pools[0].auto == [True]
     assert "served" in step.counters.value
+    step.redraw(force=True)  # redraws are throttled to two a second
     assert step.figure.data[0].name == "p50"
     step.stop.click()
     assert backend.pools[0].closed and not step.start.disabled
@@ -361,3 +458,94 @@ def test_live_surface_keeps_the_planned_grid_while_profiling() -> None:
     assert info.threads == (1, 2, 3) and info.batches == (1, 2)
     assert info.latency_ms[1, 0] == 1.5 and math.isnan(info.latency_ms[2, 1])
     assert info.hover_text()[2][1].endswith("not measured")
+
+
+def test_timeline_appends_points_instead_of_rebuilding() -> None:
+    """Regression (issue 9 #2): every stats sample rebuilt the whole plotly timeline in the kernel."""
+    backend = FakeBackend()
+    lab = make_lab(backend, batches=(1, 2))
+    step = lab.serve_step
+    step.plan.value = "2x1x1"
+    step.start.click()
+    lab.serving.join()
+    lab.serving.sample()
+    step.redraw(force=True)
+    traces = list(step.figure.data)
+    before = len(traces[0].x)
+    lab.serving.sample()
+    lab.serving.sample()
+    step.redraw(force=True)
+    assert [id(t) for t in step.figure.data] == [id(t) for t in traces]  # same traces, updated in place
+    assert len(step.figure.data[0].x) == before + 2
+    x = list(step.figure.data[0].x)
+    assert x[0] > 0 and x == sorted(x)  # seconds since the pool started: labels do not slide
+    lab.close()
+
+
+def test_serve_follows_the_plan_chosen_in_plan_step() -> None:
+    """Regression (issue 9 #1): the Serve box kept a stale plan; the Plan step's choice now fills it."""
+    lab = make_lab(FakeBackend(), batches=(2, 4))
+    lab.serve_step.plan.value = "1x1x1"  # left over from an earlier (cancelled) profile
+    lab.profile_step.run.click()
+    assert lab.profiling.join(5)
+    lab.plan_step.chosen.value = "fat"
+    fat = lab.planning.plans["fat"].text
+    assert lab.serve_step.plan.value == fat
+    assert "fat plan from step 2" in lab.serve_step.will_serve.value
+    lab.plan_step.chosen.value = "packrat"
+    assert lab.serve_step.plan.value == lab.planning.plans["packrat"].text
+    lab.close()
+
+
+def test_lab_reuses_a_profile_measured_in_the_notebook() -> None:
+    """Regression (issue 9 #7): the quickstart's final pl.Lab(...) did not reuse the profile just measured."""
+    profile = profile_from_latencies("mlp", {(t, b): latency(t, b) for t in (1, 2) for b in (1, 2, 4)})
+    backend = FakeBackend()
+    lab = make_lab(backend, profile=profile, model="mlp")
+    assert lab.planning.profile is profile and lab.tabs.selected_index == 1
+    assert lab.profiling.state is ProfileState.DONE and "6 points" in lab.profiling.status()
+    assert lab.planning.plans and lab.serve_step.plan.value == lab.planning.chosen_plan.text  # type: ignore[union-attr]
+    lab.close()
+
+
+def test_partial_profile_plans_on_the_cores_it_measured() -> None:
+    """Regression (issue 9 #7): after Cancel the Plan step said 'on 1 cores' in one place and 2 in another."""
+    profile = profile_from_latencies("mlp", {(1, 1): 2.0, (1, 2): 3.0})
+    controller = PlanController(FakeBackend())
+    controller.set_profile(profile, cores=2, model="mlp")
+    assert controller.cores == 1 and "on 1 cores" not in controller.status()
+
+
+def test_auto_paused_elsewhere_is_said_and_the_checkbox_follows_without_a_request() -> None:
+    backend = FakeBackend()
+    lab = make_lab(backend, batches=(1, 2))
+    step = lab.serve_step
+    step.plan.value = "2x1x1"
+    step.start.click()
+    lab.serving.join()
+    step.auto.value = True
+    pool = backend.pools[0]
+    assert pool.auto == [True]
+    pool.auto_on = False  # e.g. a sidebar switch paused it
+    lab.serving.sample()
+    assert step.auto.value is False
+    assert pool.auto == [True]  # the checkbox caught up without sending anything back
+    assert "Auto was paused elsewhere" in step.message.value
+    lab.close()
+
+
+def test_plan_step_warns_when_the_plan_rests_on_noise() -> None:
+    """Regression (issue 9 #6): a plan built on noisy points was shown as a confident speedup."""
+    from packrat_lab.profiling.measurement import Measurement
+    from packrat_lab.profiling.table import Profile
+
+    profile = Profile("mlp")
+    for t in (1, 2):
+        for b in (1, 2, 4):
+            samples = tuple(latency(t, b) * (1 + 0.4 * (k % 3 - 1)) for k in range(6))
+            profile.add(Measurement(t, b, "default", samples, stop_reason="cap"))
+    controller = PlanController(FakeBackend())
+    controller.set_profile(profile, cores=2, model="mlp")
+    status = controller.status()
+    assert "⚠ uncertain" in status and "noisy profile point" in status and "validate" in status
+    assert "expected" in status

@@ -13,7 +13,7 @@ import pytest
 from http_fakes import FakePool
 
 from packrat_lab.cli import main
-from packrat_lab.loadgen import LoadReport, arrival_times, run_load
+from packrat_lab.loadgen import Arrivals, LoadProcess, LoadReport, arrival_times, pace, run_load
 from packrat_lab.serving.http import Server, serve_pool
 from packrat_lab.serving.http.client import check_local_url
 
@@ -181,3 +181,142 @@ def test_cli_load_refuses_remote_in_one_line(capsys: pytest.CaptureFixture[str])
 def test_cli_load_argument_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+class FakeClock:
+    """A clock that only moves when someone waits on it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeStop:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.set_ = False
+
+    def is_set(self) -> bool:
+        return self.set_
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.clock.now += timeout or 0.0
+        return self.set_
+
+
+@pytest.mark.parametrize("poisson", [True, False])
+def test_paced_arrivals_hold_the_asked_rate_over_30_s(poisson: bool) -> None:
+    """Regression (issue 9 #3): the Lab sent 14 of 20 req/s in 1 s chunks; one process sends what it says."""
+    clock = FakeClock()
+    released: list[float] = []
+    stop = FakeStop(clock)
+    count = pace(
+        Arrivals(20, poisson=poisson, seed=0),
+        lambda i, due: released.append(due - 100.0),
+        stop,
+        until_s=30.0,
+        clock=clock,
+    )
+    assert count == len(released) == len(arrival_times(20, 30.0, poisson=poisson, seed=0))
+    if poisson:  # a Poisson count over 30 s at 20/s has a standard deviation of sqrt(600) = 4.1 %
+        assert abs(count - 600) <= 3 * math.sqrt(600)
+    else:
+        assert abs(count / 30.0 - 20) <= 0.05 * 20
+    assert released == sorted(released) and released[-1] < 30.0
+    np.testing.assert_allclose(released, arrival_times(20, 30.0, poisson=poisson, seed=0))
+
+
+def test_poisson_seconds_are_not_repeated_bursts() -> None:
+    """Regression (issue 9 #3): every second replayed the same unseeded draw; now each second differs."""
+    times = arrival_times(20, 30.0, seed=0)
+    per_second = [tuple(np.round(times[(times >= s) & (times < s + 1)] - s, 6)) for s in range(30)]
+    assert len(set(per_second)) == 30
+    counts = [len(p) for p in per_second]
+    assert len(set(counts)) > 3  # Poisson counts vary from second to second
+
+
+def test_poisson_rate_is_right_on_average_over_seeds() -> None:
+    rates = [len(arrival_times(20, 30.0, seed=s)) / 30.0 for s in range(200)]
+    assert abs(float(np.mean(rates)) - 20) < 0.2  # standard error of the mean is ~0.06
+
+
+def test_rate_change_applies_from_the_next_gap_without_restarting() -> None:
+    process = Arrivals(10, poisson=False)
+    first = [next(process) for _ in range(3)]
+    process.set_rate(100)
+    later = [next(process) for _ in range(3)]
+    np.testing.assert_allclose(first + later, [0.0, 0.1, 0.2, 0.3, 0.31, 0.32])
+
+
+def test_pace_stops_promptly_when_asked() -> None:
+    clock = FakeClock()
+    stop = FakeStop(clock)
+    sent: list[int] = []
+
+    def release(i: int, due: float) -> None:
+        sent.append(i)
+        if i == 4:
+            stop.set_ = True
+
+    assert pace(Arrivals(50, seed=3), release, stop, clock=clock) == 5
+
+
+@pytest.mark.slow
+def test_load_process_sends_the_asked_rate_from_its_own_process(server: Server) -> None:
+    import os
+    import time
+
+    load = LoadProcess(server.url, rate=40, poisson=False, seed=1)
+    try:
+        assert load.process.pid != os.getpid()
+        time.sleep(3.0)
+        load.set_rate(80)
+        time.sleep(3.0)
+    finally:
+        load.stop()
+    counts = load.counts()
+    assert load.error is None
+    # 3 s at 40 + 3 s at 80 = 360 asked (less the child's start-up, well under a second at 40/s)
+    assert 0.85 * 360 <= counts["released"] <= 360 + 2
+    assert counts["completed"] == counts["sent"] == counts["released"]
+    assert counts["failed"] == 0
+    assert 40 <= counts["achieved_rps"] <= 80  # measured from the first arrival, not the process start
+
+
+def test_cli_load_pool_splits_model_and_plan_on_the_last_colon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (issue 9 #9): `--pool mod:fn:1x1x1` split on the first colon ("unknown model 'mod'")."""
+    import packrat_lab.loadgen
+    import packrat_lab.serving.pool
+
+    made: list[tuple[str, str]] = []
+
+    class RecordingPool:
+        def __init__(self, model: str, plan: str) -> None:
+            made.append((model, plan))
+
+        def __enter__(self) -> RecordingPool:  # noqa: PYI034 - a local test double
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    report = LoadReport("pool", 5.0, 0.1, True, 0, 0, 0, 0, 0.1)
+    monkeypatch.setattr(packrat_lab.serving.pool, "Pool", RecordingPool)
+    monkeypatch.setattr(packrat_lab.loadgen, "run_load", lambda pool, **kw: report)
+    assert main(["load", "--pool", "mypkg.models:build:1x1x1", "--rate", "5", "--duration", "0.1"]) == 0
+    assert made == [("mypkg.models:build", "1x1x1")]
+
+
+def test_cli_failures_exit_1_and_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Regression (issue 9 #9): runtime failures and usage errors both exited 2."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["load", f"http://127.0.0.1:{port}", "--rate", "5", "--duration", "0.2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot reach" in err[0] and "Traceback" not in err[0]
+    assert main(["load", "--rate", "5"]) == 2  # what was typed is wrong

@@ -137,6 +137,15 @@ def test_lab_subcommand_returns_a_widget_and_stop_closes_it(ip: InteractiveShell
     assert magics(ip).labs == []
 
 
+def test_lab_subcommand_says_it_is_loading_at_once(
+    ip: InteractiveShell, fake: FakeBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression (issue 9 #7): `%packrat lab` showed nothing for 18 s while it loaded."""
+    ip.run_line_magic("packrat", "lab --model tiny-cnn --cores 1 --batches 1,2 --budget 5")
+    assert "Loading packrat lab" in capsys.readouterr().out
+    ip.run_line_magic("packrat", "stop")
+
+
 def test_unload_stops_pools_and_removes_the_magic(ip: InteractiveShell, fake: FakeBackend) -> None:
     ip.run_line_magic("packrat", "serve 2x1x1 --model mlp")
     ip.run_line_magic("unload_ext", "packrat_lab")

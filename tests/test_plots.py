@@ -24,7 +24,7 @@ from packrat_lab.plots import (
     surface_info,
     timeline_info,
 )
-from packrat_lab.plots._style import log_ticks
+from packrat_lab.plots._style import log_ticks, tick_text
 from packrat_lab.profiling.measurement import Measurement
 from packrat_lab.profiling.table import Profile, profile_from_latencies
 
@@ -330,3 +330,32 @@ def test_timeline_default_markers_skip_bookkeeping_events_and_none_keeps_all() -
     events = [Ev(1001.0, "start", "a", {}), Ev(1002.0, "auto-off", "a", {}), Ev(1003.0, "switch", "b", {})]
     assert [m.kind for m in timeline_info(_samples(5), events).markers] == ["switch"]
     assert len(timeline_info(_samples(5), events, kinds=None).markers) == 3
+
+
+def test_plot_ticks_are_measured_values_with_few_digits() -> None:
+    """Regression (issue 9 #8): threads 1.2/1.4 in 3-D, colour bar '9.45634', one-cell tick '2.07147'."""
+    prof = profile_from_latencies("toy", {(1, 1): 2.07147, (1, 2): 3.0, (2, 1): 1.5, (2, 2): 9.45634})
+    fig3d = plot_surface(surface_info(prof), kind="3d")
+    assert list(fig3d.layout.scene.yaxis.tickvals) == [1, 2]
+    assert list(fig3d.layout.scene.xaxis.tickvals) == ["1", "2"]
+    one = plot_surface(surface_info(profile_from_latencies("one", {(1, 1): 2.07147})))
+    assert list(one.data[0].colorbar.ticktext) == ["2.07"]
+    assert plot_surface(surface_info(prof), colour="linear").data[0].colorbar.tickformat == ".3g"
+    assert tick_text([9.45634, 1500.0]) == ["9.46", "1.5k"]
+
+
+def test_timeline_hover_names_units() -> None:
+    info = timeline_info([{"time": 0.0, "p50_ms": 1.0, "p99_ms": 121.0, "throughput": 9.0}])
+    fig = plot_timeline(info)
+    assert " ms" in fig.data[1].hovertemplate and "req/s" in fig.data[2].hovertemplate
+
+
+def test_show_figure_clears_keys_the_new_trace_lacks() -> None:
+    """Regression (issue 9 #8): the core map kept a stale '#2' label after B changed."""
+    from packrat_lab.ui.figures import new_widget, show_figure
+
+    widget = new_widget()
+    show_figure(widget, plot_core_map(core_map_info("2x1x1", cores=2)))
+    assert list(widget.data[1].text) == ["#2"]
+    show_figure(widget, plot_core_map(core_map_info("1x1x2", cores=2)))  # one instance + an idle core
+    assert widget.data[1].name == "idle" and widget.data[1].text is None

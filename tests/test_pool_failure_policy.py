@@ -8,10 +8,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
+from proc_utils import alive, wait_for
 
 from packrat_lab import FailurePolicy, Pool, PoolClosedError, RequestTimeoutError, WorkerFailedError
 from packrat_lab.serving.transport import leftover_segments
@@ -21,24 +21,6 @@ pytestmark = pytest.mark.slow
 
 MLP = get_workload("mlp")
 CRASHY = get_workload("crashy_model:build", example_input=torch.ones(1, 8))
-
-
-def alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_a_cancelled_submit_does_not_wedge_the_batcher() -> None:

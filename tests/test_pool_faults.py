@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from proc_utils import alive, wait_for
 
 from packrat_lab import Pool
 from packrat_lab.serving.transport import leftover_segments
@@ -20,24 +20,6 @@ from packrat_lab.workloads.registry import get_workload
 pytestmark = pytest.mark.slow
 
 MLP = get_workload("mlp")
-
-
-def alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie (an unreaped orphan counts as gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
-def wait_for(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_killed_worker_is_replaced_and_its_work_rerun() -> None:

@@ -11,7 +11,9 @@ from schedule import check_seeds, random_schedule, run_schedule, shrink
 
 from packrat_lab import FailurePolicy, Pool
 
-FAST_POLICY = FailurePolicy(hang_timeout_s=0.15, tick_s=0.01, backoff_s=0.01, max_backoff_s=0.05, drain_timeout_s=0.3)
+FAST_POLICY = FailurePolicy(
+    hang_timeout_s=0.15, tick_s=0.01, backoff_s=0.01, max_backoff_s=0.05, drain_timeout_s=0.3
+)
 SEEDS = int(os.environ.get("PACKRAT_CHECKER_SEEDS", "200"))
 
 
@@ -68,7 +70,9 @@ def test_the_checker_finds_a_broken_pool_and_shrinks_the_schedule(monkeypatch: p
         return real_fill(self, start, rows + 1)
 
     monkeypatch.setattr(dispatcher.Job, "fill", off_by_one)
-    with pytest.raises(AssertionError, match=r"(?s)seed 3 failed: .*differs from the oracle.*shrunk schedule \(2 ops\)"):
+    with pytest.raises(
+        AssertionError, match=r"(?s)seed 3 failed: .*differs from the oracle.*shrunk schedule \(2 ops\)"
+    ):
         check_seeds(FakeTarget(), [3])
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 
 from packrat_lab.profiling.measurement import Measurement
-from packrat_lab.profiling.stopping import StoppingRule, half_width_ratio, run_timed, run_warmup
+from packrat_lab.profiling.stopping import (
+    StoppingRule,
+    half_width_ratio,
+    run_interleaved,
+    run_timed,
+    run_warmup,
+)
 
 
 class FakeClock:
@@ -75,10 +81,10 @@ def test_precision_needs_min_samples_first() -> None:
 
 
 def test_half_width_from_order_statistics_by_hand() -> None:
-    # n=10: z*sqrt(n)/2 = 3.099, so the CI runs from the 1st to the 9th order statistic
+    # n=10: the exact 95 % CI runs from the 2nd to the 9th order statistic
     assert half_width_ratio([100.0] * 5 + [102.0] * 5) == pytest.approx(1.0 / 101.0)
     assert half_width_ratio([100.0] * 5 + [106.0] * 5) == pytest.approx(3.0 / 103.0)
-    assert half_width_ratio([float(v) for v in range(1, 11)]) == pytest.approx(4.0 / 5.5)
+    assert half_width_ratio([float(v) for v in range(1, 11)]) == pytest.approx(3.5 / 5.5)
     assert half_width_ratio([]) == math.inf
 
 
@@ -147,3 +153,50 @@ def test_measurement_of_a_timed_run_is_noisy_only_when_imprecise() -> None:
     clean = Measurement(1, 1, "default", tuple([5.0] * 9 + [5.05]), stop_reason="precision")
     assert not clean.noisy and clean.warnings == []
     assert clean.p99 == pytest.approx(5.0 + 0.05 * 0.91)
+
+
+def test_interleaved_steps_take_turns_and_stop_as_they_would_alone() -> None:
+    clock = FakeClock()
+    order: list[str] = []
+
+    def make(name: str, seconds: float) -> Callable[[], None]:
+        def step() -> None:
+            order.append(name)
+            clock.now += seconds
+
+        return step
+
+    rule = StoppingRule(precision=0.02, min_samples=4, max_samples=4, time_cap_s=60)
+    done: list[int] = []
+    runs = run_interleaved(
+        [make("a", 0.1), make("b", 0.3)], rule, slice_s=0.15, clock=clock, on_done=lambda i, r: done.append(i)
+    )
+    # a's turn ends once 0.15 s have passed (2 calls); b's single call exceeds the slice
+    assert order == ["a", "a", "b", "a", "a", "b", "b", "b"]
+    assert done == [0, 1] and [r.stop_reason for r in runs] == ["max-samples"] * 2
+    alone = [run_timed(make(name, s), rule, clock) for name, s in (("a", 0.1), ("b", 0.3))]
+    assert [r.samples_ms for r in runs] == [pytest.approx(r.samples_ms) for r in alone]
+    assert [r.wall_s for r in runs] == [pytest.approx(r.wall_s) for r in alone]  # own time only
+
+
+def test_time_cap_counts_only_a_steps_own_calls_when_interleaved() -> None:
+    clock = FakeClock()
+    noisy = iter([1.0, 2.0] * 50)
+
+    def fast() -> None:
+        clock.now += next(noisy)
+
+    def slow() -> None:
+        clock.now += 50.0
+
+    rule = StoppingRule(precision=0.02, min_samples=2, max_samples=100, time_cap_s=3.5)
+    first, second = run_interleaved([fast, slow], rule, slice_s=0.0, clock=clock)
+    assert first.stop_reason == "time-cap" and first.samples_ms == pytest.approx((1000.0, 2000.0, 1000.0))
+    assert second.samples_ms == pytest.approx((50000.0,))
+
+
+def test_warmup_with_no_minimum_and_no_time_left_runs_nothing() -> None:
+    clock = FakeClock()
+    calls, step = stepper(clock, [1.0] * 10)
+    assert run_warmup(step, min_iters=0, max_iters=10, time_cap_s=-0.5, clock=clock) == 0 and not calls
+    assert run_warmup(step, min_iters=0, max_iters=10, time_cap_s=2.5, clock=clock) == 3 == len(calls)

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 import torch
 from fake_workers import FakeChannel, FakeWorld, fake_model
+from proc_utils import wait_for
 
 from packrat_lab import FailurePolicy, Pool, WorkerFailedError
 from packrat_lab.serving.worker import WorkerConfig
 
 POLICY = FailurePolicy(hang_timeout_s=0.2, tick_s=0.01, backoff_s=0.02, max_backoff_s=0.1, degraded_after=3)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def rows(n: int, start: float = 1.0) -> torch.Tensor:
@@ -102,3 +92,18 @@ def test_a_slow_replacement_start_does_not_hold_up_dispatch() -> None:
         thread.join(10)
         assert done.is_set() and torch.equal(result["out"], fake_model(rows(2, 5.0)))
         assert torch.equal(pool.infer(x), fake_model(x))
+
+
+def test_a_dead_worker_is_logged_not_only_recorded(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 13: a worker's death showed only in the pool's event list; `serve` printed nothing."""
+    world = FakeWorld()
+    policy = POLICY
+    with (
+        caplog.at_level("INFO", logger="packrat_lab.pool"),
+        Pool("mlp", "1x1x4", channels=world.factory, announce=False, warmup=0, policy=policy) as pool,
+    ):
+        world.alive()[0].kill()
+        assert wait_for(lambda: pool.stats()["worker_restarts"] == 1 and pool.state == "serving")
+        assert wait_for(lambda: any("worker-replaced" in r.message for r in caplog.records))
+    died = [r for r in caplog.records if "worker-failed" in r.message]
+    assert died and died[0].levelname == "WARNING" and "[1x1x4]" in died[0].message

@@ -193,7 +193,9 @@ def test_torchscript_file_and_errors(tmp_path: Path) -> None:
     w = get_workload(str(path), example_input=torch.randn(1, 8))
     assert (w.spec.kind, w.sample_shape, w.name) == ("torchscript", (8,), "scale")
     assert get_workload(path, sample_shape=(8,)).sample_shape == (8,)
-    with pytest.raises(ValueError, match="needs example_input= or sample_shape="):
+    with pytest.raises(
+        ValueError, match="needs its input shape: --sample-shape 3,224,224 on the command line"
+    ):
         get_workload(str(path))
     junk = tmp_path / "junk.pt"
     junk.write_text("not a model")
@@ -249,3 +251,38 @@ def test_user_modules_rebuild_identically_in_a_spawned_process() -> None:
             here = module.eval()(x)
         there = run_in_spawned(w.spec, x)
         assert torch.equal(here, there), w.spec.kind
+
+
+def test_building_a_zoo_model_leaves_the_callers_rng_alone() -> None:
+    """Issue 8 item 8: the zoo builders called torch.manual_seed(0) on the caller's global RNG."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    get_workload("mlp").build()
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_get_workload_imports_from_the_workloads_package_and_errors_need_no_python() -> None:
+    """Regression (issue 9 #9): `from packrat_lab.workloads import get_workload` failed; the error named a Python call."""
+    from packrat_lab.workloads import get_workload as from_package
+
+    with pytest.raises(ValueError, match="unknown model 'resnet51'") as info:
+        from_package("resnet51")
+    assert "get_workload(" not in str(info.value) and "valid: " in str(info.value)
+
+
+def test_a_workload_recipe_file_rebuilds_the_same_workload(tmp_path: Path) -> None:
+    """How the Lab hands any model (here a zoo model with options) to its `packrat-lab serve` process."""
+    from packrat_lab.ui.remote import model_argument
+    from packrat_lab.workloads import get_workload
+
+    assert model_argument("mlp", tmp_path) == "mlp"
+    assert model_argument(get_workload("mlp"), tmp_path) == "mlp"
+    custom = get_workload("mlp", width=32)
+    path = model_argument(custom, tmp_path)
+    assert path.endswith(".workload.json")
+    again = get_workload(path)
+    assert again.spec == custom.spec and again.name == custom.name
+    (tmp_path / "bad.workload.json").write_text("{")
+    with pytest.raises(ValueError, match="cannot read workload recipe"):
+        get_workload(str(tmp_path / "bad.workload.json"))

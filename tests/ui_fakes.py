@@ -11,7 +11,7 @@ from packrat_lab.plan import Plan
 from packrat_lab.profiling.measurement import Measurement
 from packrat_lab.profiling.table import Profile
 
-__all__ = ["FakeBackend", "FakePool", "latency"]
+__all__ = ["FakeBackend", "FakeLoad", "FakePool", "latency"]
 
 
 def latency(t: int, b: int) -> float:
@@ -28,6 +28,9 @@ class FakePool:
         self.auto: list[bool] = []
         self.closed = False
         self.served = 0
+        self.auto_on = False
+        self.state = "serving"
+        self.gone = False  # stopped by someone else: stats() then fails like a closed port
         self._events: list[dict[str, Any]] = []
 
     def reconfigure(self, plan: Plan) -> None:
@@ -37,8 +40,14 @@ class FakePool:
         self.plan = plan
 
     def stats(self) -> dict[str, Any]:
+        if self.gone:
+            msg = "[Errno 111] Connection refused"
+            raise ConnectionRefusedError(msg)
         self.served += 1
         return {
+            "plan": self.plan.text,
+            "auto": self.auto_on,
+            "state": self.state,
             "served": self.served,
             "failed": 0,
             "lost": 0,
@@ -55,9 +64,30 @@ class FakePool:
 
     def set_auto(self, enabled: bool) -> None:
         self.auto.append(enabled)
+        self.auto_on = enabled
 
     def close(self) -> None:
         self.closed = True
+
+
+class FakeLoad:
+    """A load generator that only records the rates it was asked for."""
+
+    def __init__(self, rate: float, poisson: bool, seed: int) -> None:
+        self.rates = [rate]
+        self.poisson, self.seed = poisson, seed
+        self.alive = True
+        self.died = False
+        self.error: str | None = None
+
+    def set_rate(self, rate: float) -> None:
+        self.rates.append(rate)
+
+    def counts(self) -> dict[str, float]:
+        return {"released": 10, "sent": 10, "completed": 10, "failed": 0, "achieved_rps": self.rates[-1]}
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.alive = False
 
 
 class FakeBackend:
@@ -68,7 +98,7 @@ class FakeBackend:
         self.gate.set()
         self.fail_profile = fail_profile
         self.pools: list[FakePool] = []
-        self.loads: list[float] = []
+        self.loads: list[FakeLoad] = []
         self.validated: list[list[str]] = []
 
     def profile(
@@ -122,6 +152,10 @@ class FakeBackend:
         self.pools.append(pool)
         return pool
 
-    def run_load(self, pool: Any, *, rate: float, duration_s: float, poisson: bool) -> None:
-        self.loads.append(rate)
-        threading.Event().wait(0.01)
+    def serve(self, model: Any, plan: Plan, profile: Profile | None) -> FakePool:
+        return self.pool(model, plan, profile)
+
+    def start_load(self, pool: Any, *, rate: float, poisson: bool, seed: int) -> FakeLoad:
+        load = FakeLoad(rate, poisson, seed)
+        self.loads.append(load)
+        return load

@@ -3,7 +3,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IPool, IProfileView, PlanRequest, parsePools, parseProfileView } from './logic';
+import { IPool, IProfileView, PlanRequest, errorMessage, parsePools, parseProfileView } from './logic';
 
 /** Fetch JSON from a /packrat-lab/ route; throws with the server's message on an HTTP error. */
 export async function requestAPI<T = unknown>(endpoint: string, init: RequestInit = {}): Promise<T> {
@@ -16,7 +16,7 @@ export async function requestAPI<T = unknown>(endpoint: string, init: RequestIni
     throw new ServerConnection.NetworkError(error as TypeError);
   }
   const text = await response.text();
-  let data: any = null;
+  let data: unknown = null;
   if (text.length > 0) {
     try {
       data = JSON.parse(text);
@@ -25,7 +25,7 @@ export async function requestAPI<T = unknown>(endpoint: string, init: RequestIni
     }
   }
   if (!response.ok) {
-    throw new Error(data?.message || `HTTP ${response.status} from ${endpoint}`);
+    throw new Error(errorMessage(data, `HTTP ${response.status} from ${endpoint}`));
   }
   return data as T;
 }

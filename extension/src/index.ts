@@ -80,7 +80,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const contents = app.serviceManager.contents;
         const created = await contents.newUntitled({ path: browser?.model.path ?? '', type: 'notebook' });
         await contents.save(created.path, { type: 'notebook', format: 'json', content: TUNING_NOTEBOOK });
-        return app.commands.execute('docmanager:open', { path: created.path, factory: 'Notebook' });
+        return app.commands.execute('docmanager:open', { path: created.path, factory: 'Notebook' }) as Promise<unknown>;
       }
     });
     palette?.addItem({ command: NEW_NOTEBOOK, category: 'Packrat', args: { isPalette: true } });

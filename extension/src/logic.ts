@@ -11,6 +11,14 @@ export interface IInstance {
   setting: string;
 }
 
+/** Who runs a pool: one of this Jupyter server's kernels (its notebook), or another process. */
+export interface IOwner {
+  group: 'kernel' | 'other';
+  label: string;
+  pid: number;
+  notebook: string | null;
+}
+
 /** One live pool as `GET /packrat-lab/pools` reports it (never with a token). */
 export interface IPool {
   id: string;
@@ -32,6 +40,7 @@ export interface IPool {
   reconfigurations: number | null;
   reachable: boolean;
   error: string | null;
+  owner: IOwner;
 }
 
 /** One row of the plan map: the optimizer's pick at total batch B. */
@@ -208,6 +217,10 @@ function asString(value: unknown, fallback = ''): string {
   return typeof value === 'string' ? value : fallback;
 }
 
+function asRecord(value: unknown): Record<string, unknown> {
+  return (value && typeof value === 'object' ? value : {}) as Record<string, unknown>;
+}
+
 function parseInstance(raw: unknown): IInstance | null {
   if (!raw || typeof raw !== 'object') {
     return null;
@@ -220,6 +233,63 @@ function parseInstance(raw: unknown): IInstance | null {
   }
   const cores = Array.isArray(r.cores) ? r.cores.filter((c): c is number => typeof c === 'number') : [];
   return { threads, batch, cores, setting: asString(r.setting, 'default') };
+}
+
+/** The server's error text from a JSON body like {"message": ...}, or the fallback when it has none. */
+export function errorMessage(body: unknown, fallback: string): string {
+  const r = asRecord(body);
+  return typeof r.message === 'string' && r.message ? r.message : fallback;
+}
+
+/** The owner the server extension reports; a pool without one counts as another process's. */
+export function parseOwner(raw: unknown, pid: number): IOwner {
+  const r = asRecord(raw);
+  return {
+    group: r.group === 'kernel' ? 'kernel' : 'other',
+    label: asString(r.label, `pid ${pid}`),
+    pid: asNumber(r.pid) ?? pid,
+    notebook: typeof r.notebook === 'string' && r.notebook ? r.notebook : null
+  };
+}
+
+/** Pools split into this server's kernels and other pools on this host, each oldest first. */
+export function groupPools(pools: IPool[]): { kernel: IPool[]; other: IPool[] } {
+  const byAge = [...pools].sort((a, b) => a.started - b.started);
+  return { kernel: byAge.filter(p => p.owner.group === 'kernel'), other: byAge.filter(p => p.owner.group !== 'kernel') };
+}
+
+/** Short owner tag for a title: the notebook's file name, or the command's first words. */
+export function ownerTag(owner: IOwner): string {
+  if (owner.notebook) {
+    return owner.notebook.split('/').pop() ?? owner.notebook;
+  }
+  const command = owner.label.replace(/\s*\(pid \d+\)$/, '');
+  const words = command.split(' ').filter(w => w && !w.startsWith('-'));
+  return words.slice(0, 2).join(' ') || `pid ${owner.pid}`;
+}
+
+/** Distinct card titles: `model · owner`, plus `· pid N` where two pools would still read the same. */
+export function distinctTitles(pools: IPool[]): Map<string, string> {
+  const base = new Map(pools.map(p => [p.id, `${poolTitle(p)} · ${ownerTag(p.owner)}`]));
+  const counts = new Map<string, number>();
+  for (const title of base.values()) {
+    counts.set(title, (counts.get(title) ?? 0) + 1);
+  }
+  const out = new Map<string, string>();
+  for (const p of pools) {
+    const title = base.get(p.id) ?? p.model;
+    out.set(p.id, (counts.get(title) ?? 0) > 1 ? `${title} · pid ${p.pid}` : title);
+  }
+  return out;
+}
+
+/** The Stop dialog's text: a pool this server's kernels did not start names its owner. */
+export function stopConfirmation(pool: Pick<IPool, 'model' | 'plan' | 'url' | 'owner'>): string {
+  const what = `Stop ${pool.model} (${pool.plan})? Its workers exit and requests are refused.`;
+  if (pool.owner.group === 'kernel') {
+    return `${what} It belongs to ${pool.owner.label}.`;
+  }
+  return `${what} This Jupyter server did not start it: it is owned by ${pool.owner.label} at ${pool.url}.`;
 }
 
 /** Validate `GET /packrat-lab/pools`; malformed pools are dropped, a malformed body throws. */
@@ -236,9 +306,7 @@ export function parsePools(body: unknown): IPool[] {
     if (typeof r.id !== 'string') {
       continue;
     }
-    const instances = Array.isArray(r.instances)
-      ? r.instances.map(parseInstance).filter((i): i is IInstance => i !== null)
-      : [];
+    const instances = Array.isArray(r.instances) ? r.instances.map(parseInstance).filter((i): i is IInstance => i !== null) : [];
     pools.push({
       id: r.id,
       pid: asNumber(r.pid) ?? 0,
@@ -258,7 +326,8 @@ export function parsePools(body: unknown): IPool[] {
       estimated_batch: asNumber(r.estimated_batch),
       reconfigurations: asNumber(r.reconfigurations),
       reachable: r.reachable !== false,
-      error: typeof r.error === 'string' ? r.error : null
+      error: typeof r.error === 'string' ? r.error : null,
+      owner: parseOwner(r.owner, asNumber(r.pid) ?? 0)
     });
   }
   return pools;
@@ -266,7 +335,7 @@ export function parsePools(body: unknown): IPool[] {
 
 /** Validate `GET /packrat-lab/profile`: the grid must match its axes. */
 export function parseProfileView(body: unknown): IProfileView {
-  const r = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+  const r = asRecord(body);
   const threads = Array.isArray(r.threads) ? (r.threads as unknown[]).map(asNumber) : null;
   const batches = Array.isArray(r.batches) ? (r.batches as unknown[]).map(asNumber) : null;
   const grid = Array.isArray(r.latency_ms) ? (r.latency_ms as unknown[]) : null;

@@ -10,11 +10,13 @@ import {
   IPool,
   coreMap,
   describeControl,
+  distinctTitles,
   formatMs,
   formatPlan,
   formatRate,
+  groupPools,
   parsePlanInput,
-  poolTitle
+  stopConfirmation
 } from './logic';
 
 const INSTANCE_COLOURS = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#000000'];
@@ -52,14 +54,16 @@ class PoolCard {
     const stopButton = el('button', 'jp-Button jp-mod-styled jp-mod-warn jp-PackratPool-stop', 'Stop');
     stopButton.addEventListener('click', () => void this._stop());
     actions.append(this._input, switchButton, stopButton);
-    this.node.append(header, this._plan, this._cores, this._metrics, this._control, actions, this._message);
+    this.node.append(header, this._owner, this._plan, this._cores, this._metrics, this._control, actions, this._message);
   }
 
-  update(pool: IPool): void {
+  update(pool: IPool, title: string): void {
     this._pool = pool;
-    this._model.textContent = poolTitle(pool);
+    this._model.textContent = title;
     this.node.dataset.poolName = pool.name;
-    this._model.title = `pool ${pool.id} · pid ${pool.pid} · ${pool.url}`;
+    this.node.dataset.owner = pool.owner.group;
+    this._model.title = `${title} · pool ${pool.id} · pid ${pool.pid} · ${pool.url}`;
+    this._owner.textContent = `${pool.owner.label} · ${pool.url}`;
     this._state.textContent = pool.state;
     this._state.dataset.state = pool.state;
     this._plan.textContent = pool.instances.length ? formatPlan(pool.instances) : pool.display || pool.plan;
@@ -87,18 +91,23 @@ class PoolCard {
       this._say((error as Error).message, true);
       return;
     }
+    const autoWasOn = this._pool?.auto === true;
     const ok = await this._act(`switching to ${'plan' in request ? request.plan : `batch ${request.batch}`}…`, () =>
       switchPlan(this.id, request)
     );
     if (ok) {
       this._input.value = '';
+      if (autoWasOn) {
+        this._say('Auto paused: a manual switch beats the estimator (turn Auto on again from the notebook).', false);
+      }
     }
   }
 
   private async _stop(): Promise<void> {
+    const pool = this._pool;
     const answer = await showDialog({
-      title: 'Stop pool?',
-      body: `Stop ${this._pool?.model ?? 'pool'} (${this._pool?.plan ?? this.id})? Its workers exit and requests are refused.`,
+      title: pool?.owner.group === 'kernel' ? 'Stop pool?' : 'Stop a pool this server did not start?',
+      body: pool ? stopConfirmation(pool) : `Stop pool ${this.id}?`,
       buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop' })]
     });
     if (answer.button.accept) {
@@ -131,6 +140,7 @@ class PoolCard {
   private _busy = false;
   private readonly _model = el('span', 'jp-PackratPool-model');
   private readonly _state = el('span', 'jp-PackratPool-state');
+  private readonly _owner = el('div', 'jp-PackratPool-owner');
   private readonly _plan = el('div', 'jp-PackratPool-plan');
   private readonly _cores = el('div', 'jp-PackratPool-cores');
   private readonly _metrics = el('div', 'jp-PackratPool-metrics');
@@ -150,7 +160,9 @@ export class PoolsPanel extends Widget {
     const title = el('h2', 'jp-PackratPanel-title', 'Packrat pools ');
     title.append(this._count);
     header.append(title, this._status);
-    this.node.append(header, this._list, this._empty);
+    this._kernelHead.textContent = "This server's kernels";
+    this._otherHead.textContent = 'Other pools on this host';
+    this.node.append(header, this._kernelHead, this._kernelList, this._otherHead, this._list, this._empty);
     this._empty.textContent = 'No pools on this host. Start one from a notebook: Pool(model, plan).';
   }
 
@@ -192,15 +204,24 @@ export class PoolsPanel extends Widget {
 
   private _render(pools: IPool[]): void {
     const seen = new Set<string>();
-    for (const pool of pools) {
-      seen.add(pool.id);
-      let card = this._cards.get(pool.id);
-      if (!card) {
-        card = new PoolCard(pool.id, () => void this.refresh());
-        this._cards.set(pool.id, card);
-        this._list.appendChild(card.node); // appended once: moving a node would steal the input's focus
+    const titles = distinctTitles(pools);
+    const groups = groupPools(pools);
+    for (const [list, members] of [
+      [this._kernelList, groups.kernel],
+      [this._list, groups.other]
+    ] as const) {
+      for (const pool of members) {
+        seen.add(pool.id);
+        let card = this._cards.get(pool.id);
+        if (!card) {
+          card = new PoolCard(pool.id, () => void this.refresh());
+          this._cards.set(pool.id, card);
+        }
+        if (card.node.parentElement !== list) {
+          list.appendChild(card.node); // moved only when its owner group changes: keeps the input's focus
+        }
+        card.update(pool, titles.get(pool.id) ?? pool.model);
       }
-      card.update(pool);
     }
     for (const [id, card] of this._cards) {
       if (!seen.has(id)) {
@@ -208,6 +229,8 @@ export class PoolsPanel extends Widget {
         this._cards.delete(id);
       }
     }
+    this._kernelHead.hidden = groups.kernel.length === 0;
+    this._otherHead.hidden = groups.other.length === 0;
     this._empty.hidden = pools.length > 0;
     this._count.textContent = pools.length ? String(pools.length) : '';
   }
@@ -215,7 +238,10 @@ export class PoolsPanel extends Widget {
   private _timer = 0;
   private _generation = 0;
   private readonly _cards = new Map<string, PoolCard>();
-  private readonly _list = el('div', 'jp-PackratPanel-list');
+  private readonly _list = el('div', 'jp-PackratPanel-list jp-PackratPanel-others');
+  private readonly _kernelList = el('div', 'jp-PackratPanel-list jp-PackratPanel-kernels');
+  private readonly _kernelHead = el('h3', 'jp-PackratPanel-group');
+  private readonly _otherHead = el('h3', 'jp-PackratPanel-group');
   private readonly _empty = el('div', 'jp-PackratPanel-empty');
   private readonly _status = el('div', 'jp-PackratPanel-status');
   private readonly _count = el('span', 'jp-PackratPanel-count');

@@ -7,15 +7,19 @@ import {
   Backoff,
   coreMap,
   describeControl,
+  distinctTitles,
+  errorMessage,
   formatMs,
   formatPlan,
   formatRate,
   gridRange,
+  groupPools,
   heatColour,
   parsePlanInput,
   parsePools,
   parseProfileView,
-  poolTitle
+  poolTitle,
+  stopConfirmation
 } from '../src/logic';
 
 const inst = (threads: number, batch: number, cores: number[] = [], setting = 'default') => ({ threads, batch, cores, setting });
@@ -115,7 +119,18 @@ describe('parsePools', () => {
   it('keeps well-formed pools, fills defaults and drops malformed ones', () => {
     const pools = parsePools({
       pools: [
-        { id: '1-ab', pid: 1, model: 'mlp', plan: '2x1x4', instances: [{ threads: 1, batch: 4, cores: [0] }, { threads: 'x' }], state: 'serving', throughput: 10, p50_ms: 4, p99_ms: null, reachable: true },
+        {
+          id: '1-ab',
+          pid: 1,
+          model: 'mlp',
+          plan: '2x1x4',
+          instances: [{ threads: 1, batch: 4, cores: [0] }, { threads: 'x' }],
+          state: 'serving',
+          throughput: 10,
+          p50_ms: 4,
+          p99_ms: null,
+          reachable: true
+        },
         { pid: 3 },
         'junk'
       ]
@@ -132,6 +147,18 @@ describe('parsePools', () => {
   it('throws on a body without a pools list', () => {
     assert.throws(() => parsePools({ message: 'Forbidden' }), /no "pools" list/);
     assert.throws(() => parsePools(null), /no "pools" list/);
+  });
+});
+
+describe('errorMessage', () => {
+  it('takes the server message from a JSON error body', () => {
+    assert.equal(errorMessage({ message: 'unknown pool 9-zz' }, 'HTTP 404'), 'unknown pool 9-zz');
+  });
+
+  it('falls back when the body has no usable message', () => {
+    for (const body of [null, 'text', 42, {}, { message: '' }, { message: 7 }]) {
+      assert.equal(errorMessage(body, 'HTTP 500 from pools'), 'HTTP 500 from pools');
+    }
   });
 });
 
@@ -177,7 +204,53 @@ describe('heat colours', () => {
   });
 
   it('finds the range of measured cells', () => {
-    assert.deepEqual(gridRange([[3, null], [1, 9]]), [1, 9]);
+    assert.deepEqual(
+      gridRange([
+        [3, null],
+        [1, 9]
+      ]),
+      [1, 9]
+    );
     assert.deepEqual(gridRange([[null]]), [0, 0]);
+  });
+});
+
+describe('pool owners', () => {
+  const pool = (id: string, group: 'kernel' | 'other', label: string, notebook: string | null, started = 0) =>
+    parsePools({
+      pools: [{ id, pid: 7, model: 'mlp', plan: '1x1x1', url: 'http://127.0.0.1:1', started, owner: { group, label, pid: 7, notebook } }]
+    })[0];
+
+  it('groups this server kernels apart from other pools, oldest first', () => {
+    const a = pool('a', 'other', 'packrat-lab serve mlp --plan 1x1x1 (pid 7)', null, 2);
+    const b = pool('b', 'kernel', 'notebook nb/02.ipynb (kernel pid 5)', 'nb/02.ipynb', 3);
+    const c = pool('c', 'kernel', 'notebook nb/01.ipynb (kernel pid 4)', 'nb/01.ipynb', 1);
+    const groups = groupPools([a, b, c]);
+    const ids = (pools: { id: string }[]) => pools.map(p => p.id);
+    assert.deepEqual(ids(groups.kernel), ['c', 'b']);
+    assert.deepEqual(ids(groups.other), ['a']);
+  });
+
+  it('gives two mlp pools distinct titles naming their owners', () => {
+    const a = pool('a', 'other', 'packrat-lab serve mlp --plan 1x1x1 (pid 7)', null);
+    const b = pool('b', 'kernel', 'notebook nb/02.ipynb (kernel pid 5)', 'nb/02.ipynb');
+    const titles = distinctTitles([a, b]);
+    assert.equal(titles.get('a'), 'mlp · packrat-lab serve');
+    assert.equal(titles.get('b'), 'mlp · 02.ipynb');
+    const twin = distinctTitles([a, { ...a, id: 'z', pid: 9 }]);
+    assert.notEqual(twin.get('a'), twin.get('z'));
+  });
+
+  it('names the owner when stopping a pool this server did not start', () => {
+    const a = pool('a', 'other', 'packrat-lab serve mlp --plan 1x1x1 (pid 7)', null);
+    assert.match(stopConfirmation(a), /did not start it: it is owned by packrat-lab serve mlp --plan 1x1x1 \(pid 7\)/);
+    const b = pool('b', 'kernel', 'notebook nb/02.ipynb (kernel pid 5)', 'nb/02.ipynb');
+    assert.match(stopConfirmation(b), /belongs to notebook nb\/02.ipynb/);
+  });
+
+  it('treats a pool without an owner as another process', () => {
+    const [p] = parsePools({ pools: [{ id: 'x', pid: 3, model: 'mlp' }] });
+    assert.equal(p.owner.group, 'other');
+    assert.equal(p.owner.label, 'pid 3');
   });
 });

@@ -13,8 +13,6 @@ from packrat_lab.cli.args import batch_list, positive_float, positive_int
 __all__ = ["register", "run"]
 
 
-
-
 def register(subparsers: Any) -> None:
     """Add the `demo` subcommand."""
     p = subparsers.add_parser(

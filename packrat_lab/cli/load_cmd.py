@@ -25,7 +25,10 @@ def register(subparsers: Any) -> None:
         "url", nargs="?", default=None, help="server URL, e.g. http://127.0.0.1:8000 or .../v2/models/mlp"
     )
     p.add_argument(
-        "--pool", default=None, metavar="MODEL:PLAN", help="start a local pool instead, e.g. mlp:2x1x4"
+        "--pool",
+        default=None,
+        metavar="MODEL:PLAN",
+        help="start a local pool instead, e.g. mlp:2x1x4 or mypkg.models:build:2x1x4",
     )
     p.add_argument("--rate", type=positive_float("50"), required=True, help="requests per second, e.g. 50")
     p.add_argument(
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             )
             return 1
     else:
-        model, sep, plan = args.pool.partition(":")
+        model, sep, plan = args.pool.rpartition(":")  # MODEL may hold a colon itself: 'pkg.mod:build:2x1x4'
         if not sep or not model or not plan:
             msg = f"--pool {args.pool!r} is not MODEL:PLAN; example: mlp:2x1x4"
             raise ValueError(msg)

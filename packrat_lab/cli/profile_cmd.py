@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packrat_lab.cli.args import batch_list, positive_float, positive_int
+from packrat_lab.cli.model_args import MODEL_HELP, add_model_arguments, model_options
 
 if TYPE_CHECKING:
     from packrat_lab.profiling.measurement import Measurement
     from packrat_lab.profiling.table import Profile
 
 __all__ = ["register", "run", "summary_table"]
-
-
 
 
 def _settings(text: str) -> list[str]:
@@ -33,10 +33,8 @@ def register(subparsers: Any) -> None:
         help="measure a model's latency for every threads × batch × runtime setting",
         description="Measure each (threads, batch, setting) point in a fresh pinned process and save the profile.",
     )
-    p.add_argument(
-        "model",
-        help="zoo name (mlp, tiny-cnn, resnet50, inception_v3, bert, gpt2), a torch.export *.pt2 file, a Hugging Face model directory, or module:function",
-    )
+    p.add_argument("model", help=MODEL_HELP)
+    add_model_arguments(p)
     p.add_argument(
         "--cores", type=positive_int, default=None, help="profile threads 1..N (default: all usable cores)"
     )
@@ -86,7 +84,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="profile the TorchScript-traced model (as the Packrat paper did)",
     )
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="save the profile as JSON (name it NAME.packrat.json to open it in JupyterLab's profile viewer)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="FILE",
+        help="save the profile as JSON (name it NAME.packrat.json to open it in JupyterLab's profile viewer)",
+    )
     p.set_defaults(func=run)
 
 
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     from packrat_lab.profiling.profiler import profile
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = model_options(args)
     if args.seq_len is not None:
         options["seq_len"] = args.seq_len
     bar: Any = None
@@ -127,10 +131,17 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     print(summary_table(result))
-    if args.output:
-        path = result.save(args.output)
-        print(f"saved {path}")
+    path = result.save(args.output or default_output(result.model))
+    print(f"saved {path.resolve()} (next: packrat-lab plan {path} --cores T --batch B)")
     return 0
+
+
+def default_output(model: str) -> Path:
+    """./MODEL.packrat.json for a profile saved without -o (file-safe, never overwriting another model's)."""
+    name = Path(model).name
+    name = Path(name).stem if name.endswith((".pt", ".pth")) else name
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "model"
+    return Path(f"{stem}.packrat.json")
 
 
 def summary_table(result: Profile) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from packrat_lab.cli.args import positive_float, positive_int
+from packrat_lab.cli.model_args import MODEL_HELP, add_model_arguments, model_options
 
 __all__ = ["register", "run"]
 
@@ -22,11 +23,8 @@ def register(subparsers: Any) -> None:
         description="Start a pool for MODEL with PLAN and serve it on HTTP (Open Inference Protocol v2, "
         "management routes under /packrat/, Prometheus at /metrics). Ctrl-C closes the pool cleanly.",
     )
-    p.add_argument(
-        "model",
-        nargs="?",
-        help="zoo name (e.g. mlp), a torch.export *.pt2 file or a Hugging Face model directory",
-    )
+    p.add_argument("model", nargs="?", help=MODEL_HELP)
+    add_model_arguments(p)
     p.add_argument("--fleet", default=None, metavar="FILE", help="serve a fleet of models from a TOML file")
     p.add_argument(
         "--model",
@@ -163,8 +161,10 @@ def run(args: argparse.Namespace) -> int:
     pool = None
     grpc_server = None
     try:
+        from packrat_lab.workloads.registry import get_workload
+
         pool = Pool(
-            args.model,
+            get_workload(args.model, **model_options(args)),
             plan,
             profile=profile,
             max_queue_delay_ms=args.max_queue_delay_ms,

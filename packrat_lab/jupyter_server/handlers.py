@@ -100,15 +100,24 @@ class PoolsHandler(_PoolsBase):
 
     @tornado.web.authenticated
     async def get(self) -> None:
+        from packrat_lab.jupyter_server.owners import kernel_pids, notebook_paths, owner_view
+
         entries = registry.list_pools()
         cores = _host_cores()
+        kernels = kernel_pids(self.kernel_manager)
+        try:
+            notebooks = notebook_paths(await self.session_manager.list_sessions())  # type: ignore[no-untyped-call]
+        except Exception:  # noqa: BLE001 - owner names are a nicety; the list must still answer
+            notebooks = {}
 
         async def one(entry: registry.PoolEntry) -> dict[str, Any]:
             (_, plan, plan_err), (_, stats, stats_err) = await asyncio.gather(
                 _call(entry, "GET", "/packrat/plan"), _call(entry, "GET", "/packrat/stats")
             )
             error = plan_err or stats_err
-            return pool_view(entry, None if plan_err else plan, None if stats_err else stats, error, cores)
+            view = pool_view(entry, None if plan_err else plan, None if stats_err else stats, error, cores)
+            view["owner"] = owner_view(entry.pid, kernels, notebooks)
+            return view
 
         pools = await asyncio.gather(*(one(e) for e in entries))
         self.reply(200, {"pools": list(pools)})
@@ -134,6 +143,11 @@ class PoolPlanHandler(_PoolsBase):
     async def post(self, pool_id: str) -> None:
         entry = self.entry(pool_id)
         body = self._body()
+        # manual beats auto: pause the pool's estimator first, or it would undo this switch within seconds
+        _, stats, _ = await _call(entry, "GET", "/packrat/stats")
+        auto_paused = isinstance(stats, dict) and stats.get("auto") is True
+        if auto_paused:
+            await _call(entry, "PUT", "/packrat/auto", {"auto": False})
         status, data, error = await _call(entry, "PUT", "/packrat/plan", body, timeout=SWITCH_TIMEOUT_S)
         if error:
             self.reply(status, {"message": error})
@@ -142,7 +156,7 @@ class PoolPlanHandler(_PoolsBase):
         text = plan.get("plan") if isinstance(plan, dict) else plan
         if isinstance(text, str):
             registry.update(entry.id, plan=text)
-        self.reply(200, {"id": entry.id, "pool": data})
+        self.reply(200, {"id": entry.id, "pool": data, "auto_paused": auto_paused})
 
     def _body(self) -> dict[str, Any]:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from packrat_lab.optimizer.dp import fill_at_most, fill_exact
 from packrat_lab.optimizer.reconstruct import ExactPicker, IdlePicker
 from packrat_lab.plan import Plan
 from packrat_lab.profiling.table import Profile
+
+if TYPE_CHECKING:
+    from packrat_lab.optimizer.measured import MeasureFn
 
 __all__ = ["PlanTable", "optimize", "solve_table"]
 
@@ -110,8 +114,41 @@ def solve_table(
 
 
 def optimize(
-    profile: Profile, cores: int, batch: int, *, all_cores: bool = False, statistic: str = "median"
+    profile: Profile,
+    cores: int,
+    batch: int,
+    *,
+    all_cores: bool = False,
+    statistic: str = "median",
+    measure_top: int = 0,
+    measure: MeasureFn | None = None,
+    model: Any = None,
+    use_measured: bool = True,
 ) -> Plan:
-    """Packrat's plan: minimise the slowest instance's latency with Σt <= cores (== with all_cores), Σb = batch."""
+    """Packrat's plan: minimise the slowest instance's latency with Σt <= cores (== with all_cores), Σb = batch.
+
+    With `measure_top=k` the k best distinct configurations by expected latency, plus fat, are
+    measured for real with their instances together (`measure` replaces the serving pools in tests;
+    `model` defaults to the profile's workload) and the measured fastest is returned, expected and
+    measured latency on its meta. Those measurements are cached in `profile.corun`; with
+    `use_measured`, a later plan for the same B picks from them when the DP's plan was measured.
+    """
+    from packrat_lab.optimizer.measured import choose_by_measurement, measured_best
+
     table = solve_table(profile, cores, batch, all_cores=all_cores, statistic=statistic)
-    return table.plan(cores, batch)
+    plan = table.plan(cores, batch)
+    if measure_top:
+        return choose_by_measurement(
+            profile,
+            plan,
+            cores,
+            batch,
+            measure_top,
+            all_cores=all_cores,
+            statistic=statistic,
+            measure=measure,
+            model=model,
+        )
+    if use_measured and profile.corun:
+        return measured_best(profile, plan, cores, batch, all_cores) or plan
+    return plan

@@ -78,10 +78,10 @@ def log_ticks(low: float, high: float) -> list[float]:
 
 
 def tick_text(values: Sequence[float]) -> list[str]:
-    """Compact ms labels for tick values ('0.5', '20', '1k')."""
+    """Compact ms labels for tick values ('0.5', '20', '1k', '2.07'), three significant digits at most."""
     out = []
     for v in values:
-        out.append(f"{v / 1000:g}k" if v >= 1000 else f"{v:g}")
+        out.append(f"{v / 1000:.3g}k" if v >= 1000 else f"{v:.3g}")
     return out
 
 

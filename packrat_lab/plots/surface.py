@@ -165,8 +165,13 @@ def plot_surface(
             zaxis.update(tickvals=colorbar.get("tickvals"), ticktext=colorbar.get("ticktext"))
         fig.update_layout(
             scene={
-                "xaxis": {"title": {"text": "batch b"}, "type": "category"},
-                "yaxis": {"title": {"text": "threads t"}},
+                # measured values only: no 1.2 / 1.4 threads, no overlapping batch labels
+                "xaxis": {"title": {"text": "batch b"}, "type": "category", "tickvals": xs, "ticktext": xs},
+                "yaxis": {
+                    "title": {"text": "threads t"},
+                    "tickvals": list(info.threads),
+                    "ticktext": [str(t) for t in info.threads],
+                },
                 "zaxis": zaxis,
                 "camera": {"eye": {"x": 1.5, "y": -1.6, "z": 0.9}},
             }
@@ -180,7 +185,7 @@ def _colour_values(info: SurfaceInfo, colour: str) -> tuple[list[list[float | No
     """Z values and colour bar for the chosen colour mode (None where not measured)."""
     if colour == "per-batch":
         z = info.per_batch_normalised
-        bar: dict[str, object] = {"title": {"text": "× best<br>at batch"}}
+        bar: dict[str, object] = {"title": {"text": "× best<br>at batch"}, "tickformat": ".2f"}
     elif colour == "log":
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.log10(info.latency_ms)
@@ -193,6 +198,6 @@ def _colour_values(info: SurfaceInfo, colour: str) -> tuple[list[list[float | No
         }
     else:
         z = info.latency_ms
-        bar = {"title": {"text": "latency<br>(ms)"}}
+        bar = {"title": {"text": "latency<br>(ms)"}, "tickformat": ".3g"}
     rows = [[None if math.isnan(v) else float(v) for v in row] for row in z]
     return rows, bar

@@ -156,14 +156,14 @@ def plot_timeline(info: TimelineInfo, *, title: str = "Live pool timeline") -> g
     import plotly.graph_objects as go
 
     x = list(info.time)
-    traces: Sequence[tuple[int, str, tuple[float | None, ...], dict[str, Any]]] = (
-        (1, "p50", info.p50_ms, {"color": colour(0)}),
-        (1, "p99", info.p99_ms, {"color": colour(5), "dash": "dash"}),
-        (2, "throughput", info.throughput, {"color": colour(2)}),
-        (3, "queue depth", info.queue_depth, {"color": colour(4)}),
-        (3, "estimated B", info.estimated_batch, {"color": colour(3), "shape": "hv"}),
+    traces: Sequence[tuple[int, str, tuple[float | None, ...], dict[str, Any], str]] = (
+        (1, "p50", info.p50_ms, {"color": colour(0)}, " ms"),
+        (1, "p99", info.p99_ms, {"color": colour(5), "dash": "dash"}, " ms"),
+        (2, "throughput", info.throughput, {"color": colour(2)}, " req/s"),
+        (3, "queue depth", info.queue_depth, {"color": colour(4)}, " requests"),
+        (3, "estimated B", info.estimated_batch, {"color": colour(3), "shape": "hv"}, ""),
     )
-    for row, name, ys, line in traces:
+    for row, name, ys, line, unit in traces:
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -172,7 +172,7 @@ def plot_timeline(info: TimelineInfo, *, title: str = "Live pool timeline") -> g
                 mode="lines",
                 line=line,
                 connectgaps=False,
-                hovertemplate=f"{name}: %{{y:.3g}}<br>t=%{{x:.1f}} s<extra></extra>",
+                hovertemplate=f"{name}: %{{y:.3g}}{unit}<br>t=%{{x:.1f}} s<extra></extra>",
             ),
             row=row,
             col=1,
@@ -214,7 +214,7 @@ def plot_timeline(info: TimelineInfo, *, title: str = "Live pool timeline") -> g
             row=3,
             col=1,
         )
-    fig.update_xaxes(title_text="time (s)", row=3, col=1)
+    fig.update_xaxes(title_text="time since the pool started (s)", row=3, col=1)
     fig.update_yaxes(rangemode="tozero")
     apply_style(fig, title, height=600)
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.1, "xanchor": "left", "x": 0.0})

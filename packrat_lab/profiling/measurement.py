@@ -5,26 +5,48 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Measurement", "median_confidence_interval"]
+__all__ = ["CI_LEVEL", "Measurement", "median_ci_ranks", "median_confidence_interval"]
 
-Z95 = 1.959963984540054
+CI_LEVEL = 0.95
 
 
-def median_confidence_interval(samples: Sequence[float], z: float = Z95) -> tuple[float, float]:
-    """Distribution-free CI of the median from order statistics (no normality assumed)."""
+@lru_cache(maxsize=1024)
+def median_ci_ranks(n: int, level: float = CI_LEVEL) -> tuple[int, int] | None:
+    """1-based ranks (l, n+1-l) of the exact distribution-free CI of the median; None if n is too small.
+
+    The count K of samples below the true median is Binomial(n, 1/2), so [x(l), x(n+1-l)] covers
+    the median with probability 1 - 2 P(K <= l-1). The largest l keeping that >= level is exact
+    (n=10 gives x(2)..x(9)); below n=6 even [min, max] covers less than 95 %, so there is no CI.
+    """
+    if n < 1:
+        return None
+    tail_limit = (1.0 - level) / 2.0
+    total = 2**n
+    tail = 0  # n choose 0 + ... + n choose (l-1), the count of K <= l-1
+    best = 0
+    for l in range(1, n // 2 + 1):
+        tail += math.comb(n, l - 1)
+        if tail / total > tail_limit:
+            break
+        best = l
+    return (best, n + 1 - best) if best else None
+
+
+def median_confidence_interval(samples: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float]:
+    """Exact distribution-free CI of the median from order statistics; (-inf, inf) when n is too small."""
     n = len(samples)
     if n == 0:
         return (math.nan, math.nan)
+    ranks = median_ci_ranks(n, level)
+    if ranks is None:
+        return (-math.inf, math.inf)
     ordered = np.sort(np.asarray(samples, dtype=float))
-    half = z * math.sqrt(n) / 2.0
-    lo = max(0, math.floor(n / 2.0 - half) - 1)
-    hi = min(n - 1, math.ceil(n / 2.0 + half) - 1)
-    return (float(ordered[lo]), float(ordered[hi]))
+    return (float(ordered[ranks[0] - 1]), float(ordered[ranks[1] - 1]))
 
 
 @dataclass(frozen=True)
@@ -86,7 +108,7 @@ class Measurement:
         """Half-width of the median's CI relative to the median."""
         lo, hi = self.median_ci
         med = self.median
-        if not med or math.isnan(lo):
+        if not med or not math.isfinite(lo):
             return math.inf
         return (hi - lo) / 2.0 / med
 

@@ -10,8 +10,8 @@ from typing import Any
 from packrat_lab.errors import InfeasiblePlanError
 from packrat_lab.host import HostInfo, assign_cores, detect_host, fingerprint, require_cores
 from packrat_lab.profiling.measurement import Measurement
-from packrat_lab.profiling.runner import PointCancelled, run_point
-from packrat_lab.profiling.spec import PointSpec, ProfileGrid, default_batches
+from packrat_lab.profiling.runner import GroupRunner, PointCancelled, run_group
+from packrat_lab.profiling.spec import PointGroup, ProfileGrid, default_batches
 from packrat_lab.profiling.stopping import StoppingRule
 from packrat_lab.profiling.table import Profile
 from packrat_lab.settings import RuntimeSetting, resolve_settings
@@ -74,9 +74,19 @@ def profile(
     progress: ProgressCallback | None = None,
     cancel: Cancel = None,
     torchscript: bool = False,
+    progress_bar: bool | None = None,
+    group_batches: bool = True,
+    runner: GroupRunner | None = None,
     **workload_options: Any,
 ) -> Profile:
-    """Measure every (threads, batch, setting) point in its own pinned process; partial on cancel."""
+    """Measure every (threads, batch, setting) point pinned and isolated; partial on cancel.
+
+    Points sharing (threads, setting) run in one fresh process with their batch sizes taking
+    turns (`group_batches=False`: one process per point). `runner` replaces the child process in
+    tests. time_budget_s is honoured: points that would overrun it, counting the measured start-up
+    cost of a process, are not started. progress_bar: a tqdm.auto bar (widget in a notebook, text
+    in a terminal); default on unless a progress callback is given; TQDM_DISABLE=1 silences it.
+    """
     from packrat_lab.workloads.registry import get_workload
 
     host = detect_host()
@@ -99,38 +109,55 @@ def profile(
     workload = get_workload(model, **options)
 
     result = Profile(workload.name, [], {s.name: s for s in grid.settings}, fingerprint(host))
+    run = runner or run_group
     started = time.perf_counter()
     stopped: str | None = None
     total = len(grid)
-    for done, (t, b, setting) in enumerate(grid, start=1):
+    budget = _Budget(time_budget_s, started)
+    if progress is None and progress_bar is not False:
+        progress = _bar(workload.name, total)
+    done = 0
+
+    def finished(measurement: Measurement) -> None:
+        nonlocal done
+        done += 1
+        result.add(measurement)
+        if progress is not None:
+            progress(done, total, measurement)
+
+    for t, setting, sizes in grid.groups(group_batches):
         if is_cancelled():
             stopped = "cancelled"
             break
-        cap = point_time_s
-        if time_budget_s is not None:
-            left = time_budget_s - (time.perf_counter() - started)
-            if left < MIN_POINT_TIME_S:
-                stopped = "time-budget"
-                break
-            cap = min(cap, left)
-        spec = PointSpec(
+        fitted = budget.fit(point_time_s, len(sizes))
+        if fitted is None:
+            stopped = "time-budget"
+            break
+        count, cap = fitted
+        if count < len(sizes):  # keep the small batches that fit; the budget ends with this group
+            sizes, stopped = sizes[:count], "time-budget"
+        group = PointGroup(
             workload.spec,
             t,
-            b,
+            sizes,
             setting,
             assign_cores([t], host)[0],
             StoppingRule(rule.precision, rule.min_samples, rule.max_samples, cap),
             warmup_min=min(3, warmup),
             warmup_max=warmup,
         )
+        group_started = time.perf_counter()
         try:
-            measurement = run_point(spec, cancelled=is_cancelled)
+            run(group, is_cancelled, finished)
         except PointCancelled:
             stopped = "cancelled"
             break
-        result.add(measurement)
-        if progress is not None:
-            progress(done, total, measurement)
+        budget.record(time.perf_counter() - group_started, cap * len(sizes))
+        if stopped is not None:
+            break
+    close = getattr(progress, "close", None)
+    if callable(close):
+        close()
 
     result.meta = {
         "workload": workload.to_dict(),
@@ -142,6 +169,65 @@ def profile(
         "points": len(result.measurements),
         "points_planned": total,
         "cancelled": stopped == "cancelled",
+        "grouped": group_batches,
         "stopped": stopped,
     }
     return result
+
+
+# ---- time budget and progress bar (kept apart from the measuring loop above) ----------------------
+
+
+class _Budget:
+    """Honours a time budget from measured point costs: a point that would overrun it is not started."""
+
+    def __init__(
+        self, budget_s: float | None, started: float, clock: Callable[[], float] = time.perf_counter
+    ):
+        self.budget_s, self.started, self.clock = budget_s, started, clock
+        self.overheads: list[
+            float
+        ] = []  # seconds a process took beyond its points' timing caps (spawn, import, warm-up)
+
+    def record(self, elapsed_s: float, cap_s: float) -> None:
+        """One process took `elapsed_s` for points whose timing caps add up to `cap_s`."""
+        self.overheads.append(max(0.0, elapsed_s - cap_s))
+
+    @property
+    def overhead_s(self) -> float:
+        """Typical start-up cost of a point so far (0 before the first)."""
+        return sorted(self.overheads)[len(self.overheads) // 2] if self.overheads else 0.0
+
+    def fit(self, point_time_s: float, count: int) -> tuple[int, float] | None:
+        """How many of `count` points one process can still measure, and their timing cap; None: none fit."""
+        if self.budget_s is None:
+            return count, point_time_s
+        left = self.budget_s - (self.clock() - self.started) - self.overhead_s
+        fits = min(count, int(left // MIN_POINT_TIME_S))
+        if fits < 1:
+            return None
+        return fits, min(point_time_s, left / fits)
+
+    def cap(self, point_time_s: float) -> float | None:
+        """Timing cap for one more point in its own process, or None when it cannot fit."""
+        fitted = self.fit(point_time_s, 1)
+        return None if fitted is None else fitted[1]
+
+
+def _bar(name: str, total: int) -> Any:
+    """A tqdm.auto progress callback with close(): a widget bar in a notebook, a text bar in a terminal."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=f"profile {name}", unit="point", file=sys.stderr)
+
+    class _Progress:
+        def __call__(self, done: int, total: int, m: Measurement) -> None:
+            bar.set_postfix_str(f"t={m.threads} b={m.batch} {m.setting} {m.median:.2f} ms")
+            bar.update(done - bar.n)
+
+        def close(self) -> None:
+            bar.close()
+
+    return _Progress()

@@ -1,21 +1,27 @@
-"""Run one point in a fresh child process and turn its reply into a Measurement."""
+"""Run a group of points in a fresh child process and turn its streamed replies into Measurements."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
+from typing import IO
 
 from packrat_lab.errors import PackratError
 from packrat_lab.profiling.measurement import Measurement
-from packrat_lab.profiling.spec import PointSpec
+from packrat_lab.profiling.spec import PointGroup, PointSpec
 
-__all__ = ["PointCancelled", "PointFailedError", "child_environment", "run_point"]
+__all__ = ["GroupRunner", "PointCancelled", "PointFailedError", "child_environment", "run_group", "run_point"]
 
 POLL_S = 0.05
 STARTUP_ALLOWANCE_S = 300.0  # importing torch/transformers and building a big model
+
+GroupRunner = Callable[[PointGroup, Callable[[], bool], Callable[[Measurement], object]], list[Measurement]]
 
 
 class PointFailedError(PackratError, RuntimeError):
@@ -26,12 +32,9 @@ class PointCancelled(Exception):
     """The user cancelled while a point was running; its child was killed."""
 
 
-def child_environment(spec: PointSpec) -> dict[str, str]:
-    """The child's environment: ours, the setting's variables, and our import path."""
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = str(spec.threads)
-    env["MKL_NUM_THREADS"] = str(spec.threads)
-    env.update(spec.setting.env_dict)
+def child_environment(spec: PointSpec | PointGroup) -> dict[str, str]:
+    """The child's full environment: ours, its ChildEnvironment, and our import path."""
+    env = spec.environment.launch_env()
     stock = (sys.prefix, sys.base_prefix, sys.exec_prefix)
     paths = [os.path.abspath(p) for p in sys.path if p and os.path.isdir(p) and not p.startswith(stock)]
     if os.getcwd() not in paths:
@@ -47,56 +50,103 @@ def _tail(text: str, lines: int = 8) -> str:
     return " | ".join(tail) if tail else "(no stderr)"
 
 
+def _pump(stream: IO[str], sink: queue.Queue[str | None]) -> None:
+    for line in stream:
+        sink.put(line)
+    sink.put(None)
+
+
 def run_point(
     spec: PointSpec,
     *,
     cancelled: Callable[[], bool] = lambda: False,
     timeout_s: float | None = None,
 ) -> Measurement:
-    """Measure `spec` in a fresh interpreter; kill it on cancel or timeout."""
-    limit = timeout_s if timeout_s is not None else STARTUP_ALLOWANCE_S + 2 * spec.rule.time_cap_s
+    """Measure one point in a fresh interpreter; kill it on cancel or timeout."""
+    return run_group(PointGroup.of(spec), cancelled, timeout_s=timeout_s)[0]
+
+
+def run_group(
+    group: PointGroup,
+    cancelled: Callable[[], bool] = lambda: False,
+    on_point: Callable[[Measurement], object] = lambda m: None,
+    *,
+    timeout_s: float | None = None,
+) -> list[Measurement]:
+    """Measure a group in one fresh interpreter, handing each point to `on_point` as it finishes."""
+    n = len(group.batches)
+    limit = timeout_s if timeout_s is not None else STARTUP_ALLOWANCE_S + 3 * n * group.rule.time_cap_s
     proc = subprocess.Popen(
         [sys.executable, "-m", "packrat_lab.profiling.point"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=child_environment(spec),
+        env=child_environment(group),
         text=True,
     )
-    request: str | None = json.dumps(spec.to_dict())
-    waited = 0.0
-    while True:
-        try:
-            out, err = proc.communicate(request, timeout=POLL_S)
-            break
-        except subprocess.TimeoutExpired:
-            request = None  # already sent; communicate keeps collecting output
-            waited += POLL_S
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    errors: list[str] = []
+    readers = [
+        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True),
+        threading.Thread(target=errors.extend, args=(proc.stderr,), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.stdin.write(json.dumps(group.to_dict()))
+        proc.stdin.close()
+    except BrokenPipeError:  # the child died at start; its stderr says why
+        pass
+    results: list[Measurement] = []
+    answer: dict[str, object] | None = None
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=POLL_S)
+            except queue.Empty:
+                line = ""
+            if line is None:
+                break
+            if line.strip():
+                answer = _parse_line(line)
+                if answer is not None and answer.get("ok") and "measurement" in answer:
+                    measurement = Measurement.from_dict(answer["measurement"])  # type: ignore[arg-type]
+                    results.append(measurement)
+                    on_point(measurement)
             if cancelled():
-                _kill(proc)
-                raise PointCancelled(spec.label) from None
-            if waited > limit:
-                _kill(proc)
-                msg = f"profiling point {spec.label} did not finish within {limit:.0f} s; example: lower point_time_s or the batch size"
-                raise PointFailedError(msg) from None
-    return _parse_reply(spec, proc.returncode, out, err)
+                raise PointCancelled(group.label)
+            if time.monotonic() - started > limit:
+                msg = f"profiling point {group.label} did not finish within {limit:.0f} s; example: lower point_time_s or the batch size"
+                raise PointFailedError(msg)
+    except BaseException:
+        _kill(proc)
+        raise
+    code = proc.wait()
+    readers[1].join(timeout=10)
+    if answer is None or not answer.get("done") or len(results) != n:
+        _raise_failure(group, code, answer, "".join(errors))
+    return results
+
+
+def _parse_line(line: str) -> dict[str, object] | None:
+    try:
+        answer = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
     proc.kill()
     try:
-        proc.communicate(timeout=10)
+        proc.wait(timeout=10)
     except subprocess.TimeoutExpired:  # pragma: no cover - the kernel reaps SIGKILLed children
         pass
 
 
-def _parse_reply(spec: PointSpec, code: int, out: str, err: str) -> Measurement:
-    try:
-        answer = json.loads(out) if out.strip() else None
-    except json.JSONDecodeError:
-        answer = None
-    if not isinstance(answer, dict) or not answer.get("ok"):
-        reason = answer.get("error") if isinstance(answer, dict) else f"exit code {code}"
-        msg = f"profiling point {spec.label} of {spec.workload.target!r} failed ({reason}); child stderr: {_tail(err)}"
-        raise PointFailedError(msg)
-    return Measurement.from_dict(answer["measurement"])
+def _raise_failure(group: PointGroup, code: int, answer: dict[str, object] | None, err: str) -> None:
+    reason = answer.get("error") if answer is not None and not answer.get("ok") else f"exit code {code}"
+    msg = f"profiling point {group.label} of {group.workload.target!r} failed ({reason}); child stderr: {_tail(err)}"
+    raise PointFailedError(msg)

@@ -6,11 +6,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from packrat_lab.child_env import ChildEnvironment, child_environment
 from packrat_lab.profiling.stopping import StoppingRule
 from packrat_lab.settings import RuntimeSetting
 from packrat_lab.workloads.base import WorkloadSpec
 
-__all__ = ["PointSpec", "ProfileGrid", "default_batches"]
+__all__ = ["PointGroup", "PointSpec", "ProfileGrid", "default_batches"]
+
+SLICE_S = 0.25  # how long one batch size runs before the next takes a turn inside a process
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,11 @@ class PointSpec:
     def label(self) -> str:
         """Short name for messages: 't=2 b=4 setting=passive'."""
         return f"threads={self.threads} batch={self.batch} setting={self.setting.name}"
+
+    @property
+    def environment(self) -> ChildEnvironment:
+        """The process environment this point is measured in (the same a pool worker gets)."""
+        return child_environment(self.threads, self.cores, self.setting)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -59,6 +67,106 @@ class PointSpec:
             int(data.get("warmup_min", 3)),
             int(data.get("warmup_max", 10)),
             int(data.get("seed", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class PointGroup:
+    """Points sharing (threads, setting, cores), measured in one process with batch sizes interleaved.
+
+    OpenMP reads its settings once per process, so each (threads, setting) still gets a fresh
+    process; inside it the model is built once and the batch sizes take turns of `slice_s`.
+    """
+
+    workload: WorkloadSpec
+    threads: int
+    batches: tuple[int, ...]
+    setting: RuntimeSetting
+    cores: tuple[int, ...]
+    rule: StoppingRule = field(default_factory=StoppingRule)
+    warmup_min: int = 3
+    warmup_max: int = 10
+    seed: int = 0
+    slice_s: float = SLICE_S
+
+    def __post_init__(self) -> None:
+        if not self.batches or len(set(self.batches)) != len(self.batches):
+            msg = f"a point group needs distinct batch sizes, got {list(self.batches)!r}; example: (1, 2, 4)"
+            raise ValueError(msg)
+
+    @classmethod
+    def of(cls, spec: PointSpec) -> PointGroup:
+        """The group of one point (one process for it alone)."""
+        return cls(
+            spec.workload,
+            spec.threads,
+            (spec.batch,),
+            spec.setting,
+            spec.cores,
+            spec.rule,
+            spec.warmup_min,
+            spec.warmup_max,
+            spec.seed,
+        )
+
+    @property
+    def points(self) -> tuple[PointSpec, ...]:
+        """The single-point specs this group measures, in batch order."""
+        return tuple(
+            PointSpec(
+                self.workload,
+                self.threads,
+                b,
+                self.setting,
+                self.cores,
+                self.rule,
+                self.warmup_min,
+                self.warmup_max,
+                self.seed,
+            )
+            for b in self.batches
+        )
+
+    @property
+    def environment(self) -> ChildEnvironment:
+        """The process environment of the whole group."""
+        return child_environment(self.threads, self.cores, self.setting)
+
+    @property
+    def label(self) -> str:
+        """Short name for messages."""
+        sizes = ",".join(str(b) for b in self.batches)
+        return f"threads={self.threads} batch={sizes} setting={self.setting.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what the child reads on stdin)."""
+        return {
+            "workload": self.workload.to_dict(),
+            "threads": self.threads,
+            "batches": list(self.batches),
+            "setting": self.setting.to_dict(),
+            "cores": list(self.cores),
+            "rule": self.rule.to_dict(),
+            "warmup_min": self.warmup_min,
+            "warmup_max": self.warmup_max,
+            "seed": self.seed,
+            "slice_s": self.slice_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PointGroup:
+        """Inverse of to_dict."""
+        return cls(
+            WorkloadSpec.from_dict(data["workload"]),
+            int(data["threads"]),
+            tuple(int(b) for b in data["batches"]),
+            RuntimeSetting.from_dict(data["setting"]),
+            tuple(int(c) for c in data["cores"]),
+            StoppingRule.from_dict(data["rule"]),
+            int(data.get("warmup_min", 3)),
+            int(data.get("warmup_max", 10)),
+            int(data.get("seed", 0)),
+            float(data.get("slice_s", SLICE_S)),
         )
 
 
@@ -103,6 +211,12 @@ class ProfileGrid:
             for t in self.threads:
                 for s in self.settings:
                     yield t, b, s
+
+    def groups(self, grouped: bool = True) -> list[tuple[int, RuntimeSetting, tuple[int, ...]]]:
+        """(threads, setting, batches) per process: all batches together, or one process per point."""
+        if not grouped:
+            return [(t, s, (b,)) for t, b, s in self]
+        return [(t, s, self.batches) for t in self.threads for s in self.settings]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for Profile.meta."""

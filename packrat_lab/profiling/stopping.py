@@ -13,7 +13,7 @@ from typing import Any
 
 from packrat_lab.profiling.measurement import median_confidence_interval
 
-__all__ = ["StopReason", "StoppingRule", "TimedRun", "run_timed", "run_warmup"]
+__all__ = ["StopReason", "StoppingRule", "TimedRun", "run_interleaved", "run_timed", "run_warmup"]
 
 Clock = Callable[[], float]
 
@@ -77,7 +77,7 @@ def half_width_ratio(samples_ms: Sequence[float]) -> float:
     ordered = sorted(samples_ms)
     n = len(ordered)
     median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2.0
-    if median <= 0 or math.isnan(lo):
+    if median <= 0 or not math.isfinite(lo):
         return math.inf
     return (hi - lo) / 2.0 / median
 
@@ -93,16 +93,45 @@ class TimedRun:
 
 def run_timed(step: Callable[[], object], rule: StoppingRule, clock: Clock = time.perf_counter) -> TimedRun:
     """Call `step` repeatedly, timing each call, until `rule` says stop."""
-    samples: list[float] = []
-    start = clock()
-    while True:
-        t0 = clock()
-        step()
-        t1 = clock()
-        samples.append((t1 - t0) * 1000.0)
-        reason = rule.decide(samples, t1 - start)
-        if reason is not None:
-            return TimedRun(tuple(samples), reason, t1 - start)
+    return run_interleaved([step], rule, clock=clock)[0]
+
+
+def run_interleaved(
+    steps: Sequence[Callable[[], object]],
+    rule: StoppingRule,
+    *,
+    slice_s: float = 0.0,
+    clock: Clock = time.perf_counter,
+    on_done: Callable[[int, TimedRun], object] | None = None,
+) -> list[TimedRun]:
+    """Time several steps by turns of `slice_s` (at least one call each) until `rule` stops each one.
+
+    Turns spread machine drift over all steps instead of letting it hit whichever ran last. Each
+    step's time cap counts only its own calls, so a step stops as it would if it ran alone.
+    """
+    samples: list[list[float]] = [[] for _ in steps]
+    spent = [0.0] * len(steps)
+    runs: list[TimedRun | None] = [None] * len(steps)
+    active = list(range(len(steps)))
+    while active:
+        for i in list(active):
+            turn_start = clock()
+            while True:
+                t0 = clock()
+                steps[i]()
+                t1 = clock()
+                samples[i].append((t1 - t0) * 1000.0)
+                spent[i] += t1 - t0
+                reason = rule.decide(samples[i], spent[i])
+                if reason is not None:
+                    run = runs[i] = TimedRun(tuple(samples[i]), reason, spent[i])
+                    active.remove(i)
+                    if on_done is not None:
+                        on_done(i, run)
+                    break
+                if t1 - turn_start >= slice_s:
+                    break
+    return [r for r in runs if r is not None]
 
 
 def run_warmup(
@@ -116,9 +145,7 @@ def run_warmup(
     """Warm caches and the allocator: at least min_iters calls, at most max_iters or time_cap_s."""
     start = clock()
     done = 0
-    while done < max_iters:
+    while done < max_iters and not (done >= min_iters and clock() - start >= time_cap_s):
         step()
         done += 1
-        if done >= min_iters and clock() - start >= time_cap_s:
-            break
     return done

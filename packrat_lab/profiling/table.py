@@ -16,6 +16,7 @@ import numpy as np
 
 from packrat_lab.errors import ProfileError, ProfileMissingPointError
 from packrat_lab.host import fingerprint, fingerprint_differences
+from packrat_lab.profiling.corun import CoRunMeasurement
 from packrat_lab.profiling.measurement import Measurement
 from packrat_lab.settings import DEFAULT, RuntimeSetting, builtin_settings
 
@@ -70,6 +71,7 @@ class Profile:
     settings: dict[str, RuntimeSetting] = field(default_factory=builtin_settings)
     host: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    corun: dict[str, CoRunMeasurement] = field(default_factory=dict)  # config -> measured together
 
     # ---- queries -------------------------------------------------------------------------
     @property
@@ -127,11 +129,20 @@ class Profile:
             m for m in self.measurements if (m.threads, m.batch, m.setting) != key
         ] + [measurement]
 
+    def record_corun(self, measurement: CoRunMeasurement) -> None:
+        """Cache what a configuration measured with its instances together (replacing an older one)."""
+        self.corun[measurement.config] = measurement
+
+    def coruns(self, batch: int) -> list[CoRunMeasurement]:
+        """Co-run measurements of configurations serving batch B, fastest first."""
+        return sorted((m for m in self.corun.values() if m.batch == batch), key=lambda m: m.median_ms)
+
     def merged(self, other: Profile) -> Profile:
         """A profile holding both profiles' points (other's win on a clash)."""
         out = Profile(self.model, list(self.measurements), {**self.settings, **other.settings}, self.host, dict(self.meta))
         for m in other.measurements:
             out.add(m)
+        out.corun = {**self.corun, **other.corun}
         return out
 
     def to_frame(self) -> pd.DataFrame:
@@ -166,6 +177,7 @@ class Profile:
             "settings": {k: v.to_dict() for k, v in self.settings.items()},
             "meta": self.meta,
             "measurements": [m.to_dict() for m in self.measurements],
+            "corun": [m.to_dict() for m in self.corun.values()],
         }
 
     def save(self, path: str | Path) -> Path:
@@ -185,10 +197,13 @@ class Profile:
         try:
             settings = {k: RuntimeSetting.from_dict(v) for k, v in data.get("settings", {}).items()}
             measurements = [Measurement.from_dict(m) for m in data["measurements"]]
+            corun = [CoRunMeasurement.from_dict(m) for m in data.get("corun", [])]
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"{source}: malformed measurement ({exc}); re-profile or fix the file"
             raise ProfileError(msg) from exc
-        return cls(str(data.get("model", "unknown")), measurements, settings or builtin_settings(), data.get("host"), dict(data.get("meta", {})))
+        out = cls(str(data.get("model", "unknown")), measurements, settings or builtin_settings(), data.get("host"), dict(data.get("meta", {})))
+        out.corun = {m.config: m for m in corun}
+        return out
 
     @classmethod
     def from_csv_text(cls, text: str, model: str = "csv", source: str = "profile") -> Profile:

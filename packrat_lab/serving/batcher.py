@@ -79,7 +79,9 @@ class DynamicBatcher:
         future: Future[torch.Tensor] = Future()
         with self._cond:
             if self._closed or self._draining:
-                future.set_exception(PoolClosedError("the pool is closed; start a new Pool to serve requests"))
+                future.set_exception(
+                    PoolClosedError("the pool is closed; start a new Pool to serve requests")
+                )
                 return future
             self._queue.append(_Request(sample, future, self._clock()))
             self._cond.notify_all()

@@ -59,8 +59,12 @@ class Job:
         if pieces > 1:
             import torch
 
-            with torch.inference_mode(False):  # a caller in inference mode must not make it an inference tensor
-                self.out = torch.empty((rows, *out_layout.sample_shape), dtype=getattr(torch, out_layout.dtype))
+            with torch.inference_mode(
+                False
+            ):  # a caller in inference mode must not make it an inference tensor
+                self.out = torch.empty(
+                    (rows, *out_layout.sample_shape), dtype=getattr(torch, out_layout.dtype)
+                )
         self._remaining = pieces
         self._settled = False  # decided under the lock; the future itself is set outside it
         self._lock = threading.Lock()

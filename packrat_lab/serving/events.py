@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -12,6 +13,25 @@ from typing import Any
 __all__ = ["Event", "EventLog"]
 
 EventCallback = Callable[["Event"], None]
+
+_log = logging.getLogger("packrat_lab.pool")
+# how loud each event kind is in the log (others are DEBUG): what an operator of `serve` must see
+_LEVELS = {
+    "worker-failed": logging.WARNING,
+    "worker-hung": logging.WARNING,
+    "piece-failed": logging.WARNING,
+    "reconfigure-failed": logging.WARNING,
+    "reconfigure-refused": logging.WARNING,
+    "auto-failed": logging.WARNING,
+    "supervisor-error": logging.ERROR,
+    "worker-replaced": logging.INFO,
+    "worker-restart-scheduled": logging.INFO,
+    "piece-rerun": logging.INFO,
+    "switch": logging.INFO,
+    "passive-start": logging.INFO,
+    "auto-reconfigure": logging.INFO,
+    "state": logging.INFO,
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,9 @@ class EventLog:
     def record(self, kind: str, plan: str, **detail: Any) -> Event:
         """Append an event and queue it for observers."""
         event = Event(self._clock(), kind, plan, detail)
+        level = _LEVELS.get(kind, logging.DEBUG)
+        if _log.isEnabledFor(level):
+            _log.log(level, "%s [%s] %s", kind, plan, detail or "")
         with self._lock:
             self._events.append(event)
             if len(self._events) > self._limit:

@@ -108,7 +108,7 @@ class FailurePolicy:
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait before restart number `failures` (≥ 1) of a worker that keeps failing."""
-        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, failures - 1))
+        return float(min(self.max_backoff_s, self.backoff_s * 2.0 ** max(0, failures - 1)))
 
     def hang_deadline_s(self, expected_ms: float) -> float:
         """How long one batch may run before its worker counts as hung."""

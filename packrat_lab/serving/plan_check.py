@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from packrat_lab.plan import Plan
 from packrat_lab.settings import RuntimeSetting
@@ -19,18 +18,12 @@ def check_plan(plan: Plan | str, settings: Mapping[str, RuntimeSetting], max_ins
     environment holds.
     """
     parsed = Plan.coerce(plan)
-    valid = ", ".join(sorted(settings))
-    instances = []
-    for inst in parsed.instances:
-        known = settings.get(inst.setting.name)
-        if known is None:
-            msg = f"unknown runtime setting {inst.setting.name!r} in plan {parsed.text!r}; valid: {valid}; example: '2x1x4@passive'"
-            raise ValueError(msg)
-        if inst.setting.env and inst.setting.env != known.env:
-            msg = f"plan {parsed.text!r} brings its own environment for setting {inst.setting.name!r}; settings are the pool's own (valid: {valid}); pass new ones as Pool(..., settings={{...}})"
+    resolved = parsed.with_settings(settings)  # ValueError for unknown names
+    for given, inst in zip(parsed.instances, resolved.instances, strict=True):
+        if given.setting.env and given.setting.env != inst.setting.env:
+            msg = f"plan {parsed.text!r} brings its own environment for setting {inst.setting.name!r}; settings are the pool's own; pass new ones as Pool(..., settings={{...}})"
             raise ValueError(msg)
         if inst.batch > max_instance_batch:
             msg = f"instance batch {inst.batch} in plan {parsed.text!r} is above this pool's bound {max_instance_batch}; example: '2x1x{min(4, max_instance_batch)}'"
             raise ValueError(msg)
-        instances.append(replace(inst, setting=known))
-    return replace(parsed, instances=tuple(instances))
+    return resolved

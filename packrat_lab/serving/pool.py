@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from packrat_lab.child_env import child_environment
 from packrat_lab.errors import InfeasiblePlanError, PoolClosedError, RequestTimeoutError, WorkerFailedError
 from packrat_lab.plan import Instance, Plan
 from packrat_lab.serving.autoscale import AutoPolicy, optimizer_planner
@@ -164,7 +165,9 @@ class Pool:
         except BaseException:  # a failed start or a KeyboardInterrupt in the notebook: leave nothing behind
             self.close()
             raise
-        self._batcher = DynamicBatcher(self._dispatch, lambda: self.plan.total_batch, max_queue_delay_ms / 1000.0)
+        self._batcher = DynamicBatcher(
+            self._dispatch, lambda: self.plan.total_batch, max_queue_delay_ms / 1000.0
+        )
         self.estimator = estimator or BatchSizeEstimator()
         self._policy = (
             AutoPolicy(
@@ -223,7 +226,9 @@ class Pool:
                 out = job.future.result(timeout)
             except TimeoutError:
                 rows = int(batch.shape[0])
-                error = RequestTimeoutError(f"no answer to a {rows}-row batch within {timeout:g} s; it was withdrawn")
+                error = RequestTimeoutError(
+                    f"no answer to a {rows}-row batch within {timeout:g} s; it was withdrawn"
+                )
                 if job.fail(error):
                     raise error from None
                 out = job.future.result()  # answered in the instant between the two
@@ -314,11 +319,11 @@ class Pool:
         self._dispatch_closed = True
         self._supervisor.close().result(self.policy.drain_timeout_s + 30)
         self._supervisor.join(10)
+        if hasattr(self, "_announcement"):  # on this thread: the announcement knows its server's threads
+            self._announcement.close()  # withdraw from the sidebar (idempotent)
         plan = self._supervisor.active.plan.text if self._supervisor.active is not None else ""
         self._events.record("closed", plan, pool=self.name)
         self._events.close()
-        if hasattr(self, "_announcement"):
-            self._announcement.close()  # withdraw from the sidebar (idempotent)
         self._finalizer.detach()
 
     def __enter__(self) -> Pool:  # noqa: PYI034 - typing_extensions is not a dependency
@@ -387,12 +392,14 @@ class Pool:
 
     def _make_handle(self, instance: Instance) -> WorkerHandle:
         """A handle for one instance (the supervisor starts it); called on the supervisor thread."""
+        environment = child_environment(instance.threads, instance.cores, instance.setting)
         config = WorkerConfig(
             worker_id=next(self._ids),
             threads=instance.threads,
             batch=instance.batch,
             cores=instance.cores,
-            env=instance.setting.env,
+            env=environment.env,
+            setting=instance.setting,
             spec=self.workload.spec,
             workload_name=self.workload.name,
             warmup=self.warmup,
@@ -453,10 +460,10 @@ def _outcome(future: Future[Any]) -> str:
 def _known_settings(
     profile: Profile | None, extra: Mapping[str, RuntimeSetting] | None
 ) -> dict[str, RuntimeSetting]:
-    """Setting names a plan may use: built-in, the profile's, and the caller's (server-side only)."""
-    from packrat_lab.settings import builtin_settings
+    """Setting names a plan may use: built-in and installed allocators, the profile's, the caller's (server-side only)."""
+    from packrat_lab.settings import known_settings
 
-    known = builtin_settings()
+    known = known_settings()
     if profile is not None:
         known.update(getattr(profile, "settings", None) or {})
     known.update(extra or {})

@@ -194,7 +194,9 @@ class Supervisor:
                     self._handle(message)
                 self._tick()
             except Exception as exc:  # noqa: BLE001 - the supervisor must outlive any one bug
-                self._events.record("supervisor-error", self._plan_text(), error=f"{type(exc).__name__}: {exc}")
+                self._events.record(
+                    "supervisor-error", self._plan_text(), error=f"{type(exc).__name__}: {exc}"
+                )
         with self._ask_lock:
             self._ended = True
         while True:  # answer what arrived before the end was marked, so no caller waits for ever
@@ -228,7 +230,9 @@ class Supervisor:
         if old == new:
             return
         if not is_legal(old, new):
-            self._events.record("supervisor-error", self._plan_text(), error=f"illegal transition {old} → {new}")
+            self._events.record(
+                "supervisor-error", self._plan_text(), error=f"illegal transition {old} → {new}"
+            )
         self._state = new
         self._events.record("state", self._plan_text(), previous=old.value, state=new.value)
 
@@ -276,12 +280,16 @@ class Supervisor:
         assert start is not None
         self._start = None
         why = handle.error or "exited before it was ready"
-        if not handle.start_failed and handle.exitcode == 1:  # what a spawned child of an unguarded script does
+        if (
+            not handle.start_failed and handle.exitcode == 1
+        ):  # what a spawned child of an unguarded script does
             why += " (in a script, create pools under if __name__ == '__main__':)"
         for slot in start.slots:
             slot.handle.stop()
         self._begin_close(None)
-        start.future.set_exception(WorkerFailedError(f"worker {handle.config.worker_id} failed to start: {why}"))
+        start.future.set_exception(
+            WorkerFailedError(f"worker {handle.config.worker_id} failed to start: {why}")
+        )
 
     # -- readiness and exits ------------------------------------------------------------------
 
@@ -414,14 +422,20 @@ class Supervisor:
 
     def _redispatch(self, exited: WorkerExited) -> None:
         """A retired (or orphaned) worker died holding work: give it to a serving worker that fits it."""
-        pieces = [exited.running] if exited.running and self._rerunnable(exited.running, exited.handle) else []
+        pieces = (
+            [exited.running] if exited.running and self._rerunnable(exited.running, exited.handle) else []
+        )
         pieces += exited.queued
         slots = [] if self._active is None else [s for s in self._active.slots if not s.degraded]
         for piece in pieces:
             fits = [s for s in slots if s.instance.batch >= piece.rows]
             target = max(fits, key=lambda s: s.instance.batch).handle if fits else None
             if target is None or not target.enqueue(piece):
-                piece.fail(WorkerFailedError(f"worker {exited.handle.config.worker_id} ended and no worker could take its work"))
+                piece.fail(
+                    WorkerFailedError(
+                        f"worker {exited.handle.config.worker_id} ended and no worker could take its work"
+                    )
+                )
 
     # -- switching ----------------------------------------------------------------------------
 
@@ -460,8 +474,11 @@ class Supervisor:
         slot.failures += 1
         if handle.start_failed or slot.failures >= self.policy.degraded_after:
             self._abort_switch(
-                switch, WorkerFailedError(f"switch to {switch.plan.text!r} failed: worker {handle.config.worker_id} "
-                                          f"did not start ({handle.error or 'process died'}); {switch.previous!r} keeps serving")
+                switch,
+                WorkerFailedError(
+                    f"switch to {switch.plan.text!r} failed: worker {handle.config.worker_id} "
+                    f"did not start ({handle.error or 'process died'}); {switch.previous!r} keeps serving"
+                ),
             )
             return
         slot.handle = self._make_handle(slot.instance)
@@ -494,7 +511,9 @@ class Supervisor:
                 slot.handle.instance = inst
             self._active = Generation(switch.plan, switch.slots)
             self.reconfigurations += 1
-        self._events.record("warm", switch.plan.text, workers=[s.handle.pid for s in switch.slots if s not in old.slots])
+        self._events.record(
+            "warm", switch.plan.text, workers=[s.handle.pid for s in switch.slots if s not in old.slots]
+        )
         self._events.record("switch", switch.plan.text, previous=switch.previous)
         for slot in old.slots:
             if slot in kept:
@@ -514,7 +533,10 @@ class Supervisor:
         switch.retiring.discard(handle)
         if handle.state is not WorkerState.STOPPED:
             self._events.record(
-                "worker-failed", self._plan_text(), pid=handle.pid, worker=handle.config.worker_id,
+                "worker-failed",
+                self._plan_text(),
+                pid=handle.pid,
+                worker=handle.config.worker_id,
                 error=handle.error or "process died",
             )
             self._redispatch(exited)
@@ -539,7 +561,9 @@ class Supervisor:
         self._closing = future or Future()
         self._set_state(PoolState.DRAINING)
         if self._switch is not None and self._switch.retire_deadline is None:  # still warming: give up
-            self._abort_switch(self._switch, PoolClosedError("the pool was closed before this switch finished"))
+            self._abort_switch(
+                self._switch, PoolClosedError("the pool was closed before this switch finished")
+            )
         while self._switches:
             _settle_closed(self._switches.popleft().future)
         slots = [] if self._active is None else list(self._active.slots)
@@ -570,7 +594,9 @@ class Supervisor:
             if why is not None:
                 self.hung += 1
                 handle.mark_hung(why)
-                self._events.record("worker-hung", self._plan_text(), pid=handle.pid, worker=handle.config.worker_id, why=why)
+                self._events.record(
+                    "worker-hung", self._plan_text(), pid=handle.pid, worker=handle.config.worker_id, why=why
+                )
                 handle.kill()
         if self._closing is None:
             for slot in self._restart_candidates():

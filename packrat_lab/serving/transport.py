@@ -137,8 +137,10 @@ class Segment:
         shm, self._shm = self._shm, None
         if shm is None:
             return
-        with contextlib.suppress(BufferError):  # a view still alive elsewhere: the OS frees it later
+        try:
             shm.close()
+        except BufferError:  # a view is still alive elsewhere: the mapping goes when it does
+            _forget_mapping(shm)
         if unlink:
             unlink_name(self.name)
 
@@ -158,6 +160,18 @@ class Segment:
         # On Python < 3.13 attaching registers the name with the resource tracker again; spawned
         # workers share the parent's tracker, so that is the same entry and needs no undoing.
         return cls(str(info["name"]), layout, int(info["capacity"]), create=False)  # type: ignore[call-overload]
+
+
+def _forget_mapping(shm: shared_memory.SharedMemory) -> None:
+    """Drop our handles on a mapping a live view still exports, so SharedMemory.__del__ (at exit or
+    collection) does not try, and fail, to close it again ("Exception ignored ... BufferError")."""
+    shm._buf = None  # type: ignore[attr-defined]
+    shm._mmap = None  # type: ignore[attr-defined]
+    fd = getattr(shm, "_fd", -1)
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        shm._fd = -1  # type: ignore[attr-defined]
 
 
 def unlink_name(name: str) -> None:

@@ -21,7 +21,17 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from packrat_lab.serving.messages import Done, Ready, Resize, Resized, Run, RunError, StartFailed, Stop, WorkerInfo
+from packrat_lab.serving.messages import (
+    Done,
+    Ready,
+    Resize,
+    Resized,
+    Run,
+    RunError,
+    StartFailed,
+    Stop,
+    WorkerInfo,
+)
 from packrat_lab.serving.transport import Layout, Segment, decode_message, encode_message
 
 if TYPE_CHECKING:
@@ -29,6 +39,7 @@ if TYPE_CHECKING:
 
     import torch
 
+    from packrat_lab.settings import RuntimeSetting
     from packrat_lab.workloads.base import WorkloadSpec
 
 __all__ = ["WorkerConfig", "WorkerState", "worker_main"]
@@ -61,7 +72,8 @@ class WorkerConfig:
     threads: int
     batch: int
     cores: tuple[int, ...]
-    env: tuple[tuple[str, str], ...]
+    env: tuple[tuple[str, str], ...]  # from child_env.child_environment: what profiling used too
+    setting: RuntimeSetting
     spec: WorkloadSpec
     workload_name: str
     warmup: int
@@ -170,21 +182,15 @@ def _parent_gone(config: WorkerConfig) -> bool:
 
 
 def worker_main(conn: Connection, config: WorkerConfig) -> None:
-    """Spawn entry: set env and affinity, then load torch, build, warm, and serve until told or orphaned."""
-    os.environ.update(dict(config.env))
+    """Spawn entry: the profiled environment and affinity first, then torch, build, warm, serve until told."""
+    from packrat_lab.child_env import ChildEnvironment
+
     signal.signal(signal.SIGTERM, _exit_on_term)  # terminate() still runs the cleanup below
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent, which closes workers in order
-    if config.cores and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, config.cores)
-    import torch
-
-    torch.set_num_threads(config.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set (torch was imported by the parent's __main__)
-        pass
     runner: _Runner | None = None
     try:
+        # the same environment a profiling point of this (threads, cores, setting) ran with
+        ChildEnvironment(config.threads, config.cores, config.setting, config.env).apply_in_child()
         runner = _Runner(config)
         # Collect once and freeze what import and warm-up left: later collections then skip
         # torch's many import-time objects instead of scanning them in the middle of a request.

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from packrat_lab.profiling.measurement import Measurement
     from packrat_lab.profiling.table import Profile
 
-__all__ = ["Backend", "PoolLike", "RealBackend", "stat"]
+__all__ = ["Backend", "LoadLike", "PoolLike", "RealBackend", "stat"]
 
 ProgressFn = Callable[[int, int, "Measurement"], None]
 
@@ -24,6 +24,18 @@ class PoolLike(Protocol):
     def events(self) -> Any: ...
     def set_auto(self, enabled: bool) -> Any: ...
     def close(self) -> Any: ...
+
+
+class LoadLike(Protocol):
+    """A running load generator the Serve step can steer and stop (a LoadProcess in production)."""
+
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...
+    def set_rate(self, rate: float) -> None: ...
+    def counts(self) -> dict[str, float]: ...
+    def stop(self, timeout: float = 10.0) -> None: ...
 
 
 class Backend(Protocol):
@@ -49,7 +61,9 @@ class Backend(Protocol):
 
     def pool(self, model: Any, plan: Plan, profile: Profile | None) -> PoolLike: ...
 
-    def run_load(self, pool: PoolLike, *, rate: float, duration_s: float, poisson: bool) -> Any: ...
+    def serve(self, model: Any, plan: Plan, profile: Profile | None) -> PoolLike: ...
+
+    def start_load(self, pool: PoolLike, *, rate: float, poisson: bool, seed: int) -> LoadLike: ...
 
 
 def stat(stats: Any, name: str, default: float = 0.0) -> float:
@@ -112,14 +126,24 @@ class RealBackend:
         return {plan.name: by_text[plan.text] for plan in plans if plan.text in by_text}
 
     def pool(self, model: Any, plan: Plan, profile: Profile | None) -> PoolLike:
-        """A background serving pool running `plan`."""
+        """An in-kernel pool running `plan` (library use and %packrat serve: the user calls it)."""
         from packrat_lab.serving.pool import Pool
 
         pool: PoolLike = Pool(model, plan, profile=profile)
         return pool
 
-    def run_load(self, pool: PoolLike, *, rate: float, duration_s: float, poisson: bool) -> Any:
-        """Send requests to the pool at `rate` per second for `duration_s` (blocks)."""
-        from packrat_lab.loadgen import run_load
+    def serve(self, model: Any, plan: Plan, profile: Profile | None) -> PoolLike:
+        """The Lab's pool: `packrat-lab serve` in its own process, driven over its management routes."""
+        from packrat_lab.ui.remote import start_server
 
-        return run_load(pool, rate=rate, duration_s=duration_s, poisson=poisson)
+        return start_server(model, plan, profile)
+
+    def start_load(self, pool: PoolLike, *, rate: float, poisson: bool, seed: int) -> LoadLike:
+        """Continuous seeded load on the pool's URL from a separate process."""
+        from packrat_lab.loadgen import LoadProcess
+
+        url = getattr(pool, "url", None)
+        if not isinstance(url, str):
+            msg = "the Lab sends load only to a pool served over HTTP (start it from the Serve step)"
+            raise TypeError(msg)
+        return LoadProcess(url, rate=rate, poisson=poisson, seed=seed)

@@ -62,7 +62,14 @@ def show_figure(widget: go.FigureWidget, fig: go.Figure | Any) -> None:
     with widget.batch_update():
         if same_shape:
             for old, new in zip(widget.data, fig.data, strict=True):
-                old.update(new.to_plotly_json(), overwrite=True)
+                fresh = new.to_plotly_json()
+                # keys the new trace lacks must be cleared, or e.g. a stale '#2' bar label stays
+                cleared: dict[str, Any] = {
+                    key: None
+                    for key in old.to_plotly_json()
+                    if key not in fresh and key not in ("uid", "type")
+                }
+                old.update({**cleared, **fresh}, overwrite=True)
         widget.layout = fig.layout
         widget.layout.width = WIDTH
 

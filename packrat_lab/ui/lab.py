@@ -14,6 +14,7 @@ from packrat_lab.ui.serve_step import ServeStep
 
 if TYPE_CHECKING:
     from packrat_lab.plan import Plan
+    from packrat_lab.profiling.table import Profile
     from packrat_lab.ui.backend import Backend
 
 __all__ = ["Lab"]
@@ -53,6 +54,7 @@ class Lab(widgets.VBox):  # type: ignore[misc]
         backend: Backend | None = None,
         host_cores: int | None = None,
         example_input: Any = None,
+        profile: Profile | None = None,
     ) -> None:
         from packrat_lab.ui.backend import RealBackend
 
@@ -84,6 +86,7 @@ class Lab(widgets.VBox):  # type: ignore[misc]
             model=self._serving_model,
             known_plans=self._known_plans,
             profile=lambda: self.planning.profile,
+            chosen=lambda: self.planning.chosen_plan,
         )
         self.profiling.changed.add(self._after_profile)
         self.planning.changed.add(self.serve_step.refresh_plans)
@@ -99,6 +102,28 @@ class Lab(widgets.VBox):  # type: ignore[misc]
         )
         super().__init__([head, self.tabs])
         self.add_class("packrat-lab")
+        if profile is not None:  # reuse a profile measured in the notebook: no second measurement
+            self._adopt(profile, model, cores or host_cores, batches, budget_s)
+
+    def _adopt(
+        self, profile: Profile, model: Any, cores: int, batches: Sequence[int], budget_s: float
+    ) -> None:
+        """Start at step 2 with a finished profile (Lab(model, profile=profile))."""
+        from packrat_lab.ui.profile_step import ProfileRequest
+
+        if model is None:
+            from packrat_lab.workloads.registry import workload_of_profile
+
+            try:
+                model = workload_of_profile(profile)
+            except ValueError:
+                model = profile.model
+        label = model if isinstance(model, str) else getattr(model, "name", profile.model)
+        request = ProfileRequest(
+            model, str(label), min(cores, profile.max_threads), tuple(profile.batches or batches), budget_s
+        )
+        self.profiling.adopt(profile, request)
+        self.tabs.selected_index = 1
 
     def _after_profile(self) -> None:
         """Hand a finished (or cancelled, partial) profile to the Plan step."""
@@ -124,6 +149,7 @@ class Lab(widgets.VBox):  # type: ignore[misc]
     def close(self) -> None:
         """Stop the pool and any profiling run, then close the widgets."""
         self.serving.stop()
+        self.serve_step.redraw.cancel()
         self.profiling.cancel()
         self.profile_step.close()
         super().close()

@@ -60,15 +60,21 @@ def build_parser() -> _Parser:
     lab.add_argument("--model", help="zoo name or notebook variable to preselect, e.g. mlp")
     lab.add_argument("--cores", type=positive_int, help="cores to profile on (default: all usable)")
     lab.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], help="batch sizes, e.g. 1,2,4,8")
-    lab.add_argument("--budget", type=positive_float("30"), default=30.0, help="profiling time budget in seconds")
+    lab.add_argument(
+        "--budget", type=positive_float("30"), default=30.0, help="profiling time budget in seconds"
+    )
     prof = sub.add_parser(
         "profile", help="measure L[t][b] of a model (blocks; use the Lab for background runs)"
     )
     prof.add_argument("model", help="zoo name (mlp, tiny-cnn, ...) or a notebook variable holding a model")
     prof.add_argument("--cores", type=positive_int, help="cores to profile on (default: all usable)")
     prof.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], help="batch sizes, e.g. 1,2,4,8")
-    prof.add_argument("--point-time", type=positive_float("30"), default=2.0, help="seconds cap per point (default 2)")
-    prof.add_argument("--budget", type=positive_float("30"), help="total seconds cap (points not reached are skipped)")
+    prof.add_argument(
+        "--point-time", type=positive_float("30"), default=2.0, help="seconds cap per point (default 2)"
+    )
+    prof.add_argument(
+        "--budget", type=positive_float("30"), help="total seconds cap (points not reached are skipped)"
+    )
     prof.add_argument("-o", "--out", help="also save the profile as JSON to this file")
     prof.add_argument(
         "--as", dest="var", default="packrat_profile", help="notebook variable (default packrat_profile)"
@@ -144,6 +150,9 @@ class PackratMagics(Magics):
 
     # ---- subcommands --------------------------------------------------------------------
     def _cmd_lab(self, args: argparse.Namespace) -> Lab:
+        loading = _loading_note(
+            "Loading packrat lab (widgets and plotly; the first time takes a few seconds)…"
+        )
         from packrat_lab.ui.lab import Lab
 
         model = self._model(args.model) if args.model else None
@@ -156,6 +165,8 @@ class PackratMagics(Magics):
             namespace=self._user_ns(),
         )
         self.labs.append(lab)
+        if loading is not None:
+            loading.update({"text/plain": ""}, raw=True)
         return lab
 
     def _cmd_profile(self, args: argparse.Namespace) -> None:
@@ -322,3 +333,14 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
     if isinstance(instance, PackratMagics):
         instance.stop_all()
     manager.magics["line"].pop(_MAGIC, None)
+
+
+def _loading_note(text: str) -> Any:
+    """Show `text` in the cell's output at once (replaced when the Lab is ready); None outside IPython."""
+    try:
+        from IPython.display import display
+    except ImportError:
+        return None
+    return display(  # type: ignore[no-untyped-call]
+        {"text/plain": text, "text/html": f"<i>{text}</i>"}, raw=True, display_id=True
+    )

@@ -40,8 +40,9 @@ class PlanController:
         self._map: tuple[Profile | None, int, tuple[list[Plan], list[Plan]]] = (None, 0, ([], []))
 
     def set_profile(self, profile: Profile, *, cores: int, model: Any) -> None:
-        """A new profile: plan for its largest batch by default."""
-        self.profile, self.cores, self.model = profile, cores, model
+        """A new profile: plan for its largest batch by default, on no more cores than it measured."""
+        measured = profile.max_threads if profile.measurements else cores
+        self.profile, self.cores, self.model = profile, min(cores, measured), model
         self.set_batch(self.batch if self.batch else max(profile.batches))
 
     def set_batch(self, batch: int) -> None:
@@ -144,18 +145,36 @@ class PlanController:
         fat = self.plans.get("fat")
         gain = ""
         if fat is not None and fat.expected_latency_ms and best.expected_latency_ms:
-            gain = f", {fat.expected_latency_ms / best.expected_latency_ms:.2f}× faster than fat"
+            gain = f", expected {fat.expected_latency_ms / best.expected_latency_ms:.2f}× vs fat"
         measured = ""
         if self.measured:
             real = self.measured.get(best.name)
             base = self.measured.get("fat")
-            versus = f" vs fat {base:.2f} ms" if base is not None and best.name != "fat" else ""
-            took = f": {best.name} took {real:.2f} ms{versus}" if real is not None else ""
-            measured = f" Measured bars overlay the expected ones{took}."
-        return (
-            f"B={self.batch} on {self.cores} cores: {best.name} plan {best} is expected to take {lat}{gain}."
-            f"{measured} Serve it in step 3."
+            versus = ""
+            if base is not None and real:
+                versus = f" vs fat {base:.2f} ms (measured {base / real:.2f}× vs fat)"
+            took = f": {best.name} measured {real:.2f} ms{versus}" if real is not None else ""
+            measured = f" Measured (hatched) bars overlay the expected ones{took}."
+        warning = self.warning()
+        caution = (
+            f" <span class='packrat-warning' style='color:#b00020'>⚠ {warning}</span>" if warning else ""
         )
+        return (
+            f"B={self.batch} on {self.cores} core{'s' if self.cores != 1 else ''}: {best.name} plan {best} is expected to take {lat}{gain} "
+            f"(expected = from isolated profile points).{caution}{measured} Serve it in step 3."
+        )
+
+    def warning(self) -> str | None:
+        """The plan's uncertainty (noisy points, edge over fat within their CIs), or None."""
+        if self.profile is None or not self.plans:
+            return None
+        from packrat_lab.plan_confidence import plan_confidence
+
+        best = next(iter(self.plans.values()))
+        try:
+            return plan_confidence(self.profile, best, self.plans.get("fat")).warning()
+        except (ValueError, KeyError):
+            return None
 
 
 class PlanStep:

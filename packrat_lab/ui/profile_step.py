@@ -109,6 +109,19 @@ class ProfileController:
         self._thread.start()
         self.changed()
 
+    def adopt(self, profile: Profile, request: ProfileRequest) -> None:
+        """Take a profile measured before (e.g. Lab(profile=...)) as this step's finished result."""
+        if self.running:
+            msg = "a profile is already running; cancel it first"
+            raise RuntimeError(msg)
+        with self._lock:
+            self.request, self.profile = request, profile
+            self.measurements = list(profile.measurements)
+            self.done = self.total = len(profile.measurements)
+            self.state, self.error = ProfileState.DONE, None
+            self._started = self.clock() - float(profile.meta.get("wall_s", 0.0))
+        self.changed()
+
     def cancel(self) -> None:
         """Ask the profiler to stop after the point it is measuring."""
         if self.state is ProfileState.RUNNING:
@@ -138,6 +151,7 @@ class ProfileController:
                 point_time_s=request.point_time_s,
                 progress=self.on_progress,
                 cancel=cancel,
+                time_budget_s=request.budget_s,
             )
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             if cancel.is_set():
@@ -165,9 +179,11 @@ class ProfileController:
         """Estimated seconds left: measured pace when known, else the budget."""
         if not self.running or self.request is None:
             return None
+        budget_left = max(0.0, self.request.budget_s - self.elapsed_s)
         if self.done == 0:
-            return max(0.0, self.request.budget_s - self.elapsed_s)
-        return self.elapsed_s / self.done * max(0, self.total - self.done)
+            return budget_left
+        # measured cost per point so far, but never past the budget: the profiler stops starting points there
+        return min(budget_left, self.elapsed_s / self.done * max(0, self.total - self.done))
 
     def partial(self) -> Profile | None:
         """The points measured so far as a Profile (for the live surface)."""
@@ -187,18 +203,42 @@ class ProfileController:
         label = self.request.label if self.request else ""
         if self.state is ProfileState.IDLE:
             return "Pick a model, cores, batch sizes and a time budget, then press Profile."
+        if self.state is ProfileState.RUNNING and self.done == 0:
+            return (
+                f"Profiling {label}: loading torch and the model in the first point's process "
+                f"(0/{self.total} points; at most {fmt_duration(self.remaining_s)} left)…"
+            )
         if self.state is ProfileState.RUNNING:
             return f"Profiling {label}: {self.done}/{self.total} points, about {fmt_duration(self.remaining_s)} left."
         if self.state is ProfileState.CANCELLING:
             return f"Cancelling {label} after the current point…"
         if self.state is ProfileState.DONE:
-            return (
-                f"Profiled {label}: {self.done} points in {fmt_duration(self.elapsed_s)}. Next: step 2, Plan."
-            )
+            measured = len(self.profile.measurements) if self.profile else self.done
+            stopped = (self.profile.meta.get("stopped") if self.profile else None) == "time-budget"
+            if stopped:
+                return (
+                    f"Profiled {label}: stopped at the {fmt_duration(self.request.budget_s if self.request else 0)} "
+                    f"time budget with {_points(measured)} of {self.total} (a partial profile: plans use only "
+                    f"these). Next: step 2, Plan, or raise the budget."
+                )
+            return f"Profiled {label}: {_points(measured)} in {fmt_duration(self.elapsed_s)}. Next: step 2, Plan."
         if self.state is ProfileState.CANCELLED:
-            kept = f"kept {self.done} points" if self.profile else "no points measured"
-            return f"Cancelled {label} ({kept})."
+            if not self.profile:
+                return f"Cancelled {label}: no points measured."
+            grid = self.profile
+            return (
+                f"Cancelled {label}: partial profile of {_points(len(grid.measurements))} of {self.total} "
+                f"(threads {_span(grid.threads)}, batch {_span(grid.batches)}); plans use only these."
+            )
         return f"Profiling {label} failed: {self.error}"
+
+
+def _points(count: int) -> str:
+    return f"{count} point{'s' if count != 1 else ''}"
+
+
+def _span(values: Sequence[int]) -> str:
+    return str(values[0]) if len(values) == 1 else f"{values[0]}–{values[-1]}"
 
 
 class ProfileStep:

@@ -1,4 +1,9 @@
-"""State of the Lab's Serve step: a background pool, its load generator, and a bounded stats history."""
+"""State of the Lab's Serve step: a pool served by its own process, load from another, a bounded stats history.
+
+The controller is a client: it polls the pool's stats and events (a background sampler thread) and
+follows what it reads — the plan (Auto or the sidebar may switch it), the auto flag, a stop made
+elsewhere — so the widget never shows a state the pool is not in. Nothing here serves or sends load.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,13 @@ from packrat_lab.ui.backend import stat
 if TYPE_CHECKING:
     from packrat_lab.plan import Plan
     from packrat_lab.profiling.table import Profile
-    from packrat_lab.ui.backend import Backend, PoolLike
+    from packrat_lab.ui.backend import Backend, LoadLike, PoolLike
 
 __all__ = ["COUNTERS", "ServeController", "ServeState"]
 
 COUNTERS = ("served", "failed", "lost", "in_flight")
-_LOAD_CHUNK_S = 1.0  # the load generator re-reads the rate slider this often
+_THROUGHPUT_SPAN_S = 2.0  # served-counter differences over this span give the throughput series
+_GONE = ("closed", "closing", "stopped")
 
 
 class ServeState(enum.Enum):
@@ -62,9 +68,12 @@ class ServeController:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.rate = 20.0
         self.poisson = True
+        self.seed = 0
         self.auto = False
+        self.note: str | None = None  # what changed outside the widget, said once in the status line
+        self.load: LoadLike | None = None
+        self.started: float | None = None
         self.changed = Listeners()
-        self._load_on = threading.Event()
         self._stop_sampling = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -82,8 +91,8 @@ class ServeController:
 
     @property
     def load_running(self) -> bool:
-        """The built-in load generator is sending requests."""
-        return self._load_on.is_set()
+        """The load process is sending requests."""
+        return self.load is not None and self.load.alive
 
     def start(
         self,
@@ -97,7 +106,8 @@ class ServeController:
         if self.running or self.busy:
             msg = "a pool is already running; press Stop first"
             raise RuntimeError(msg)
-        self.state, self.plan, self.error = ServeState.STARTING, plan, None
+        self.state, self.plan, self.error, self.note = ServeState.STARTING, plan, None, None
+        self.started = None
         self.samples.clear()
         self.events = []
         self.counters = dict.fromkeys(COUNTERS, 0)
@@ -108,29 +118,26 @@ class ServeController:
         self, model: Any, plan: Plan, profile: Profile | None, sample_interval_s: float | None
     ) -> None:
         try:
-            pool = self.backend.pool(model, plan, profile)
+            pool = self.backend.serve(model, plan, profile)
             if self.auto:
                 pool.set_auto(True)
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             self.state, self.error = ServeState.FAILED, f"pool failed to start: {_first_line(exc)}"
             self.changed()
             return
-        self.pool, self.state = pool, ServeState.RUNNING
+        self.pool, self.state, self.started = pool, ServeState.RUNNING, self.clock()
         self._stop_sampling.clear()
         self.sample()
         if sample_interval_s:
             self._spawn(self._sample_loop, sample_interval_s, name="packrat-sampler")
 
     def stop(self) -> None:
-        """Stop the load (and wait for its last requests), then close the pool and read final counters."""
+        """Stop the load process, then stop the pool's server and read its final counters."""
         self.stop_load()
         self._stop_sampling.set()
         for thread in list(self._threads):
-            if (
-                thread.name in ("packrat-load", "packrat-sampler")
-                and thread is not threading.current_thread()
-            ):
-                thread.join(_LOAD_CHUNK_S * 5)
+            if thread.name == "packrat-sampler" and thread is not threading.current_thread():
+                thread.join(5)
         pool = self.pool
         if pool is None:
             if self.state is not ServeState.FAILED:
@@ -139,12 +146,28 @@ class ServeController:
             return
         self.state = ServeState.STOPPING
         self.changed()
+        self.sample(pool, final=True)  # last counters, read before the server exits
         try:
             pool.close()
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             self.error = f"pool did not close cleanly: {_first_line(exc)}"
-        self.sample(pool, final=True)  # final counters: nothing in flight once the pool has drained
         self.pool, self.state = None, ServeState.STOPPED
+        self.changed()
+
+    def detach(self) -> None:
+        """Stop watching the pool (and stop this widget's load) but leave it serving for other clients."""
+        self.stop_load()
+        self._stop_sampling.set()
+        self.pool, self.state = None, ServeState.STOPPED
+        self.note = "Detached: the pool keeps serving (see the Packrat sidebar)."
+        self.changed()
+
+    def _stopped_elsewhere(self, why: str) -> None:
+        """The pool went away without this widget asking (sidebar Stop, another client, a crash)."""
+        self.stop_load()
+        self._stop_sampling.set()
+        self.pool, self.state = None, ServeState.STOPPED
+        self.note = why
         self.changed()
 
     def join(self, timeout: float = 10.0) -> None:
@@ -160,12 +183,16 @@ class ServeController:
         if self.state is not ServeState.RUNNING or self.pool is None:
             msg = "start a pool before reconfiguring it"
             raise RuntimeError(msg)
-        self.state, self.error = ServeState.RECONFIGURING, None
+        self.state, self.error, self.note = ServeState.RECONFIGURING, None, None
         self.changed()
         self._spawn(self._reconfigure, self.pool, plan)
 
     def _reconfigure(self, pool: PoolLike, plan: Plan) -> None:
         try:
+            if self.auto:  # manual beats auto: pause the estimator first, or it would undo this switch
+                pool.set_auto(False)
+                self.auto = False
+                self.note = "Auto paused: you switched the plan by hand (tick Auto to resume)."
             pool.reconfigure(plan)
             self.plan = plan
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
@@ -176,7 +203,10 @@ class ServeController:
 
     def set_auto(self, enabled: bool) -> None:
         """Let the pool's batch-size estimator pick plans (kept for the next pool too)."""
+        if enabled == self.auto:
+            return  # e.g. the checkbox catching up with a change the pool reported: nothing to send
         self.auto = enabled
+        self.note = None
         if self.pool is not None:
             try:
                 self.pool.set_auto(enabled)
@@ -185,48 +215,42 @@ class ServeController:
         self.changed()
 
     def start_load(self, rate: float | None = None, poisson: bool | None = None) -> None:
-        """Send requests at `rate` per second (Poisson arrivals unless poisson=False) until stop_load."""
+        """Send requests at `rate` per second (Poisson arrivals unless poisson=False) from a load process."""
         if rate is not None:
             self.set_rate(rate)
         if poisson is not None:
             self.poisson = poisson
-        if not self.running:
+        if not self.running or self.pool is None:
             msg = "start a pool before sending load"
             raise RuntimeError(msg)
-        if not self._load_on.is_set():
-            self._load_on.set()
-            self._spawn(self._load_loop, name="packrat-load")
+        if not self.load_running:
+            self.seed += 1  # a fresh stretch of arrivals each time load is switched on
+            self.load = self.backend.start_load(
+                self.pool, rate=self.rate, poisson=self.poisson, seed=self.seed
+            )
         self.changed()
 
     def stop_load(self) -> None:
-        """Stop sending requests after the current chunk."""
-        if self._load_on.is_set():
-            self._load_on.clear()
+        """Stop the load process (its last requests finish)."""
+        load = self.load
+        if load is not None and load.alive:
+            load.stop()
             self.changed()
 
     def set_rate(self, rate: float) -> None:
-        """Requests per second for the next load chunk."""
+        """Requests per second; a running load process follows from its next arrival."""
         if not rate > 0:
             msg = f"rate must be positive requests per second, got {rate!r}; example: 50"
             raise ValueError(msg)
         self.rate = float(rate)
-
-    def _load_loop(self) -> None:
-        while self._load_on.is_set() and self.pool is not None:
-            try:
-                self.backend.run_load(
-                    self.pool, rate=self.rate, duration_s=_LOAD_CHUNK_S, poisson=self.poisson
-                )
-            except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
-                self.error = f"load generator stopped: {_first_line(exc)}"
-                self._load_on.clear()
-                self.changed()
+        if self.load is not None and self.load.alive:
+            self.load.set_rate(self.rate)
 
     # ---- sampling --------------------------------------------------------------------------
     def sample(self, pool: PoolLike | None = None, *, final: bool = False) -> dict[str, Any] | None:
-        """Read the pool's stats and events once; the timeline and counters come from here.
+        """Read the pool's stats and events once and follow them: plan, auto flag, state, counters.
 
-        final: the pool was just closed; if it cannot report any more, keep the last counters quietly.
+        final: the pool is being stopped by this widget; a failing read then changes nothing.
         """
         pool = pool if pool is not None else self.pool
         if pool is None:
@@ -235,21 +259,62 @@ class ServeController:
             stats = pool.stats()
             events = list(pool.events())
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
-            if not final:
-                self.error = f"cannot read pool stats: {_first_line(exc)}"
-                self.changed()
+            if not final and pool is self.pool:
+                self._stopped_elsewhere(
+                    f"The pool stopped outside this Lab (sidebar Stop, another client, or it exited): "
+                    f"{_first_line(exc)}"
+                )
             return None
         now = self.clock()
         row: dict[str, float | None] = {"time": now}
-        for name in ("p50_ms", "p99_ms", "throughput_rps", "queue_depth", "estimated_batch", *COUNTERS):
+        for name in ("p50_ms", "p99_ms", "queue_depth", "estimated_batch", *COUNTERS):
             value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
             row[name] = None if value is None else stat(stats, name)
         with self._lock:
+            row["throughput_rps"] = self._throughput(now, row["served"])
             self.samples.append(row)
             self.events = [e for e in events if _event_time(e) >= now - self.window_s]
             self.counters = {name: int(stat(stats, name)) for name in COUNTERS}
+        if not final:
+            self._follow(stats)
         self.changed()
         return row
+
+    def _throughput(self, now: float, served: float | None) -> float | None:
+        """Requests per second from the served counter over the last ~2 s (no ramp from a fixed window)."""
+        if served is None:
+            return None
+        for old in self.samples:
+            if now - old["time"] <= _THROUGHPUT_SPAN_S and old.get("served") is not None:
+                span = now - old["time"]
+                return max(0.0, (served - old["served"]) / span) if span > 0 else None
+        return None
+
+    def _follow(self, stats: Any) -> None:
+        """Take the pool's word for plan, auto and state: Auto, the sidebar or a notebook may change them."""
+        from packrat_lab.plan import Plan
+
+        state = str(stats.get("state", "serving") if isinstance(stats, dict) else getattr(stats, "state", ""))
+        if state.lower() in _GONE:
+            self._stopped_elsewhere("The pool was stopped outside this Lab (sidebar Stop or another client).")
+            return
+        text = stats.get("plan") if isinstance(stats, dict) else None
+        moved = isinstance(text, str) and self.plan is not None and text != self.plan.text
+        if moved and isinstance(text, str) and self.state is not ServeState.RECONFIGURING:
+            try:
+                self.plan = Plan.parse(text)
+            except ValueError:
+                return
+            why = "Auto" if self.auto else "another client (sidebar or notebook)"
+            self.note = f"{why} switched the pool to {text}."
+        auto = stats.get("auto") if isinstance(stats, dict) else None
+        if isinstance(auto, bool) and auto != self.auto and self.state is not ServeState.RECONFIGURING:
+            self.auto = auto
+            self.note = (
+                "Auto was turned on elsewhere."
+                if auto
+                else "Auto was paused elsewhere (a manual switch beats Auto)."
+            )
 
     def _sample_loop(self, interval_s: float) -> None:
         while not self._stop_sampling.wait(interval_s):
@@ -276,6 +341,8 @@ class ServeController:
         if self.error and self.state is not ServeState.RUNNING:
             return f"<span style='color:#b00020'>{self.error}</span>"
         note = f" <span style='color:#b00020'>{self.error}</span>" if self.error else ""
+        if self.note:
+            note += f" <span class='packrat-note' style='color:#8a5a00'>{self.note}</span>"
         if self.state is ServeState.STOPPED and (self.samples or self.counters["served"]):
             c = self.counters
             return (
@@ -292,9 +359,21 @@ class ServeController:
             )
         if self.state is ServeState.STOPPING:
             return "Draining and stopping the pool…"
-        load = f"sending {self.rate:g} req/s" if self.load_running else "no load (press Send load)"
+        load = "no load (press Send load)"
+        if self.load is not None and getattr(self.load, "died", False):
+            load = f"<span style='color:#b00020'>the load process stopped: {self.load.error or 'it exited'}</span>"
+        elif self.load_running and self.load is not None:
+            sent = self.load.counts()
+            load = (
+                f"asked {self.rate:g} req/s, load process sent {int(sent['released']):,} "
+                f"({sent['achieved_rps']:.1f} req/s)"
+            )
         auto = ", auto-reconfiguration on" if self.auto else ""
-        return f"Serving{plan}; {load}{auto}." + note
+        where = ""
+        url, pid = getattr(self.pool, "url", None), getattr(self.pool, "pid", None)
+        if url:
+            where = f" at <code>{url}</code>" + (f" (server pid {pid})" if pid else "")
+        return f"Serving{plan}{where}; {load}{auto}." + note
 
 
 def _event_time(event: Any) -> float:

@@ -1,11 +1,11 @@
-"""Step 3 of the Lab: serve a plan in a background pool, drive it with load, switch plans live."""
+"""Step 3 of the Lab: serve a plan from its own server process, drive it with load, switch plans live."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from packrat_lab.ui._util import column, row
+from packrat_lab.ui._util import Throttle, column, row
 from packrat_lab.ui.serve_controller import ServeController, ServeState
 
 if TYPE_CHECKING:
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["ServeStep"]
 
 _PLAN_HINT = "e.g. 2x1x4 = i×t×b"
+_REDRAW_S = 0.5  # at most two timeline redraws a second, whatever the sampling rate
 
 
 class ServeStep:
@@ -26,6 +27,7 @@ class ServeStep:
         model: Callable[[], Any],
         known_plans: Callable[[], dict[str, Plan]],
         profile: Callable[[], Any] = lambda: None,
+        chosen: Callable[[], Plan | None] = lambda: None,
     ) -> None:
         import ipywidgets as widgets
 
@@ -35,6 +37,10 @@ class ServeStep:
         self._model = model
         self._known_plans = known_plans
         self._profile = profile
+        self._chosen = chosen
+        self._offered: str | None = None  # the Plan step's choice last copied into the Plan box
+        self._drawn: tuple[int, float | None] | None = None  # (markers, t0) the figure was built for
+        self.redraw = Throttle(self.draw, _REDRAW_S)
         self.plan = widgets.Combobox(
             description="Plan", placeholder=_PLAN_HINT, ensure_option=False
         ).add_class("packrat-plan-box")
@@ -61,6 +67,7 @@ class ServeStep:
             layout=widgets.Layout(width="auto"),
         )
         self.counters = widgets.HTML()
+        self.will_serve = widgets.HTML().add_class("packrat-will-serve")
         self.message = widgets.HTML().add_class("packrat-status")
         self.figure = new_widget(height=560).add_class("packrat-figure-timeline")
         for control in (self.plan, self.rate, self.target):
@@ -80,6 +87,7 @@ class ServeStep:
         self.widget = column(
             [
                 row([self.plan, self.start, self.stop]),
+                self.will_serve,
                 row([self.rate, self.poisson, self.load]),
                 row([self.target, self.apply, self.auto]),
                 self.counters,
@@ -91,14 +99,32 @@ class ServeStep:
 
     # ---- plan text <-> Plan --------------------------------------------------------------
     def refresh_plans(self) -> None:
-        """Offer the Plan step's plans (by text) in both plan boxes."""
+        """Offer the Plan step's plans in both boxes; the plan chosen in Plan fills the Plan box (Serve follows Plan)."""
         known = self._known_plans()
         options = list(dict.fromkeys(plan.text for plan in known.values()))
         self.plan.options = options
         self.target.options = options
-        if known and not self.plan.value:
+        chosen = self._chosen()
+        idle = self.controller.state in (ServeState.STOPPED, ServeState.FAILED)
+        if chosen is not None and chosen.text != self._offered and idle:
+            self._offered = chosen.text
+            self.plan.value = chosen.text
+        elif known and not self.plan.value:
             self.plan.value = next(iter(known.values())).text
         self.render()
+
+    def _plan_label(self, text: str) -> str:
+        """'packrat ⟨2,1,4⟩ (2x1x4), expected 3.1 ms' for a plan the Plan step knows, else the parsed plan."""
+        try:
+            plan = self._resolve(text)
+        except ValueError:
+            return f"<span style='color:#b00020'>{text!r} is not a plan; {_PLAN_HINT}</span>"
+        name = next((n for n, p in self._known_plans().items() if p.text == plan.text), None)
+        expected = (
+            f", expected {plan.expected_latency_ms:.2f} ms per batch" if plan.expected_latency_ms else ""
+        )
+        origin = f"{name} plan from step 2" if name else "typed plan"
+        return f"{origin}: {plan} ({plan.text}){expected}"
 
     def _resolve(self, text: str) -> Plan:
         """A known plan with this text (keeps its expected latency), else the parsed text."""
@@ -161,37 +187,65 @@ class ServeStep:
             if others:  # suggest a switch: the first other plan the Plan step knows
                 self.target.value = others[0]
         self.apply.disabled = c.state is not ServeState.RUNNING or not self._valid(self.target.value or "")
+        if self.auto.value != c.auto:
+            self.auto.value = c.auto  # the pool's word: Auto may be paused by a manual switch anywhere
+        text = (self.plan.value or "").strip()
+        verb = "Serving" if c.running else "Start pool will serve"
+        self.will_serve.value = (
+            f"<span style='color:#555;font-size:12px'>{verb} {self._plan_label(text)}</span>" if text else ""
+        )
         self.counters.value = self._counters_html()
         self.message.value = c.status()
-        self.draw()
+        self.redraw()
 
     def _counters_html(self) -> str:
         c = self.controller.counters
+        last = self.controller.samples[-1] if self.controller.samples else {}
+
+        def ms(value: float | None) -> str:
+            return "—" if value is None else f"{value:.1f}"
+
+        rate = last.get("throughput_rps")
         cells = [
-            ("served", c["served"], "#009E73"),
-            ("failed", c["failed"], "#D55E00"),
-            ("lost", c["lost"], "#D55E00"),
-            ("in flight", c["in_flight"], "#0072B2"),
+            ("served", f"{c['served']:,}", "#009E73" if c["served"] else "#333"),
+            ("failed", f"{c['failed']:,}", "#D55E00" if c["failed"] else "#333"),
+            ("lost", f"{c['lost']:,}", "#D55E00" if c["lost"] else "#333"),
+            ("in flight", f"{c['in_flight']:,}", "#0072B2" if c["in_flight"] else "#333"),
+            ("pool p50 ms", ms(last.get("p50_ms")), "#333"),
+            ("pool p99 ms", ms(last.get("p99_ms")), "#333"),
+            ("served req/s", "—" if rate is None else f"{rate:.1f}", "#333"),
         ]
         spans = "".join(
             f"<span class='packrat-counter' style='display:inline-block;min-width:96px;margin-right:12px'>"
-            f"<span class='packrat-count packrat-count-{label.replace(' ', '-')}' "
-            f"style='font-size:20px;font-weight:600;color:{colour if value else '#333'}'>{value:,}</span>"
+            f"<span class='packrat-count packrat-count-{label.replace(' ', '-').replace('/', '-')}' "
+            f"style='font-size:20px;font-weight:600;color:{colour}'>{value}</span>"
             f"<br><span style='color:#666;font-size:11px;text-transform:uppercase'>{label}</span></span>"
             for label, value, colour in cells
         )
         return f"<div style='padding:4px 0'>{spans}</div>"
 
     def draw(self) -> None:
-        """Redraw the timeline from the bounded window of samples."""
+        """Update the timeline: new points go into the existing traces; a full rebuild only when markers change."""
         from packrat_lab.plots import plot_timeline, timeline_info
         from packrat_lab.ui.figures import empty_figure, show_figure
 
         samples, events = self.controller.window()
         if not samples:
-            show_figure(
-                self.figure, empty_figure("The live timeline appears here once a pool runs", height=560)
-            )
+            if self._drawn != (-1, None):
+                self._drawn = (-1, None)
+                show_figure(
+                    self.figure, empty_figure("The live timeline appears here once a pool runs", height=560)
+                )
             return
-        info = timeline_info(samples, events, window_s=self.controller.window_s)
-        show_figure(self.figure, plot_timeline(info))
+        t0 = self.controller.started
+        info = timeline_info(samples, events, window_s=self.controller.window_s, t0=t0)
+        shape = (len(info.markers), t0)
+        if self._drawn != shape:
+            self._drawn = shape
+            show_figure(self.figure, plot_timeline(info))
+            return
+        series = (info.p50_ms, info.p99_ms, info.throughput, info.queue_depth, info.estimated_batch)
+        x = list(info.time)
+        with self.figure.batch_update():
+            for trace, ys in zip(self.figure.data, series, strict=False):
+                trace.x, trace.y = x, list(ys)

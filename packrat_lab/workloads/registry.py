@@ -14,6 +14,7 @@ __all__ = ["get_workload", "zoo_names", "zoo_workload"]
 _IMPORT_STRING = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _SCRIPT_SUFFIXES = (".pt", ".pth")
 _EXPORT_SUFFIX = ".pt2"
+RECIPE_SUFFIX = ".workload.json"  # a saved Workload.to_dict(): how the Lab hands any model to `serve`
 
 
 def zoo_names() -> list[str]:
@@ -22,10 +23,11 @@ def zoo_names() -> list[str]:
 
 
 def _unknown(model: object) -> str:
+    """Works at the shell and in Python alike: names what is valid, no Python call in it."""
     return (
         f"unknown model {model!r}; valid: {', '.join(zoo_names())}, a torch.export file (*.pt2), "
-        "a Hugging Face model directory, a TorchScript file (*.pt), "
-        "'module:function', or an nn.Module with example_input= (example: get_workload('resnet50'))"
+        "a Hugging Face model directory, a TorchScript file (*.pt with its sample shape), "
+        "'module:function', or (in Python) an nn.Module with example_input="
     )
 
 
@@ -48,6 +50,8 @@ def _from_string(model: str, options: dict[str, Any]) -> Workload:
 
     if model in ZOO:
         return zoo_workload(model, **options)
+    if model.endswith(RECIPE_SUFFIX) and not options:
+        return _from_recipe(model)
     if _IMPORT_STRING.match(model) and not os.path.exists(model):
         return user.import_workload(model, **options)
     if model.endswith(_EXPORT_SUFFIX):
@@ -57,6 +61,21 @@ def _from_string(model: str, options: dict[str, Any]) -> Workload:
     if model.endswith(_SCRIPT_SUFFIXES) or os.path.isfile(model):
         return user.torchscript_file_workload(model, **options)
     raise ValueError(_unknown(model))
+
+
+def _from_recipe(path: str) -> Workload:
+    """A workload from a `*.workload.json` file (Workload.to_dict()), e.g. written by the Lab."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Workload(str(data["name"]), WorkloadSpec.from_dict(data["spec"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = (
+            f"cannot read workload recipe {path!r} ({type(exc).__name__}: {exc}); example: mlp.workload.json"
+        )
+        raise ValueError(msg) from exc
 
 
 def get_workload(model: Any, *, torchscript: bool = False, **options: Any) -> Workload:

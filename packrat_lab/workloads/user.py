@@ -189,7 +189,10 @@ def torchscript_file_workload(
     elif sample_shape is not None:
         shape = tuple(int(d) for d in sample_shape)
     else:
-        msg = f"TorchScript file {path.name!r} needs example_input= or sample_shape= to know its input; example: {example}"
+        msg = (
+            f"TorchScript file {path.name!r} needs its input shape: --sample-shape 3,224,224 on the command "
+            f"line, sample_shape= or example_input= in Python; example: {example}"
+        )
         raise ValueError(msg)
     if dtype not in ("float32", "int64"):
         msg = f"dtype must be 'float32' or 'int64', got {dtype!r}; example: dtype='int64' for token ids"

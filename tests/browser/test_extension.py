@@ -109,7 +109,10 @@ def test_sidebar_controls_a_pool_started_by_a_notebook(
     expect(named).to_have_count(1, timeout=30_000)
     pool_id = named.get_attribute("data-pool-id")
     card = panel.locator(f'.jp-PackratPool[data-pool-id="{pool_id}"]')
-    expect(card.locator(".jp-PackratPool-model")).to_have_text(f"mlp · {POOL_NAME}")
+    # grouped under this server's kernels, titled by model, name and owning notebook (issue 9 #5)
+    expect(card.locator(".jp-PackratPool-model")).to_have_text(f"mlp · {POOL_NAME} · {NOTEBOOK}")
+    expect(panel.locator(".jp-PackratPanel-kernels .jp-PackratPool")).to_have_count(1)
+    expect(card.locator(".jp-PackratPool-owner")).to_contain_text(f"notebook {NOTEBOOK} (kernel pid")
     expect(card.locator(".jp-PackratPool-plan")).to_have_text("⟨2,1,4⟩")
     expect(card.locator(".jp-PackratPool-state")).to_have_text("serving")
     expect(card.locator(".jp-PackratPool-core")).to_have_count(

@@ -8,6 +8,7 @@ extension forwards without starting worker processes.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class StandInPool:
 
     plan: str = "2x1x4"
     state: str = "serving"
+    auto: bool = False
     calls: list[tuple[str, str, str | None, Any]] = field(default_factory=list)
     url: str = ""
 
@@ -76,6 +78,7 @@ def _handler(pool: StandInPool) -> type[BaseHTTPRequestHandler]:
                         "p50_ms": 4.5,
                         "p99_ms": 9.25,
                         "usable_cores": 4,
+                        "auto": pool.auto,
                         "token": "leak",
                     },
                 )
@@ -89,6 +92,9 @@ def _handler(pool: StandInPool) -> type[BaseHTTPRequestHandler]:
             if self.path == "/packrat/plan":
                 pool.plan = body["plan"] if "plan" in body else f"{body['batch'] // 4}x1x4"
                 self._send(200, {"plan": Plan.parse(pool.plan).to_dict(), "state": "serving"})
+            elif self.path == "/packrat/auto":
+                pool.auto = bool(body["auto"])
+                self._send(200, {"auto": pool.auto})
             else:
                 self._send(404, {"message": "no route"})
 
@@ -178,6 +184,34 @@ async def test_switch_plan_forwards_with_the_pools_token(jp_fetch: Any, stand_in
     assert response.code == 200 and stand_in.plan == "2x1x4"
     method, _, _, body = stand_in.calls[-1]
     assert (method, body) == ("PUT", {"batch": 8})
+
+
+async def test_a_sidebar_switch_pauses_auto_first(jp_fetch: Any, stand_in: StandInPool) -> None:
+    """Regression (issue 9 #4): Auto silently undid a manual sidebar switch within 5 s."""
+    stand_in.auto = True
+    response = await jp_fetch(
+        "packrat-lab", "pools", _pool_id(), "plan", method="POST", body=json.dumps({"plan": "1x2x8"})
+    )
+    assert json.loads(response.body)["auto_paused"] is True
+    puts = [(path, body) for method, path, _, body in stand_in.calls if method == "PUT"]
+    assert puts == [("/packrat/auto", {"auto": False}), ("/packrat/plan", {"plan": "1x2x8"})]
+    assert stand_in.auto is False and stand_in.plan == "1x2x8"
+
+
+async def test_pools_name_their_owner(jp_fetch: Any, stand_in: StandInPool) -> None:
+    (pool,) = json.loads((await jp_fetch("packrat-lab", "pools")).body)["pools"]
+    owner = pool["owner"]
+    assert owner["group"] == "other"  # registered by this test process, not by one of the server's kernels
+    assert owner["pid"] == os.getpid() and f"(pid {os.getpid()})" in owner["label"]
+
+
+def test_owner_of_a_kernel_child_names_the_notebook() -> None:
+    from packrat_lab.jupyter_server.owners import owner_view, parent_chain
+
+    assert parent_chain(os.getpid())[:2] == [os.getpid(), os.getppid()]
+    owner = owner_view(os.getpid(), {os.getppid(): "abcdef123456"}, {"abcdef123456": "work/02.ipynb"})
+    assert owner["group"] == "kernel" and owner["notebook"] == "work/02.ipynb"
+    assert owner["label"] == f"notebook work/02.ipynb (kernel pid {os.getppid()}, server pid {os.getpid()})"
 
 
 @pytest.mark.parametrize(
