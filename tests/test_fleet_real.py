@@ -11,6 +11,7 @@ import torch
 
 from packrat_lab.fleet import Fleet
 from packrat_lab.host import usable_core_count
+from packrat_lab.plan import Plan
 from packrat_lab.workloads.base import Workload
 from packrat_lab.workloads.registry import get_workload
 
@@ -109,3 +110,26 @@ def test_cores_move_between_real_models_under_load() -> None:
     assert set(after["mlp"]).isdisjoint(after["cnn"])
     check_answers(answers)
     assert stats["mlp"]["lost"] == 0 and stats["cnn"]["lost"] == 0
+
+
+@pytest.mark.skipif(
+    usable_core_count() < 2, reason="a co-run needs a core for the model and one for the others"
+)
+def test_corun_profile_measures_inside_the_share_while_another_model_serves() -> None:
+    from packrat_lab.fleet.corun import corun_profile
+    from packrat_lab.host import detect_host
+    from packrat_lab.serving.pool import Pool
+
+    first, second = detect_host().primary_cpus[:2]
+    other = Pool(CNN, Plan.parse("1x1x2").with_cores([(second,)]), announce=False, warmup=1)
+    try:
+        prof = corun_profile(
+            MLP, (first,), [(other, 30.0)], batches=(1, 2), interference=0.4, point_time_s=0.5
+        )
+        served = other.stats()["served"]
+    finally:
+        other.close()
+    assert sorted((m.threads, m.batch) for m in prof.measurements) == [(1, 1), (1, 2)]
+    assert all(m.meta["corun"] and m.meta["interference"] == 0.4 for m in prof.measurements)
+    assert all(m.median > 0 for m in prof.measurements)
+    assert served > 0  # the other model really served while the points were measured

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
 
 from packrat_lab.fleet.selection import Selection
 
@@ -50,6 +49,11 @@ def parse_model_specs(specs: Sequence[str]) -> FleetConfig:
 
 def load_fleet_toml(path: str | Path) -> FleetConfig:
     """[models.NAME] model/plan/profile tables, [groups.NAME] members/policy/slo_ms/seed, [fleet] options."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        msg = "reading a fleet file needs Python 3.11+ (tomllib); on 3.10 use --model NAME=MODEL:PLAN options"
+        raise ValueError(msg) from None
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
