@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from packrat_lab.fleet.selection import Selection
 
 __all__ = ["FleetConfig", "load_fleet_toml", "parse_model_specs"]
