@@ -244,3 +244,19 @@ def test_a_fleet_whose_pool_fails_to_start_leaves_nothing_running() -> None:
             policy=policy,
         )
     assert world.alive() == []
+
+
+def test_many_concurrent_ensemble_batches_do_not_starve_their_members(world: FakeWorld) -> None:
+    models = {"a": ("mlp", "1x1x4"), "b": ("mlp", "1x1x4"), "ens": Selection(("a", "b"), policy="ensemble")}
+    with fleet_of(world, models) as fleet:
+        x = rows(2)
+        outs: list[torch.Tensor] = []
+        threads = [
+            threading.Thread(target=lambda: outs.append(fleet.infer("ens", x, timeout=20))) for _ in range(48)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(outs) == 48
+        assert all(torch.allclose(o, fake_model(x)) for o in outs)

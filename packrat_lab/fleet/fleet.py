@@ -5,7 +5,9 @@ Threads: callers (`infer`, `submit`, `ask`, HTTP handlers) go straight to a mode
 phases: models whose new share lies inside their old one switch first (each pool's active-passive
 switch settles once its old workers are gone), then the models that grow onto the freed cores. So
 no core is ever held by two models, and every switch is the pool's own: nothing is lost.
-Ensemble requests are gathered on the fleet's `packrat-fleet` executor.
+Ensemble requests are gathered on the fleet's `packrat-fleet` executor; members' blocking
+`infer` calls run on a separate `packrat-fleet-member` executor, so a gather never waits on work
+queued behind gathers.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ class Fleet:
                 self._add_group(name, spec, plans)
         self._shares: Shares = share_host({n: p.total_threads for n, (_, p) in plans.items()}, self.host)
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="packrat-fleet")
+        # members' blocking infer calls: never on `_executor`, whose gathers wait on them
+        self._member_executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="packrat-fleet-member")
         self.auto_policy: Any = None
         self._auto_stop = threading.Event()
         self._auto_thread: threading.Thread | None = None
@@ -169,6 +173,7 @@ class Fleet:
             list(ex.map(lambda p: p.close(), list(self.pools.values())))
         if hasattr(self, "_executor"):
             self._executor.shutdown(wait=True)
+            self._member_executor.shutdown(wait=True)
         self.events_log.record("closed", "", models=sorted(self.pools))
         if getattr(self, "_announcement", None) is not None:
             self._announcement.close()
@@ -273,7 +278,7 @@ class Fleet:
     def _run_member(self, member: str, x: torch.Tensor, *, batched: bool) -> Future[torch.Tensor]:
         pool = self.pools[member]
         if batched:
-            return self._executor.submit(pool.infer, x)
+            return self._member_executor.submit(pool.infer, x)
         return pool.submit(x)
 
     def _gather(
