@@ -326,7 +326,7 @@ class Fleet:
                 msg = "fleet is closed; start a new Fleet to serve new plans"
                 raise PoolClosedError(msg)
             # every plan checked at its pool's door (settings, batch bound) before any model switches
-            targets = {name: self.pool(name)._checked(plan) for name, plan in plans.items()}
+            targets = {name: self.pool(name).check_plan(plan) for name, plan in plans.items()}
             needs = {
                 n: (targets[n].total_threads if n in targets else len(self._shares[n])) for n in self.pools
             }

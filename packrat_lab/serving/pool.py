@@ -147,7 +147,7 @@ class Pool:
         self.policy = policy or FailurePolicy()
         self._settings = _known_settings(profile, settings)
         self._max_instance_batch = max_instance_batch or _profile_max_batch(profile) or 4096
-        placed = place(self._checked(plan))
+        placed = place(self.check_plan(plan))
         self._prefix = new_prefix()
         self._channels = channels or process_channels(multiprocessing.get_context("spawn"))
         self._events = EventLog()
@@ -341,7 +341,8 @@ class Pool:
     def _check(self, tensor: Any, *, batched: bool) -> None:
         check_input(tensor, tuple(self.workload.sample_shape), self.workload.dtype, batched=batched)
 
-    def _checked(self, plan: Plan | str) -> Plan:
+    def check_plan(self, plan: Plan | str) -> Plan:
+        """`plan` as this pool would serve it (settings by name, batch bound); ValueError otherwise."""
         return check_plan(plan, self._settings, self._max_instance_batch)
 
     def _dispatch(self, batch: torch.Tensor) -> Future[torch.Tensor]:
@@ -373,7 +374,7 @@ class Pool:
         return job
 
     def _request_switch(self, plan: Plan | str, *, source: str) -> Future[Plan]:
-        target = self._checked(plan)
+        target = self.check_plan(plan)
         try:
             placed = place(target)
         except InfeasiblePlanError as exc:

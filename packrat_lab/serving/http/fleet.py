@@ -45,10 +45,10 @@ from packrat_lab.serving.http.management import (
     PlanHandler,
     StatsHandler,
     StopHandler,
-    _TokenHandler,
+    TokenHandler,
 )
 from packrat_lab.serving.http.protocol import InferRequest
-from packrat_lab.serving.http.service import READY_STATES, PoolService, _event_dict, jsonable, state_text
+from packrat_lab.serving.http.service import READY_STATES, PoolService, event_dict, jsonable, state_text
 
 if TYPE_CHECKING:
     from packrat_lab.fleet.fleet import Fleet
@@ -307,7 +307,7 @@ class FleetService:
         }
 
     def events(self) -> list[dict[str, Any]]:
-        return [_event_dict(e) for e in self.fleet.events()]
+        return [event_dict(e) for e in self.fleet.events()]
 
     def feedback(self, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
         if model not in self.fleet.groups:
@@ -444,7 +444,7 @@ class _FleetPlans(PlanHandler):
         self.send_json(result)
 
 
-class _FleetSummaryPlan(_TokenHandler):
+class _FleetSummaryPlan(TokenHandler):
     """The one-pool plan route on a fleet (what the sidebar reads); switching goes to /packrat/fleet."""
 
     route = "plan"
@@ -482,7 +482,7 @@ class _FleetEvents(BaseHandler):
         self.send_json({"events": await self.admin(self.service.events)})
 
 
-class _Feedback(_TokenHandler):
+class _Feedback(TokenHandler):
     """Open like inference (rewards are data, not management); only the body is checked."""
 
     route = "feedback"

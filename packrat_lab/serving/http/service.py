@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from packrat_lab.plan import Plan
     from packrat_lab.settings import RuntimeSetting
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PoolService", "ServerStopping", "jsonable", "state_text"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PoolService", "ServerStopping", "event_dict", "jsonable", "state_text"]
 
 INPUT_NAME = "INPUT"
 OUTPUT_NAME = "OUTPUT"
@@ -79,7 +79,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _event_dict(event: Any) -> dict[str, Any]:
+def event_dict(event: Any) -> dict[str, Any]:
     """One pool Event(time, kind, plan, detail) as JSON, the plan in its text form."""
     from packrat_lab.plan import Plan
 
@@ -405,7 +405,7 @@ class PoolService:
 
     def events(self) -> list[dict[str, Any]]:
         """The pool's timeline as JSON."""
-        return [_event_dict(e) for e in self.pool.events()]
+        return [event_dict(e) for e in self.pool.events()]
 
     def metrics_text(self) -> bytes:
         """The whole Prometheus exposition (server and pool metrics)."""
