@@ -49,12 +49,13 @@ def paired(trees: dict[str, Path], args: list[str], rounds: int) -> list[dict[st
     return out
 
 
-def summary(runs: list[dict[str, dict[str, Any]]], key: Any) -> tuple[float, float, float]:
-    """Median base, median new, median of per-round new/base for one figure."""
+def summary(runs: list[dict[str, dict[str, Any]]], key: Any) -> tuple[float, float, float, str]:
+    """Median base, median new, median of per-round new/base, and the ratios' range, for one figure."""
     base = [key(r["base"]) for r in runs]
     new = [key(r["new"]) for r in runs]
     ratios = [n / b for b, n in zip(base, new, strict=True) if b]
-    return statistics.median(base), statistics.median(new), statistics.median(ratios)
+    spread = f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "—"
+    return statistics.median(base), statistics.median(new), statistics.median(ratios), spread
 
 
 def main() -> None:
@@ -113,7 +114,7 @@ def main() -> None:
     for k in range(len(switch[0]["base"]["switches"])):
         cells = []
         for field in ("duration_s", "gap_ms", "p99_ms"):
-            b, n, _ = summary(switch, lambda r, f=field, k=k: r["switches"][k][f] or 0.0)
+            b, n, _, _ = summary(switch, lambda r, f=field, k=k: r["switches"][k][f] or 0.0)
             cells += [b, n]
         print(
             f"| {k + 1} | {cells[0]:.2f} | {cells[1]:.2f} | {cells[2]:.1f} | {cells[3]:.1f} | {cells[4]:.1f} | {cells[5]:.1f} |"
