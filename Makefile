@@ -29,7 +29,7 @@ demo: $(STAMP)
 demo-headless: $(STAMP)
 	$(BIN)/packrat-lab demo
 
-test: $(STAMP) $(BROWSER_STAMP)
+test: $(STAMP) $(BROWSER_STAMP) lint
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

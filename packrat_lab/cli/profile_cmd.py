@@ -78,7 +78,12 @@ def register(subparsers: Any) -> None:
         default=0.02,
         help="target half-width of the median's 95%% CI (default 0.02)",
     )
-    p.add_argument("--seq-len", type=positive_int, default=None, help="sequence length for bert/gpt2 or a Hugging Face text model")
+    p.add_argument(
+        "--seq-len",
+        type=positive_int,
+        default=None,
+        help="sequence length for bert/gpt2 or a Hugging Face text model",
+    )
     p.add_argument(
         "--torchscript",
         action="store_true",

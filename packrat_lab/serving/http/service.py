@@ -39,7 +39,15 @@ if TYPE_CHECKING:
     from packrat_lab.plan import Plan
     from packrat_lab.settings import RuntimeSetting
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PoolService", "ServerStopping", "event_dict", "jsonable", "state_text"]
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "PoolService",
+    "ServerStopping",
+    "event_dict",
+    "jsonable",
+    "state_text",
+]
 
 INPUT_NAME = "INPUT"
 OUTPUT_NAME = "OUTPUT"
