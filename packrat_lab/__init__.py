@@ -23,6 +23,7 @@ __all__ = [
     "PoolState",
     "Profile",
     "ProfileError",
+    "Rejected",
     "RequestTimeoutError",
     "RuntimeSetting",
     "WorkerFailedError",
@@ -49,6 +50,7 @@ _LAZY = {
     "WorkerFailedError": "packrat_lab.errors",
     "PoolClosedError": "packrat_lab.errors",
     "RequestTimeoutError": "packrat_lab.errors",
+    "Rejected": "packrat_lab.errors",
     "FailurePolicy": "packrat_lab.serving.lifecycle",
     "PoolState": "packrat_lab.serving.lifecycle",
     "Instance": "packrat_lab.plan",
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
         PackratError,
         PoolClosedError,
         ProfileError,
+        Rejected,
         RequestTimeoutError,
         WorkerFailedError,
     )
