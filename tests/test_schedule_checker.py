@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 import torch
@@ -11,7 +12,9 @@ from schedule import check_seeds, random_schedule, run_schedule, shrink
 
 from packrat_lab import FailurePolicy, Pool
 
-FAST_POLICY = FailurePolicy(hang_timeout_s=0.15, tick_s=0.01, backoff_s=0.01, max_backoff_s=0.05, drain_timeout_s=0.3)
+FAST_POLICY = FailurePolicy(
+    hang_timeout_s=0.15, tick_s=0.01, backoff_s=0.01, max_backoff_s=0.05, drain_timeout_s=0.3
+)
 SEEDS = int(os.environ.get("PACKRAT_CHECKER_SEEDS", "200"))
 
 
@@ -58,6 +61,40 @@ def test_random_schedules_keep_every_promise() -> None:
     check_seeds(FakeTarget(), range(SEEDS))
 
 
+def test_random_schedules_with_deadlines_keep_every_promise() -> None:
+    """Deadline'd submits and infers join the mix: a refused or dropped request is named and never ran."""
+    check_seeds(FakeTarget(), range(1000, 1000 + SEEDS // 2), deadlines=True)
+
+
+def test_the_checker_sees_a_dropped_request_that_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted bug (pieces past their window are sent anyway, then reported dropped) must be caught."""
+    from packrat_lab.serving import dispatcher
+
+    real_begin = dispatcher.Job.begin_piece
+
+    def send_then_drop(self: dispatcher.Job, now: float, expect_s: float) -> str:
+        verdict = real_begin(self, now, expect_s)
+        if verdict == "drop":
+            from packrat_lab.errors import DeadlineDropped
+
+            threading.Timer(0.0, self.settle_claimed, [DeadlineDropped("planted")]).start()
+            return "run"  # the bug: sent to the worker all the same
+        return verdict
+
+    monkeypatch.setattr(dispatcher.Job, "begin_piece", send_then_drop)
+    ops = [
+        ("stop", 0),
+        ("infer", 1),  # one row goes to the first worker, which is stopped
+        ("infer_deadline", 1, 30.0),  # admitted (the worker looks free), then stuck past its window
+        ("sleep", 0.1),
+        ("cont", 0),
+        ("sleep", 0.1),
+        ("close",),
+    ]
+    problems = run_schedule(FakeTarget(), ops, seed=5)
+    assert any("DeadlineDropped request" in p and "ran" in p for p in problems), problems
+
+
 def test_the_checker_finds_a_broken_pool_and_shrinks_the_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     """A planted bug (answers off by one) must be caught, named by seed, with a shorter schedule."""
     from packrat_lab.serving import dispatcher
@@ -68,7 +105,9 @@ def test_the_checker_finds_a_broken_pool_and_shrinks_the_schedule(monkeypatch: p
         return real_fill(self, start, rows + 1)
 
     monkeypatch.setattr(dispatcher.Job, "fill", off_by_one)
-    with pytest.raises(AssertionError, match=r"(?s)seed 3 failed: .*differs from the oracle.*shrunk schedule \(2 ops\)"):
+    with pytest.raises(
+        AssertionError, match=r"(?s)seed 3 failed: .*differs from the oracle.*shrunk schedule \(2 ops\)"
+    ):
         check_seeds(FakeTarget(), [3])
 
 
