@@ -78,7 +78,7 @@ def refusal(predicted_ms: float, deadline_ms: float, rows: int) -> Rejected | No
         else f"predicted {predicted_ms:.1f} ms"
     )
     return Rejected(
-        f"refused a {rows}-row request: {said}, over its {deadline_ms:g} ms deadline; retry later or allow more time",
+        f"refused a {rows}-row request: {said}, over its {deadline_ms:.3g} ms deadline; retry later or allow more time",
         predicted_ms=None if math.isinf(predicted_ms) else predicted_ms,
         deadline_ms=deadline_ms,
     )

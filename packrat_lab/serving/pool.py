@@ -569,12 +569,11 @@ class Pool:
         key: Any,
     ) -> None:
         outcome = _outcome(future)
+        if outcome == "ok" and key is not None:  # kept before it counts as served
+            self._cache.put(key, future.result())
         latency_ms = self._stats.end(started, outcome, deadline)
-        if outcome == "ok":
-            if predicted is not None:
-                self._prediction_errors.add(predicted, latency_ms)
-            if key is not None:
-                self._cache.put(key, future.result())
+        if outcome == "ok" and predicted is not None:
+            self._prediction_errors.add(predicted, latency_ms)
 
     def _batch_limit(self) -> int:
         """The batcher's max batch: the AIMD controller's B, else the plan's B."""
