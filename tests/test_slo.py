@@ -82,6 +82,20 @@ def test_prediction_error_window() -> None:
     assert window.percentiles() == (2.0, 20.0)
 
 
+def test_the_admission_margin_is_the_tail_of_underestimates() -> None:
+    now = [0.0]
+    window = ErrorWindow(quantile=50.0, every=1, window_s=2.0, clock=lambda: now[0])
+    assert window.margin_ms() == 0.0
+    for predicted, actual in [(10, 5), (10, 14), (10, 30)]:  # over by 5, under by 4 and 20
+        window.add(predicted, actual)
+    assert window.margin_ms() == 4.0  # median of (0, 4, 20): overestimates count as 0
+    now[0] = 3.0
+    assert window.margin_ms() == 0.0  # nothing recent (everything was refused): no margin
+    assert refusal(30.0, 40.0, 1, margin_ms=4.0) is None
+    refused = refusal(37.0, 40.0, 1, margin_ms=4.0)
+    assert refused is not None and "+4.0 ms margin" in str(refused)
+
+
 # -- admission ------------------------------------------------------------------------------------
 
 

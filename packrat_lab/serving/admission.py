@@ -49,13 +49,21 @@ def predict_infer_ms(slots: Sequence[SlotLoad], rows: int) -> float:
 
 
 def predict_submit_ms(
-    slots: Sequence[SlotLoad], *, ahead: int, max_batch: int, max_delay_ms: float, oldest_age_ms: float
+    slots: Sequence[SlotLoad],
+    *,
+    ahead: int,
+    max_batch: int,
+    max_delay_ms: float,
+    oldest_age_ms: float,
+    cycle_ms: Callable[[int], float] | None = None,
 ) -> float:
     """Completion time of one `submit`ted sample arriving now behind `ahead` queued samples.
 
     The batcher sends one batch at a time: the sample waits for the workers to be free, the
     full batches ahead of it, then its own batch (and, when that batch is not full and nothing
-    is ahead, for the batcher's queue delay counted from the oldest queued sample).
+    is ahead, for the batcher's queue delay counted from the oldest queued sample). A batch
+    costs the workers' time for it, or the batcher's measured cycle for that size (`cycle_ms`:
+    dispatch to delivery, which adds stacking and answering each sample) when that is longer.
     """
     if not slots:
         return math.inf
@@ -65,18 +73,25 @@ def predict_submit_ms(
     start = max(s.wait_ms for s in slots)
     if full == 0 and own < size:
         start = max(start, max_delay_ms - oldest_age_ms)
-    return start + full * batch_ms(slots, size) + batch_ms(slots, own)
+
+    def cost(rows: int) -> float:
+        work = batch_ms(slots, rows)
+        return max(work, cycle_ms(rows)) if cycle_ms is not None else work
+
+    return start + full * cost(size) + cost(own)
 
 
-def refusal(predicted_ms: float, deadline_ms: float, rows: int) -> Rejected | None:
-    """The Rejected error for a request predicted to miss its deadline, or None to admit it."""
-    if predicted_ms <= deadline_ms:
+def refusal(predicted_ms: float, deadline_ms: float, rows: int, margin_ms: float = 0.0) -> Rejected | None:
+    """The Rejected error for a request predicted (plus the error margin) to miss its deadline, or None to admit it."""
+    if predicted_ms + margin_ms <= deadline_ms:
         return None
     said = (
         "no serving worker can take it now"
         if math.isinf(predicted_ms)
         else f"predicted {predicted_ms:.1f} ms"
     )
+    if margin_ms > 0 and not math.isinf(predicted_ms):
+        said += f" (+{margin_ms:.1f} ms margin for prediction error)"
     return Rejected(
         f"refused a {rows}-row request: {said}, over its {deadline_ms:.3g} ms deadline; retry later or allow more time",
         predicted_ms=None if math.isinf(predicted_ms) else predicted_ms,

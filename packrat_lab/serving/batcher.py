@@ -46,10 +46,12 @@ class DynamicBatcher:
     (and the estimator sees the queue). `max_batch` is a callable so a plan switch changes B live.
     A request's future is marked running when its batch is taken: one cancelled before that is
     skipped (never run), and one cannot be cancelled after it, so delivery never meets a
-    cancelled future. A request whose deadline passed while queued is dropped (DeadlineDropped,
-    never run); a batch of requests that all have deadlines is dispatched with the latest one,
-    so the workers drop it too if it cannot start in time. `on_batch(rows, ms)` sees each
-    answered batch (AIMD). Futures are settled with no lock held.
+    cancelled future. A queued request that could no longer finish by its deadline even if its
+    batch left now (`expect_ms(rows)`: a batch's expected time from dispatch to delivery) is
+    dropped (DeadlineDropped, never run); a batch of requests that all have deadlines is
+    dispatched with the latest one, so the workers drop it too if it cannot start in time.
+    `on_batch(rows, ms)` sees each delivered batch (AIMD, the cycle time `expect_ms` learns
+    from). Futures are settled with no lock held; `expect_ms` must not take pool locks.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class DynamicBatcher:
         max_in_flight: int = 1,
         clock: Callable[[], float] = time.monotonic,
         on_batch: BatchObserver | None = None,
+        expect_ms: Callable[[int], float] | None = None,
     ) -> None:
         if max_delay_s < 0:
             msg = f"max queue delay must be ≥ 0 s, got {max_delay_s!r}; example: max_queue_delay_ms=5.0"
@@ -71,6 +74,7 @@ class DynamicBatcher:
         self.max_in_flight = max_in_flight
         self._clock = clock
         self._on_batch = on_batch
+        self._expect_ms = expect_ms
         self.dropped = 0
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition()
@@ -134,7 +138,7 @@ class DynamicBatcher:
             while True:
                 if self._closed:
                     return None
-                self._drop_expired(dropped)
+                self._drop_expired(dropped, max(1, self._max_batch()))
                 max_batch = max(1, self._max_batch())
                 oldest = self._queue[0].arrival if self._queue else None
                 now = self._clock()
@@ -162,14 +166,19 @@ class DynamicBatcher:
                         wake = min(wake, first_deadline)
                     self._cond.wait(max(0.0, wake - now))
 
-    def _drop_expired(self, dropped: list[_Request]) -> None:
-        """Move queued requests past their deadline (and not cancelled) to `dropped`; caller holds `_cond`."""
-        now = self._clock()
-        if not any(r.deadline is not None and now > r.deadline for r in self._queue):
+    def _drop_expired(self, dropped: list[_Request], max_batch: int) -> None:
+        """Move queued requests that cannot finish in time (and not cancelled) to `dropped`; caller holds `_cond`."""
+        if not self._queue:
+            return
+        need_s = (
+            self._expect_ms(min(max_batch, len(self._queue))) / 1000.0 if self._expect_ms is not None else 0.0
+        )
+        cutoff = self._clock() + need_s
+        if not any(r.deadline is not None and cutoff > r.deadline for r in self._queue):
             return
         kept: deque[_Request] = deque()
         for request in self._queue:
-            if request.deadline is not None and now > request.deadline:
+            if request.deadline is not None and cutoff > request.deadline:
                 if request.future.set_running_or_notify_cancel():
                     dropped.append(request)
             else:
@@ -208,16 +217,16 @@ class DynamicBatcher:
     def _deliver(self, future: Future[torch.Tensor], *, taken: list[_Request], sent: float) -> None:
         try:
             exc = future.exception()
-            if self._on_batch is not None and exc is None:
-                try:
-                    self._on_batch(len(taken), (self._clock() - sent) * 1000.0)
-                except Exception:  # noqa: BLE001, S110 - an observer's bug must not lose answers
-                    pass
             for row, request in enumerate(taken):
                 if exc is None:
                     request.future.set_result(future.result()[row])
                 else:
                     request.future.set_exception(exc)
+            if self._on_batch is not None and exc is None:  # the whole cycle, delivery included
+                try:
+                    self._on_batch(len(taken), (self._clock() - sent) * 1000.0)
+                except Exception:  # noqa: BLE001, S110 - an observer's bug must not lose answers
+                    pass
         finally:  # whatever happened above, the batcher must not wedge
             with self._cond:
                 self._in_flight -= 1

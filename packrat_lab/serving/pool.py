@@ -12,7 +12,8 @@ Latency SLOs add no thread: admission (`predict_ms`, refusals) runs on the calle
 reads each serving handle's queue and latency model under dispatch_lock → handle lock; drops
 happen where a piece would be sent (handle lock, then job lock) or where the batcher takes a
 batch (its condition lock), and are settled after the lock is released. New locks, each a leaf
-held for a few operations: the prediction cache's, the AIMD controller's, the error window's.
+held for a few operations: the prediction cache's, the AIMD controller's, the error window's,
+and `_cycle_lock` (the batcher's measured batch cycle, read by the batcher under its condition).
 Lock order: dispatch_lock → handle lock → job lock; futures are settled with no lock held, so a
 done-callback may call back into the pool (but `close()` from a callback of this pool's own
 future would wait on itself: don't).
@@ -92,6 +93,7 @@ class PoolStats(TypedDict):
     goodput_rps: float
     prediction_error_p50_ms: float | None
     prediction_error_p99_ms: float | None
+    prediction_margin_ms: float
     predicted_ms: float | None
     batching: str
     aimd_batch: int | None
@@ -230,11 +232,14 @@ class Pool:
             self._aimd = aimd or AIMDBatchSize(
                 target, start=self.plan.total_batch, max_batch=self._max_instance_batch
             )
+        self._cycle = LatencyModel()  # the batcher's dispatch-to-delivery time per batch size
+        self._cycle_lock = threading.Lock()
         self._batcher = DynamicBatcher(
             self._dispatch,
             self._batch_limit,
             max_queue_delay_ms / 1000.0,
-            on_batch=self._observe_batch if self._aimd is not None else None,
+            on_batch=self._observe_batch,
+            expect_ms=self._cycle_ms,
         )
         self.estimator = estimator or BatchSizeEstimator()
         self._policy = (
@@ -305,8 +310,7 @@ class Pool:
         outcome = "failed"
         try:
             if budget_ms is not None:
-                predicted = predict_infer_ms(self._loads(), rows)
-                refused = refusal(predicted, budget_ms, rows)
+                predicted, refused = self._admit(rows, budget_ms, path="infer")
                 if refused is not None:
                     outcome = "rejected"
                     raise refused
@@ -354,8 +358,7 @@ class Pool:
         deadline = None if budget_ms is None else started + budget_ms / 1000.0
         predicted: float | None = None
         if budget_ms is not None and not self._closing:
-            predicted = self._predict_submit_ms()
-            refused = refusal(predicted, budget_ms, 1)
+            predicted, refused = self._admit(1, budget_ms, path="submit")
             if refused is not None:
                 self._stats.end(started, "rejected")
                 future = Future()
@@ -384,8 +387,8 @@ class Pool:
             if rows != 1:
                 msg = f"submit takes one sample, got rows={rows}; example: pool.predict_ms(8, path='infer')"
                 raise ValueError(msg)
-            return self._predict_submit_ms()
-        return predict_infer_ms(self._loads(), rows)
+            return self._predict(1, "submit", self._loads())
+        return self._predict(rows, "infer", self._loads())
 
     def reconfigure(self, plan: Plan | str, *, wait: bool = True) -> Future[Plan]:
         """Switch to `plan` active-passive: start new workers passive, warm them, switch, drain, stop.
@@ -409,7 +412,7 @@ class Pool:
         retiring = [h for h in self._supervisor.live_handles() if h not in handles]
         supervisor = self._supervisor
         error_p50, error_p99 = self._prediction_errors.percentiles()
-        predicted = self._predict_submit_ms() if not self._closing else math.inf
+        predicted = self._predict(1, "submit", self._loads()) if not self._closing else math.inf
         return {
             "name": self.name,
             "state": self.state.value,
@@ -418,6 +421,7 @@ class Pool:
             "slo_ms": self.slo_ms,
             "prediction_error_p50_ms": error_p50,
             "prediction_error_p99_ms": error_p99,
+            "prediction_margin_ms": self._prediction_errors.margin_ms(),
             "predicted_ms": None if math.isinf(predicted) else predicted,
             "batching": self.batching,
             "aimd_batch": None if self._aimd is None else self._aimd.batch,
@@ -548,16 +552,36 @@ class Pool:
             )
             return [SlotLoad(batch, h.wait_ms(now), h.expect_ms) for batch, h in handles]
 
-    def _predict_submit_ms(self) -> float:
-        """Prediction for one sample submitted now (see admission.predict_submit_ms)."""
+    def _admit(self, rows: int, budget_ms: float, *, path: str) -> tuple[float, Rejected | None]:
+        """(prediction, the refusal or None) for a request arriving now.
+
+        The margin for prediction error applies only while work is queued: on an idle pool the
+        prediction is the service time alone, and admitting keeps the latency models fresh (a
+        pool that refused everything on stale numbers would never measure again).
+        """
+        loads = self._loads()
+        predicted = self._predict(rows, path, loads)
+        idle = self._batcher.depth() == 0 and all(load.wait_ms == 0 for load in loads)
+        margin = 0.0 if idle else self._prediction_errors.margin_ms()
+        return predicted, refusal(predicted, budget_ms, rows, margin)
+
+    def _predict(self, rows: int, path: str, loads: list[SlotLoad]) -> float:
+        """Prediction for a request arriving now through `submit` (the batcher) or `infer`."""
+        if path == "infer":
+            return predict_infer_ms(loads, rows)
         ahead, age_ms, max_batch = self._batcher.backlog()
         return predict_submit_ms(
-            self._loads(),
+            loads,
             ahead=ahead,
             max_batch=max_batch,
             max_delay_ms=self._batcher.max_delay_s * 1000.0,
             oldest_age_ms=age_ms,
+            cycle_ms=self._cycle_ms,
         )
+
+    def _cycle_ms(self, rows: int) -> float:
+        with self._cycle_lock:
+            return self._cycle.expect_ms(rows)
 
     def _submitted_done(
         self,
@@ -580,8 +604,11 @@ class Pool:
         return self._aimd.batch if self._aimd is not None else self.plan.total_batch
 
     def _observe_batch(self, rows: int, latency_ms: float) -> None:
-        """AIMD sees each answered batch; the timeline gets its B when it crosses a power of two."""
-        assert self._aimd is not None
+        """Each delivered batch: the cycle model learns; AIMD (if on) steps, and the timeline gets its B at powers of two."""
+        with self._cycle_lock:
+            self._cycle.observe(rows, latency_ms)
+        if self._aimd is None:
+            return
         before = self._aimd.batch
         after = self._aimd.observe(rows, latency_ms)
         if floor_pow2(after) != floor_pow2(before):

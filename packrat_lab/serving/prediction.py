@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -110,19 +111,55 @@ class LatencyModel:
 
 
 class ErrorWindow:
-    """The last `keep` absolute prediction errors in ms, for p50/p99 in stats (thread-safe)."""
+    """The last `keep` prediction errors (actual − predicted, ms) for stats and admission's margin (thread-safe).
 
-    def __init__(self, keep: int = 4096) -> None:
-        self._errors: deque[float] = deque(maxlen=keep)
+    `margin_ms()` is the `quantile` of the underestimates of the last `window_s` seconds (how much
+    later than predicted the slow requests were), recomputed every `every` additions: admission
+    adds it to a prediction, so a noisy host is promised less than a quiet one (Clockwork plans
+    with the tail, not the mean). It falls to 0 once no error is that recent, so a margin that
+    refused everything cannot keep itself alive.
+    """
+
+    def __init__(
+        self,
+        keep: int = 1024,
+        quantile: float = 95.0,
+        every: int = 16,
+        window_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._errors: deque[tuple[float, float]] = deque(maxlen=keep)  # (when, actual − predicted)
+        self._quantile = quantile
+        self._every = every
+        self._window_s = window_s
+        self._clock = clock
+        self._since = 0
+        self._margin = 0.0
         self._lock = threading.Lock()
 
     def add(self, predicted_ms: float, actual_ms: float) -> None:
         """Record one prediction against what happened."""
+        now = self._clock()
         with self._lock:
-            self._errors.append(abs(predicted_ms - actual_ms))
+            self._errors.append((now, actual_ms - predicted_ms))
+            self._since += 1
+            if self._since < self._every:
+                return
+            self._since = 0
+            recent = [max(0.0, e) for t, e in self._errors if now - t <= self._window_s]
+        margin = percentile(recent, self._quantile) or 0.0
+        with self._lock:
+            self._margin = margin
+
+    def margin_ms(self) -> float:
+        """How much to add to a prediction before promising it (0 without recent errors)."""
+        with self._lock:
+            if not self._errors or self._clock() - self._errors[-1][0] > self._window_s:
+                return 0.0
+            return self._margin
 
     def percentiles(self) -> tuple[float | None, float | None]:
         """(p50, p99) of the recorded absolute errors; None when empty."""
         with self._lock:
-            errors = list(self._errors)
+            errors = [abs(e) for _, e in self._errors]
         return percentile(errors, 50), percentile(errors, 99)
