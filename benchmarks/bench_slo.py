@@ -11,7 +11,7 @@ and its capacity is measured first (a flood of requests through the fixed-batch 
 configuration runs every pattern and load in turn on one pool:
 
 - fixed: the plan's B, no auto mode; packrat: auto mode (the estimator's B drives the optimizer);
-  aimd: `batching="aimd"` (the batcher's B follows AIMD toward half the SLO);
+  aimd: `batching="aimd"` (the batcher's B follows AIMD toward a third of the SLO);
 - each without admission (no deadline: every request runs) and with admission (`slo_ms`).
 
 Per run: SLO attainment (answered within the SLO / offered), goodput (answered within the SLO per
@@ -194,7 +194,7 @@ def make_pool(config: str, model: str, plan: Any, profile: Any, slo_ms: float) -
     elif batching == "aimd":
         kwargs["batching"] = "aimd"
         if admission != "admission":  # AIMD still needs its objective; no deadline per request
-            kwargs["aimd"] = AIMDBatchSize(slo_ms / 2, start=plan.total_batch, max_batch=4 * plan.total_batch)
+            kwargs["aimd"] = AIMDBatchSize(slo_ms / 3, start=plan.total_batch, max_batch=max(profile.batches))
     return Pool(model, plan, **kwargs)
 
 

@@ -148,7 +148,7 @@ class Pool:
     no longer finish in time is dropped before it runs (`DeadlineDropped`, a `Rejected`);
     `predict_ms(rows)` is the prediction for a request arriving now, from the work queued on each
     worker and each worker's latency per batch (the profile's L[t][b], corrected online).
-    `batching="aimd"` lets the batcher's max batch follow Clipper's AIMD toward half the SLO (in
+    `batching="aimd"` lets the batcher's max batch follow Clipper's AIMD toward a third of the SLO (in
     auto mode that batch is the B the optimizer plans for); `cache_size=N` keeps the last N
     answers by exact input (Clipper's prediction cache).
     """
@@ -226,9 +226,8 @@ class Pool:
             raise
         self._aimd: AIMDBatchSize | None = None
         if batching == "aimd":
-            target = (
-                self.slo_ms / 2 if self.slo_ms is not None else 0.0
-            )  # a sample may wait one batch, then run in the next
+            # a sample waits out the batch in flight, then runs in the next (2T), and T has a tail: T ≤ SLO/3
+            target = self.slo_ms / 3 if self.slo_ms is not None else 0.0
             self._aimd = aimd or AIMDBatchSize(
                 target, start=self.plan.total_batch, max_batch=self._max_instance_batch
             )
