@@ -330,3 +330,21 @@ def test_bad_slo_arguments_fail_with_an_example() -> None:
         fake_pool(world, batching="aimd")
     with fake_pool(world) as pool, pytest.raises(ValueError, match="deadline_ms must be"):
         pool.submit(rows(1.0)[0], deadline_ms=0)
+
+
+def test_in_auto_mode_the_aimd_batch_is_what_the_optimizer_plans_for() -> None:
+    world = FakeWorld(run_s=0.001)
+    prof = profile_from_latencies("mlp", {(t, b): 1.0 + b / t for t in (1, 2) for b in (1, 2, 4, 8, 16)})
+    aimd = AIMDBatchSize(100.0, start=8)  # as if AIMD had found B = 8 (no traffic: it stays there)
+    with fake_pool(
+        world,
+        "1x1x2",
+        profile=prof,
+        auto=True,
+        batching="aimd",
+        aimd=aimd,
+        auto_hysteresis_s=0.0,
+        auto_min_interval_s=0.0,
+    ) as pool:
+        assert wait_for(lambda: pool.plan.total_batch == 8 and pool.state == "serving", timeout=10)
+        assert any(e.kind == "auto-reconfigure" and e.detail["estimated_batch"] == 8 for e in pool.events())

@@ -59,6 +59,7 @@ EventKind = Literal[
     "auto-off",
     "auto-reconfigure",
     "auto-failed",
+    "aimd-batch",  # AIMD's batch limit crossed a power of two (detail: batch, previous, latency_ms)
     "supervisor-error",
     "closed",
 ]
