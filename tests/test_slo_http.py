@@ -45,6 +45,25 @@ def test_timeout_parameter_refuses_with_429_and_metrics_count_it_apart_from_erro
             assert refused_batch.value.status() == "429"
         finally:
             client.close()
+        grpcclient = pytest.importorskip("tritonclient.grpc")
+        from packrat_lab.serving.grpc import serve_grpc
+
+        grpc_server = serve_grpc(server.service)
+        grpc_client = grpcclient.InferenceServerClient(grpc_server.address)
+        try:
+            grpc_input = grpcclient.InferInput("INPUT", [1, 8], "FP32")
+            grpc_input.set_data_from_numpy(x)
+            answer = grpc_client.infer(name, [grpc_input], timeout=5_000_000)
+            np.testing.assert_array_equal(answer.as_numpy("OUTPUT"), x * 2 + 1)
+            with pytest.raises(grpcclient.InferenceServerException) as refused_grpc:
+                grpc_client.infer(name, [grpc_input], timeout=5_000)
+            assert (
+                "RESOURCE_EXHAUSTED" in str(refused_grpc.value.status())
+                and "predicted" in refused_grpc.value.message()
+            )
+        finally:
+            grpc_client.close()
+            grpc_server.stop()
         status, _, body = call(
             f"{server.url}/v2/models/{urllib.parse.quote(name)}/infer",
             "POST",
@@ -59,8 +78,8 @@ def test_timeout_parameter_refuses_with_429_and_metrics_count_it_apart_from_erro
         stats = pool.stats()
         summary = server.service.summary()
     assert samples['packrat_http_requests_total{code="429",route="infer"}'] == 2
-    assert samples["packrat_pool_rejected_total"] == 2
+    assert samples["packrat_pool_rejected_total"] == 3  # two over HTTP, one over gRPC
     assert samples["packrat_pool_failed_total"] == 0  # a refusal is not a server error
     assert "packrat_pool_slo_attainment" in samples and "packrat_pool_goodput_rps" in samples
-    assert stats["rejected"] == 2 and stats["admitted"] == 1 and stats["failed"] == 0
+    assert stats["rejected"] == 3 and stats["admitted"] == 2 and stats["failed"] == 0
     assert "2 refused" in summary and "1 failed" in summary  # the 400, not the refusals

@@ -340,14 +340,18 @@ class PoolService:
                 raise Rejected(msg, deadline_ms=deadline_ms)
             return left
 
+        def objective() -> dict[str, float]:  # only when given: a pool-like without deadlines still serves
+            left = left_ms()
+            return {} if left is None else {"deadline_ms": left}
+
         if array.shape[0] == 1:
-            future: concurrent.futures.Future[Any] = self.pool.submit(tensor[0], deadline_ms=left_ms())
+            future: concurrent.futures.Future[Any] = self.pool.submit(tensor[0], **objective())
             self.metrics.queue_seconds.observe(time.perf_counter() - arrived)
             return _to_numpy(await self._wait(future))[None, ...]
 
         def run() -> Any:
             self.metrics.queue_seconds.observe(time.perf_counter() - arrived)
-            return self.pool.infer(tensor, deadline_ms=left_ms())
+            return self.pool.infer(tensor, **objective())
 
         return _to_numpy(await self.run_blocking(self.executor, run))
 
