@@ -33,7 +33,9 @@ POINTS = {
 }
 
 
-def _time_batches(model: str, threads: int, batch: int, cores: list[int], runs: int, out: mp.Queue) -> None:
+def _time_batches(
+    model: str, threads: int, batch: int, cores: list[int], runs: int, out: mp.Queue[list[float]]
+) -> None:
     os.sched_setaffinity(0, cores)
     import torch
 
@@ -75,10 +77,10 @@ def measure(model: str, threads: int, batch: int, runs: int, noisy: bool) -> lis
         neighbour = ctx.Process(target=_neighbour, args=((spare or cores)[0],), daemon=True)
         neighbour.start()
     try:
-        queue: mp.Queue = ctx.Queue()
+        queue: mp.Queue[list[float]] = ctx.Queue()
         proc = ctx.Process(target=_time_batches, args=(model, threads, batch, cores, runs, queue))
         proc.start()
-        samples = queue.get(timeout=1800)
+        samples: list[float] = queue.get(timeout=1800)
         proc.join(30)
     finally:
         if neighbour is not None:
