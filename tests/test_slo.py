@@ -348,3 +348,20 @@ def test_in_auto_mode_the_aimd_batch_is_what_the_optimizer_plans_for() -> None:
     ) as pool:
         assert wait_for(lambda: pool.plan.total_batch == 8 and pool.state == "serving", timeout=10)
         assert any(e.kind == "auto-reconfigure" and e.detail["estimated_batch"] == 8 for e in pool.events())
+
+
+def test_an_idle_pool_on_stale_numbers_runs_probes_instead_of_refusing_for_ever() -> None:
+    """Regression (bench_slo): after an overload measured 500 ms batches, an idle pool refused everything."""
+    world = FakeWorld(run_s=0.002)
+    with fake_pool(world, "1x1x1", slo_ms=50.0, max_queue_delay_ms=0.0) as pool:
+        pool.infer(rows(1.0))
+        handle = pool._supervisor.active.slots[0].handle  # type: ignore[union-attr]
+        with handle._lock:
+            for _ in range(5):
+                handle.latency.observe(1, 500.0)  # what a starved host measured a moment ago
+        assert pool.predict_ms(1, path="infer") > 50.0
+        answers = [pool.infer(rows(10.0 + k)) for k in range(25)]  # one at a time: the pool is idle each time
+        assert all(torch.equal(a, fake_model(rows(10.0 + k))) for k, a in enumerate(answers))
+        assert pool.predict_ms(1, path="infer") < 50.0  # the probes refreshed the model
+        stats = pool.stats()
+    assert stats["rejected"] == 0 and stats["dropped"] == 0

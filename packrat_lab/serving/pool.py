@@ -305,15 +305,18 @@ class Pool:
         rows = int(batch.shape[0])
         started = self._stats.begin(offered=budget_ms is not None)
         deadline = None if budget_ms is None else started + budget_ms / 1000.0
+        deadline_sent = deadline  # a probe runs without one (see _admit)
         predicted: float | None = None
         outcome = "failed"
         try:
             if budget_ms is not None:
-                predicted, refused = self._admit(rows, budget_ms, path="infer")
+                predicted, refused, probe = self._admit(rows, budget_ms, path="infer")
                 if refused is not None:
                     outcome = "rejected"
                     raise refused
-            job = self._dispatch_job(batch, deadline=deadline)
+                if probe:
+                    deadline_sent = None
+            job = self._dispatch_job(batch, deadline=deadline_sent)
             try:
                 out = job.future.result(timeout)
             except TimeoutError:
@@ -356,14 +359,15 @@ class Pool:
         started = self._stats.begin(offered=budget_ms is not None)
         deadline = None if budget_ms is None else started + budget_ms / 1000.0
         predicted: float | None = None
+        probe = False
         if budget_ms is not None and not self._closing:
-            predicted, refused = self._admit(1, budget_ms, path="submit")
+            predicted, refused, probe = self._admit(1, budget_ms, path="submit")
             if refused is not None:
                 self._stats.end(started, "rejected")
                 future = Future()
                 future.set_exception(refused)
                 return future
-        future = self._batcher.submit(sample, deadline=deadline)
+        future = self._batcher.submit(sample, deadline=None if probe else deadline)
         future.add_done_callback(
             functools.partial(
                 self._submitted_done, started=started, deadline=deadline, predicted=predicted, key=key
@@ -551,18 +555,23 @@ class Pool:
             )
             return [SlotLoad(batch, h.wait_ms(now), h.expect_ms) for batch, h in handles]
 
-    def _admit(self, rows: int, budget_ms: float, *, path: str) -> tuple[float, Rejected | None]:
-        """(prediction, the refusal or None) for a request arriving now.
+    def _admit(self, rows: int, budget_ms: float, *, path: str) -> tuple[float, Rejected | None, bool]:
+        """(prediction, the refusal or None, probe) for a request arriving now.
 
-        The margin for prediction error applies only while work is queued: on an idle pool the
-        prediction is the service time alone, and admitting keeps the latency models fresh (a
-        pool that refused everything on stale numbers would never measure again).
+        Latency models learn only from what runs, so a pool that refused everything on numbers
+        measured in a bad moment would never measure again. Hence: no error margin while nothing
+        is queued, and a request that arrives at an idle pool and is still predicted to miss runs
+        anyway as a probe (not dropped on the way; it counts as late if it is). An idle pool's
+        probe costs nobody a wait and refreshes the models.
         """
         loads = self._loads()
         predicted = self._predict(rows, path, loads)
-        idle = self._batcher.depth() == 0 and all(load.wait_ms == 0 for load in loads)
+        idle = bool(loads) and self._batcher.depth() == 0 and all(load.wait_ms == 0 for load in loads)
         margin = 0.0 if idle else self._prediction_errors.margin_ms()
-        return predicted, refusal(predicted, budget_ms, rows, margin)
+        refused = refusal(predicted, budget_ms, rows, margin)
+        if refused is not None and idle and not math.isinf(predicted):
+            return predicted, None, True
+        return predicted, refused, False
 
     def _predict(self, rows: int, path: str, loads: list[SlotLoad]) -> float:
         """Prediction for a request arriving now through `submit` (the batcher) or `infer`."""
