@@ -328,8 +328,15 @@ def test_bad_slo_arguments_fail_with_an_example() -> None:
         fake_pool(world, slo_ms=-1)
     with pytest.raises(ValueError, match="needs a latency objective"):
         fake_pool(world, batching="aimd")
-    with fake_pool(world) as pool, pytest.raises(ValueError, match="deadline_ms must be"):
-        pool.submit(rows(1.0)[0], deadline_ms=0)
+    with fake_pool(world) as pool:
+        with pytest.raises(ValueError, match="deadline_ms must be"):
+            pool.submit(rows(1.0)[0], deadline_ms=0)
+        with pytest.raises(ValueError, match="example: pool.set_slo"):
+            pool.set_slo(float("nan"))
+        pool.set_slo(25)
+        assert pool.stats()["slo_ms"] == 25.0
+        pool.set_slo(None)
+        assert pool.stats()["slo_ms"] is None
 
 
 def test_in_auto_mode_the_aimd_batch_is_what_the_optimizer_plans_for() -> None:

@@ -184,11 +184,8 @@ class Pool:
         if max_queue_delay_ms < 0 or warmup < 0:
             msg = f"max_queue_delay_ms and warmup must be ≥ 0, got {max_queue_delay_ms!r}, {warmup!r}; example: Pool('mlp', '2x1x4', max_queue_delay_ms=5.0, warmup=2)"
             raise ValueError(msg)
-        if slo_ms is not None and not (
-            isinstance(slo_ms, (int, float)) and math.isfinite(slo_ms) and slo_ms > 0
-        ):
-            msg = f"slo_ms must be a positive number of milliseconds, got {slo_ms!r}; example: Pool('mlp', '2x1x4', slo_ms=50)"
-            raise ValueError(msg)
+        if slo_ms is not None:
+            _check_ms(slo_ms, "slo_ms", "Pool('mlp', '2x1x4', slo_ms=50)")
         if batching not in ("packrat", "aimd"):
             msg = f"batching must be 'packrat' or 'aimd', got {batching!r}; example: Pool('mlp', '2x1x4', batching='aimd', slo_ms=50)"
             raise ValueError(msg)
@@ -449,6 +446,17 @@ class Pool:
         """Call `callback(event)` for every future event, on the pool's event-delivery thread."""
         self._events.subscribe(callback)
 
+    def set_slo(self, slo_ms: float | None) -> None:
+        """Change the default latency objective live (None: off); AIMD then aims at a third of it."""
+        if slo_ms is not None:
+            _check_ms(slo_ms, "slo_ms", "pool.set_slo(50)")
+        if slo_ms is None and self._aimd is not None:
+            msg = "batching='aimd' needs a latency objective; example: pool.set_slo(50)"
+            raise ValueError(msg)
+        self.slo_ms = None if slo_ms is None else float(slo_ms)
+        if self._aimd is not None and self.slo_ms is not None:
+            self._aimd.target_ms = self.slo_ms / 3
+
     def set_auto(self, enabled: bool, *, reason: str = "") -> None:
         """Turn auto mode on or off; on needs the pool to have been given a profile."""
         if enabled and self._policy is None:
@@ -532,11 +540,7 @@ class Pool:
         """The call's deadline in ms (its own, else the pool's SLO), checked."""
         if deadline_ms is None:
             return self.slo_ms
-        if not (
-            isinstance(deadline_ms, (int, float)) and not isinstance(deadline_ms, bool) and deadline_ms > 0
-        ):
-            msg = f"deadline_ms must be a positive number of milliseconds, got {deadline_ms!r}; example: pool.submit(x, deadline_ms=50)"
-            raise ValueError(msg)
+        _check_ms(deadline_ms, "deadline_ms", "pool.submit(x, deadline_ms=50)")
         return float(deadline_ms)
 
     def _answered_from_cache(self, budget_ms: float | None) -> None:
@@ -706,6 +710,18 @@ class Pool:
                     self._request_switch(target, source="auto")
                 except (InfeasiblePlanError, ValueError, PoolClosedError) as exc:
                     self._events.record("auto-failed", target.text, error=str(exc))
+
+
+def _check_ms(value: Any, name: str, example: str) -> None:
+    """A positive, finite number of milliseconds, or a one-line ValueError naming it."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        msg = f"{name} must be a positive number of milliseconds, got {value!r}; example: {example}"
+        raise ValueError(msg)
 
 
 def _outcome(future: Future[Any]) -> str:
