@@ -113,17 +113,19 @@ class LatencyModel:
 class ErrorWindow:
     """The last `keep` prediction errors (actual − predicted, ms) for stats and admission's margin (thread-safe).
 
-    `margin_ms()` is the `quantile` of the underestimates of the last `window_s` seconds (how much
-    later than predicted the slow requests were), recomputed every `every` additions: admission
-    adds it to a prediction, so a noisy host is promised less than a quiet one (Clockwork plans
-    with the tail, not the mean). It falls to 0 once no error is that recent, so a margin that
+    `margin_ms()` is the `quantile` (default: the median) of the underestimates of the last
+    `window_s` seconds (how much later than predicted requests were), recomputed every `every`
+    additions: admission adds it to a prediction, which corrects a bias the models do not see
+    (callbacks, the caller's own thread). A tail quantile (p95) refused half of a 50 % load on a
+    busy 2-core host without bringing p99 under the SLO (benchmarks/results/slo.md): descheduling
+    spikes are not in any queue. It falls to 0 once no error is that recent, so a margin that
     refused everything cannot keep itself alive.
     """
 
     def __init__(
         self,
         keep: int = 1024,
-        quantile: float = 95.0,
+        quantile: float = 50.0,
         every: int = 16,
         window_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
