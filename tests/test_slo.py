@@ -357,8 +357,8 @@ def test_in_auto_mode_the_aimd_batch_is_what_the_optimizer_plans_for() -> None:
         assert any(e.kind == "auto-reconfigure" and e.detail["estimated_batch"] == 8 for e in pool.events())
 
 
-def test_an_idle_pool_on_stale_numbers_runs_probes_instead_of_refusing_for_ever() -> None:
-    """Regression (bench_slo): after an overload measured 500 ms batches, an idle pool refused everything."""
+def test_an_idle_pool_on_stale_numbers_forgets_them_instead_of_refusing_for_ever() -> None:
+    """Regression (bench_slo): after an overload measured 500 ms batches, an idle pool refused everything for ever."""
     world = FakeWorld(run_s=0.002)
     with fake_pool(world, "1x1x1", slo_ms=50.0, max_queue_delay_ms=0.0) as pool:
         pool.infer(rows(1.0))
@@ -366,9 +366,13 @@ def test_an_idle_pool_on_stale_numbers_runs_probes_instead_of_refusing_for_ever(
         with handle._lock:
             for _ in range(5):
                 handle.latency.observe(1, 500.0)  # what a starved host measured a moment ago
-        assert pool.predict_ms(1, path="infer") > 50.0
-        answers = [pool.infer(rows(10.0 + k)) for k in range(25)]  # one at a time: the pool is idle each time
+        with pytest.raises(Rejected):
+            pool.infer(rows(2.0))  # answered a moment ago: the numbers count
+        time.sleep(1.1)  # nothing answered for a second while idle: the numbers are stale
+        answers = [pool.infer(rows(10.0 + k)) for k in range(5)]
         assert all(torch.equal(a, fake_model(rows(10.0 + k))) for k, a in enumerate(answers))
-        assert pool.predict_ms(1, path="infer") < 50.0  # the probes refreshed the model
+        assert pool.predict_ms(1, path="infer") < 50.0
         stats = pool.stats()
-    assert stats["rejected"] == 0 and stats["dropped"] == 0
+        events = [e.kind for e in pool.events()]
+    assert stats["rejected"] == 1 and stats["dropped"] == 0 and world.runs[2.0] == 0
+    assert "slo-models-reset" in events

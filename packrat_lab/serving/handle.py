@@ -220,6 +220,11 @@ class WorkerHandle:
                 total += self.warm_ms or 0.0
             return total
 
+    def forget_measurements(self) -> None:
+        """Start the latency model over from its prior (its measurements went stale)."""
+        with self._lock:
+            self.latency.forget()
+
     def expect_ms(self, rows: int) -> float:
         """Predicted service time of a piece of `rows` on this worker."""
         with self._lock:

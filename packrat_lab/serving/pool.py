@@ -71,6 +71,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Pool", "PoolStats"]
 
+STALE_AFTER_S = 1.0  # an idle pool that answered nothing for this long forgets its measured latencies
+
 
 class PoolStats(TypedDict):
     """What `Pool.stats()` returns (and the HTTP /v2/stats route serves)."""
@@ -228,6 +230,7 @@ class Pool:
             self._aimd = aimd or AIMDBatchSize(
                 target, start=self.plan.total_batch, max_batch=self._max_instance_batch
             )
+        self._last_answer = time.monotonic()  # when a request was last answered (stale models: see _admit)
         self._cycle = LatencyModel()  # the batcher's dispatch-to-delivery time per batch size
         self._cycle_lock = threading.Lock()
         self._batcher = DynamicBatcher(
@@ -302,18 +305,15 @@ class Pool:
         rows = int(batch.shape[0])
         started = self._stats.begin(offered=budget_ms is not None)
         deadline = None if budget_ms is None else started + budget_ms / 1000.0
-        deadline_sent = deadline  # a probe runs without one (see _admit)
         predicted: float | None = None
         outcome = "failed"
         try:
             if budget_ms is not None:
-                predicted, refused, probe = self._admit(rows, budget_ms, path="infer")
+                predicted, refused = self._admit(rows, budget_ms, path="infer")
                 if refused is not None:
                     outcome = "rejected"
                     raise refused
-                if probe:
-                    deadline_sent = None
-            job = self._dispatch_job(batch, deadline=deadline_sent)
+            job = self._dispatch_job(batch, deadline=deadline)
             try:
                 out = job.future.result(timeout)
             except TimeoutError:
@@ -327,6 +327,7 @@ class Pool:
                 outcome = "dropped"
                 raise
             outcome = "ok"
+            self._last_answer = time.monotonic()
             for key, row in zip(keys, out if keys else (), strict=True):
                 self._cache.put(key, row)
             return out
@@ -356,15 +357,14 @@ class Pool:
         started = self._stats.begin(offered=budget_ms is not None)
         deadline = None if budget_ms is None else started + budget_ms / 1000.0
         predicted: float | None = None
-        probe = False
         if budget_ms is not None and not self._closing:
-            predicted, refused, probe = self._admit(1, budget_ms, path="submit")
+            predicted, refused = self._admit(1, budget_ms, path="submit")
             if refused is not None:
                 self._stats.end(started, "rejected")
                 future = Future()
                 future.set_exception(refused)
                 return future
-        future = self._batcher.submit(sample, deadline=None if probe else deadline)
+        future = self._batcher.submit(sample, deadline=deadline)
         future.add_done_callback(
             functools.partial(
                 self._submitted_done, started=started, deadline=deadline, predicted=predicted, key=key
@@ -559,23 +559,37 @@ class Pool:
             )
             return [SlotLoad(batch, h.wait_ms(now), h.expect_ms) for batch, h in handles]
 
-    def _admit(self, rows: int, budget_ms: float, *, path: str) -> tuple[float, Rejected | None, bool]:
-        """(prediction, the refusal or None, probe) for a request arriving now.
+    def _admit(self, rows: int, budget_ms: float, *, path: str) -> tuple[float, Rejected | None]:
+        """(prediction, the refusal or None) for a request arriving now.
 
         Latency models learn only from what runs, so a pool that refused everything on numbers
-        measured in a bad moment would never measure again. Hence: no error margin while nothing
-        is queued, and a request that arrives at an idle pool and is still predicted to miss runs
-        anyway as a probe (not dropped on the way; it counts as late if it is). An idle pool's
-        probe costs nobody a wait and refreshes the models.
+        measured in a bad moment (an overload, a starved host) would never measure again. Hence
+        no error margin while nothing is queued, and when an idle pool has answered nothing for
+        `STALE_AFTER_S` the measurements are forgotten (the profile's or warm-up's prior is left)
+        and the request is judged again on those.
         """
         loads = self._loads()
         predicted = self._predict(rows, path, loads)
         idle = bool(loads) and self._batcher.depth() == 0 and all(load.wait_ms == 0 for load in loads)
-        margin = 0.0 if idle else self._prediction_errors.margin_ms()
-        refused = refusal(predicted, budget_ms, rows, margin)
-        if refused is not None and idle and not math.isinf(predicted):
-            return predicted, None, True
-        return predicted, refused, False
+        refused = refusal(predicted, budget_ms, rows, 0.0 if idle else self._prediction_errors.margin_ms())
+        if refused is not None and idle and time.monotonic() - self._last_answer > STALE_AFTER_S:
+            self._forget_measurements()
+            predicted = self._predict(rows, path, self._loads())
+            refused = refusal(predicted, budget_ms, rows)
+        return predicted, refused
+
+    def _forget_measurements(self) -> None:
+        """Drop what the latency models measured (they keep their priors), e.g. after an overload."""
+        with self._supervisor.dispatch_lock:
+            active = self._supervisor.active
+            handles = [] if active is None else [slot.handle for slot in active.slots]
+        for handle in handles:
+            handle.forget_measurements()
+        with self._cycle_lock:
+            self._cycle = LatencyModel()
+        self._events.record(
+            "slo-models-reset", self.plan.text, reason=f"idle and nothing answered for {STALE_AFTER_S:g} s"
+        )
 
     def _predict(self, rows: int, path: str, loads: list[SlotLoad]) -> float:
         """Prediction for a request arriving now through `submit` (the batcher) or `infer`."""
@@ -605,6 +619,8 @@ class Pool:
         key: Any,
     ) -> None:
         outcome = _outcome(future)
+        if outcome == "ok":
+            self._last_answer = time.monotonic()
         if outcome == "ok" and key is not None:  # kept before it counts as served
             self._cache.put(key, future.result())
         latency_ms = self._stats.end(started, outcome, deadline)

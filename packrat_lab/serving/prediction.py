@@ -102,6 +102,11 @@ class LatencyModel:
                 ratio if self._ratio is None else self.alpha * ratio + (1 - self.alpha) * self._ratio
             )
 
+    def forget(self) -> None:
+        """Drop every measurement and the prior's correction (the prior and the warm seed stay)."""
+        self._measured.clear()
+        self._ratio = None
+
     def _prior_ms(self, rows: int) -> float | None:
         value = self._prior(rows) if self._prior is not None else None
         if value is None and self._base is not None:
