@@ -24,6 +24,7 @@ __all__ = [
     "PoolState",
     "Profile",
     "ProfileError",
+    "Rejected",
     "RequestTimeoutError",
     "RuntimeSetting",
     "WorkerFailedError",
@@ -51,6 +52,7 @@ _LAZY = {
     "WorkerFailedError": "packrat_lab.errors",
     "PoolClosedError": "packrat_lab.errors",
     "RequestTimeoutError": "packrat_lab.errors",
+    "Rejected": "packrat_lab.errors",
     "FailurePolicy": "packrat_lab.serving.lifecycle",
     "PoolState": "packrat_lab.serving.lifecycle",
     "Instance": "packrat_lab.plan",
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
         PackratError,
         PoolClosedError,
         ProfileError,
+        Rejected,
         RequestTimeoutError,
         WorkerFailedError,
     )

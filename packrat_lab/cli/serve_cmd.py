@@ -88,6 +88,14 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--max-queue-delay-ms", type=float, default=5.0, help="dynamic batcher's max wait (default 5)"
     )
+    p.add_argument(
+        "--slo-ms",
+        type=positive_float("50"),
+        default=None,
+        metavar="MS",
+        help="latency objective: refuse (429) a request predicted to miss it, drop one that can no longer "
+        "make it; a request's OIP v2 'timeout' parameter (microseconds) overrides it",
+    )
     p.set_defaults(func=run)
 
 
@@ -169,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
             profile=profile,
             max_queue_delay_ms=args.max_queue_delay_ms,
             auto=args.auto,
+            slo_ms=args.slo_ms,
             announce=False,  # this server is the one JupyterLab's sidebar should talk to
         )
         server = serve_pool(pool, host=args.host, port=args.port, token=token, profile=profile, limits=limits)

@@ -146,8 +146,11 @@ class GroupService(MemberService):
         spec, _ = self.fleet.groups[self.name]
         return {"model": self.name, "state": self.state, "policy": spec.policy, "members": list(spec.members)}
 
-    async def infer(self, array: np.ndarray, arrived: float) -> np.ndarray:
-        """Run the group (exp3: one member; ensemble: all, within the objective) in the executor."""
+    async def infer(self, array: np.ndarray, arrived: float, deadline_ms: float | None = None) -> np.ndarray:
+        """Run the group (exp3: one member; ensemble: all, within the objective) in the executor.
+
+        The group's own objective decides who is waited for; a request deadline is not applied here.
+        """
         import torch
 
         tensor = torch.from_numpy(array)
