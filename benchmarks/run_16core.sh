@@ -18,6 +18,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ARGS="$*"
 QUICK=0
 FORCE=0
 OUT=""
@@ -82,7 +83,7 @@ START=$(date +%s)
   echo
   echo "CPU flags: $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2 | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_bf16|amx_bf16|amx_tile)$' | tr '\n' ' ')"
   echo
-  echo "Command: \`benchmarks/run_16core.sh $*\` (quick=$QUICK force=$FORCE) — cores used T=$CORES"
+  echo "Command: \`benchmarks/run_16core.sh $ARGS\` (quick=$QUICK force=$FORCE) — cores used T=$CORES"
   echo "Profile flags: \`${PROFILE_ARGS[*]} ${SEQ_ARGS[*]}\`"
 } > "$OUT/host.md"
 cat "$OUT/host.md"
@@ -91,6 +92,10 @@ IFS=, read -r -a MODEL_LIST <<< "$MODELS"
 for model in "${MODEL_LIST[@]}"; do
   extra=()
   case "$model" in gpt2|bert) extra=("${SEQ_ARGS[@]}") ;; esac
+  if [ -s "$OUT/profiles/$model.packrat.json" ]; then  # --out an earlier run's folder: resume
+    echo "== profile $model: reusing $OUT/profiles/$model.packrat.json"
+    continue
+  fi
   echo "== profile $model ($(date -u +%H:%M:%S) UTC)"
   "$PY" -m packrat_lab.cli profile "$model" "${PROFILE_ARGS[@]}" "${extra[@]}" \
     -o "$OUT/profiles/$model.packrat.json" > "$OUT/logs/profile-$model.log" 2>&1 \
@@ -99,9 +104,10 @@ for model in "${MODEL_LIST[@]}"; do
 done
 
 echo "== plan + validate ($(date -u +%H:%M:%S) UTC)"
-OUT="$OUT" CORES="$CORES" BATCHES="$BATCHES" REPEATS="$REPEATS" MODELS="$MODELS" ROOT="$ROOT" "$PY" - <<'EOF' | tee "$OUT/summary-body.md"
+# a file, not stdin: pool workers are spawned and re-import the main module
+cat > "$OUT/logs/summarize.py" <<'EOF'
 """Plan each model at each B, validate plan vs fat together, and set the mean speedups beside the paper's."""
-import json
+
 import os
 import statistics
 from pathlib import Path
@@ -109,55 +115,73 @@ from pathlib import Path
 from packrat_lab.comparison import compare_plans
 from packrat_lab.profiling.table import load_profile
 from packrat_lab.validation import validate
-from packrat_lab.workloads.registry import workload_of_profile
+from packrat_lab.workloads.registry import get_workload
 
 PAPER = {"resnet50": 1.53, "inception_v3": 1.52, "gpt2": 1.18, "bert": 1.13}
-out, cores, repeats = Path(os.environ["OUT"]), int(os.environ["CORES"]), int(os.environ["REPEATS"])
-ref_dir = Path(os.environ["ROOT"]).parent / "shared" / "reference-profiles"
-rows, summary = [], []
-for model in os.environ["MODELS"].split(","):
-    profile = load_profile(out / "profiles" / f"{model}.packrat.json")
-    measured_batches = sorted({int(b) for b in profile.batches}) if hasattr(profile, "batches") else []
-    wanted = [int(b) for b in os.environ["BATCHES"].split(",")] if os.environ["BATCHES"] else measured_batches
-    workload = workload_of_profile(profile)
-    expected, measured = [], []
-    for batch in wanted:
-        plans = compare_plans(profile, cores, batch)
-        packrat = plans[0]
-        fat = next(p for p in plans if p.name == "fat")
-        report = validate(workload, [packrat, fat], repeats=repeats, rounds=2)
-        (out / "logs" / f"validate-{model}-B{batch}.md").write_text(report.to_markdown() + "\n")
-        exp = fat.expected_latency_ms / packrat.expected_latency_ms if packrat.expected_latency_ms else float("nan")
-        meas = report.speedup(packrat.name) or float("nan")
-        expected.append(exp)
-        measured.append(meas)
-        rows.append(
-            f"| {model} | {batch} | {packrat.text} | {fat.text} | {packrat.expected_latency_ms:.2f} | "
-            f"{report.by_name(packrat.name).median_ms:.2f} | {report.by_name('fat').median_ms:.2f} | {exp:.2f}× | {meas:.2f}× |"
-        )
-    ref = ""
-    ref_csv = ref_dir / f"packrat-paper-{model}.csv"
-    if ref_csv.exists() and cores == 16:  # the paper's own profile through our optimizer, same batches
-        paper_profile = load_profile(ref_csv)
-        ratios = []
+
+
+def fat_over_plan(profile, cores, batch):
+    """(packrat plan, fat plan, expected speedup) from a profile."""
+    plans = compare_plans(profile, cores, batch)
+    fat = next(p for p in plans if p.name == "fat")
+    return plans[0], fat, fat.expected_latency_ms / plans[0].expected_latency_ms
+
+
+def main() -> None:
+    out, cores, repeats = Path(os.environ["OUT"]), int(os.environ["CORES"]), int(os.environ["REPEATS"])
+    ref_dir = Path(os.environ["ROOT"]).parent / "shared" / "reference-profiles"
+    rows, summary = [], []
+    for model in os.environ["MODELS"].split(","):
+        profile = load_profile(out / "profiles" / f"{model}.packrat.json")
+        wanted = [int(b) for b in os.environ["BATCHES"].split(",")] if os.environ["BATCHES"] else profile.batches
+        # traced here, not workload_of_profile: a TorchScript profile names its profiler's temp file,
+        # which is gone once that process exits
+        seq = {"seq_len": int(os.environ["SEQ_LEN"])} if os.environ["SEQ_LEN"] and model in ("gpt2", "bert") else {}
+        workload = get_workload(model, torchscript=True, **seq)
+        expected, measured = [], []
         for batch in wanted:
-            p = compare_plans(paper_profile, 16, batch)
-            f = next(x for x in p if x.name == "fat")
-            ratios.append(f.expected_latency_ms / p[0].expected_latency_ms)
-        ref = f"{statistics.mean(ratios):.2f}×"
-    summary.append(
-        f"| {model} | {len(wanted)} | {statistics.mean(expected):.2f}× | {statistics.mean(measured):.2f}× | "
-        f"{ref or 'n/a'} | {PAPER.get(model, float('nan')):.2f}× | {statistics.mean(measured) / PAPER.get(model, float('nan')):.2f} |"
+            packrat, fat, exp = fat_over_plan(profile, cores, batch)
+            report = validate(workload, [packrat, fat], repeats=repeats, rounds=2)
+            (out / "logs" / f"validate-{model}-B{batch}.md").write_text(report.to_markdown() + "\n")
+            meas = report.speedup(packrat.name) or float("nan")
+            expected.append(exp)
+            measured.append(meas)
+            rows.append(
+                f"| {model} | {batch} | {packrat.text} | {fat.text} | {packrat.expected_latency_ms:.2f} | "
+                f"{report.by_name(packrat.name).median_ms:.2f} | {report.by_name('fat').median_ms:.2f} | "
+                f"{exp:.2f}× | {meas:.2f}× |"
+            )
+        ref_csv = ref_dir / f"packrat-paper-{model}.csv"
+        ref = "n/a"
+        if ref_csv.exists() and cores == 16:  # the paper's own profile through our optimizer, same batches
+            paper_profile = load_profile(ref_csv)
+            ref = f"{statistics.mean(fat_over_plan(paper_profile, 16, b)[2] for b in wanted):.2f}×"
+        paper = PAPER.get(model, float("nan"))
+        summary.append(
+            f"| {model} | {','.join(map(str, wanted))} | {statistics.mean(expected):.2f}× | "
+            f"{statistics.mean(measured):.2f}× | {ref} | {paper:.2f}× | {statistics.mean(measured) / paper:.2f} |"
+        )
+    print(f"## Per model (T={cores}; speedup = fat latency / plan latency, mean over the batch sizes)\n")
+    print(
+        "| model | batch sizes | expected (our profile) | measured (together, validate) | "
+        "paper's profile via our optimizer | paper | measured / paper |"
     )
-print(f"## Per model (T={cores}; speedup = fat latency / plan latency, mean over the batch sizes)\n")
-print("| model | batch sizes | expected (our profile) | measured (together, validate) | paper profile via our optimizer | paper | measured / paper |")
-print("|---|---|---|---|---|---|---|")
-print("\n".join(summary))
-print("\n## Per batch size\n")
-print("| model | B | plan | fat | plan expected ms | plan measured ms | fat measured ms | expected speedup | measured speedup |")
-print("|---|---|---|---|---|---|---|---|---|")
-print("\n".join(rows))
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(summary))
+    print("\n## Per batch size\n")
+    print(
+        "| model | B | plan | fat | plan expected ms | plan measured ms | fat measured ms | "
+        "expected speedup | measured speedup |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
 EOF
+SEQ_LEN="${SEQ_ARGS[1]:-}" OUT="$OUT" CORES="$CORES" BATCHES="$BATCHES" REPEATS="$REPEATS" MODELS="$MODELS" ROOT="$ROOT" \
+  "$PY" "$OUT/logs/summarize.py" 2> "$OUT/logs/validate.log" | tee "$OUT/summary-body.md"
 
 ELAPSED=$(( $(date +%s) - START ))
 {
