@@ -25,10 +25,16 @@ def main() -> None:
     rows, summary = [], []
     for model in os.environ["MODELS"].split(","):
         profile = load_profile(out / "profiles" / f"{model}.packrat.json")
-        wanted = [int(b) for b in os.environ["BATCHES"].split(",")] if os.environ["BATCHES"] else profile.batches
+        wanted = (
+            [int(b) for b in os.environ["BATCHES"].split(",")] if os.environ["BATCHES"] else profile.batches
+        )
         # traced here, not workload_of_profile: a TorchScript profile names its profiler's temp file,
         # which is gone once that process exits
-        seq = {"seq_len": int(os.environ["SEQ_LEN"])} if os.environ["SEQ_LEN"] and model in ("gpt2", "bert") else {}
+        seq = (
+            {"seq_len": int(os.environ["SEQ_LEN"])}
+            if os.environ["SEQ_LEN"] and model in ("gpt2", "bert")
+            else {}
+        )
         workload = get_workload(model, torchscript=True, **seq)
         expected, measured = [], []
         for batch in wanted:
