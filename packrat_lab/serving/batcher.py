@@ -64,6 +64,7 @@ class DynamicBatcher:
         clock: Callable[[], float] = time.monotonic,
         on_batch: BatchObserver | None = None,
         expect_ms: Callable[[int], float] | None = None,
+        before_answer: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
     ) -> None:
         if max_delay_s < 0:
             msg = f"max queue delay must be ≥ 0 s, got {max_delay_s!r}; example: max_queue_delay_ms=5.0"
@@ -75,6 +76,7 @@ class DynamicBatcher:
         self._clock = clock
         self._on_batch = on_batch
         self._expect_ms = expect_ms
+        self._before_answer = before_answer  # (sample, answer row): runs before the caller can see it
         self.dropped = 0
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition()
@@ -219,7 +221,10 @@ class DynamicBatcher:
             exc = future.exception()
             for row, request in enumerate(taken):
                 if exc is None:
-                    request.future.set_result(future.result()[row])
+                    answer = future.result()[row]
+                    if self._before_answer is not None:  # e.g. the prediction cache: a repeat asked
+                        self._before_answer(request.sample, answer)  # right after this answer must hit
+                    request.future.set_result(answer)
                 else:
                     request.future.set_exception(exc)
             if self._on_batch is not None and exc is None:  # the whole cycle, delivery included

@@ -245,6 +245,7 @@ class Pool:
             max_queue_delay_ms / 1000.0,
             on_batch=self._observe_batch,
             expect_ms=self._cycle_ms,
+            before_answer=self._cache_answer if self._cache.enabled else None,
         )
         self.estimator = estimator or BatchSizeEstimator()
         self._policy = (
@@ -372,9 +373,7 @@ class Pool:
                 return future
         future = self._batcher.submit(sample, deadline=deadline)
         future.add_done_callback(
-            functools.partial(
-                self._submitted_done, started=started, deadline=deadline, predicted=predicted, key=key
-            )
+            functools.partial(self._submitted_done, started=started, deadline=deadline, predicted=predicted)
         )
         return future
 
@@ -623,16 +622,17 @@ class Pool:
         started: float,
         deadline: float | None,
         predicted: float | None,
-        key: Any,
     ) -> None:
         outcome = _outcome(future)
         if outcome == "ok":
             self._last_answer = time.monotonic()
-        if outcome == "ok" and key is not None:  # kept before it counts as served
-            self._cache.put(key, future.result())
         latency_ms = self._stats.end(started, outcome, deadline)
         if outcome == "ok" and predicted is not None:
             self._prediction_errors.add(predicted, latency_ms)
+
+    def _cache_answer(self, sample: torch.Tensor, answer: torch.Tensor) -> None:
+        """Keep a batcher answer in the prediction cache before its caller sees it."""
+        self._cache.put(self._cache.key(sample), answer)
 
     def _batch_limit(self) -> int:
         """The batcher's max batch: the AIMD controller's B, else the plan's B."""
