@@ -387,7 +387,7 @@ class Pool:
 
     def _make_handle(self, instance: Instance) -> WorkerHandle:
         """A handle for one instance (the supervisor starts it); called on the supervisor thread."""
-        environment = child_environment(instance.threads, instance.cores, instance.setting)
+        environment = child_environment(instance.threads, instance.cores, instance.setting, instance.backend)
         config = WorkerConfig(
             worker_id=next(self._ids),
             threads=instance.threads,
@@ -400,6 +400,7 @@ class Pool:
             warmup=self.warmup,
             prefix=self._prefix,
             parent_pid=os.getpid(),
+            backend=instance.backend,
         )
         return WorkerHandle(self._channels(config), config, instance, self._on_worker_news)
 
