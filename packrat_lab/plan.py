@@ -187,7 +187,11 @@ class Plan:
             instances = tuple(Instance.from_dict(d) for d in data["all_instances"])
         else:
             instances = tuple(
-                Instance(int(d["threads"]), int(d["batch"]), backend=parse_backend_key(str(d.get("backend", "eager"))))
+                Instance(
+                    int(d["threads"]),
+                    int(d["batch"]),
+                    backend=parse_backend_key(str(d.get("backend", "eager"))),
+                )
                 for d in data["instances"]
                 for _ in range(int(d.get("count", 1)))
             )

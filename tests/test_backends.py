@@ -25,11 +25,20 @@ EXACT = Accuracy(1e-7, 1e-6, 1.0, 8).to_dict()
 ROUGH = Accuracy(0.3, 0.05, 0.5, 8).to_dict()  # 5 % relative error: beyond the 1 % default
 
 
-def point(t: int, b: int, ms: float, key: str = "eager", accuracy: dict[str, object] | None = None) -> Measurement:
+def point(
+    t: int, b: int, ms: float, key: str = "eager", accuracy: dict[str, object] | None = None
+) -> Measurement:
     choice = parse_backend_key(key)
     meta = {} if accuracy is None else {"accuracy": accuracy}
     return Measurement(
-        t, b, "default", (ms,), stop_reason="summary", meta=meta, backend=choice.backend, precision=choice.precision
+        t,
+        b,
+        "default",
+        (ms,),
+        stop_reason="summary",
+        meta=meta,
+        backend=choice.backend,
+        precision=choice.precision,
     )
 
 
@@ -58,7 +67,8 @@ def test_plan_text_carries_the_backend_and_old_text_keeps_its_meaning() -> None:
 
 
 @pytest.mark.parametrize(
-    ("bad", "named"), [("2x1x4:tensorrt", "'tensorrt'"), ("2x1x4:openvino-fp16", "'fp16'"), ("2x1x4:@passive", "")]
+    ("bad", "named"),
+    [("2x1x4:tensorrt", "'tensorrt'"), ("2x1x4:openvino-fp16", "'fp16'"), ("2x1x4:@passive", "")],
 )
 def test_bad_backend_in_plan_text_is_one_line_with_an_example(bad: str, named: str) -> None:
     with pytest.raises(ValueError, match="example") as info:
@@ -120,7 +130,9 @@ def test_profile_file_keeps_backends_and_reads_the_older_format(tmp_path: Path) 
 def failing_runner(fail: str, calls: list[str]) -> Callable[..., list[Measurement]]:
     """Measures eagerly-fake points, except that runtime `fail`'s process dies converting."""
 
-    def run(group: PointGroup, cancelled: Callable[[], bool], on_point: Callable[[Measurement], object]) -> list[Measurement]:
+    def run(
+        group: PointGroup, cancelled: Callable[[], bool], on_point: Callable[[Measurement], object]
+    ) -> list[Measurement]:
         calls.append(group.backend.key)
         if group.backend.key == fail:
             msg = f"profiling point {group.label} failed (BackendUnavailableError: no exporter); child stderr: ..."
@@ -129,9 +141,14 @@ def failing_runner(fail: str, calls: list[str]) -> Callable[..., list[Measuremen
         for b in group.batches:
             meta = {} if group.backend.is_reference else {"accuracy": EXACT}
             m = Measurement(
-                group.threads, b, group.setting.name, (1.0 * b,), meta=meta,
-                backend=group.backend.backend, precision=group.backend.precision,
-            )  # fmt: skip
+                group.threads,
+                b,
+                group.setting.name,
+                (1.0 * b,),
+                meta=meta,
+                backend=group.backend.backend,
+                precision=group.backend.precision,
+            )
             on_point(m)
             out.append(m)
         return out
@@ -187,12 +204,20 @@ def test_each_backend_gets_its_thread_knobs_from_the_instance() -> None:
         "execution_mode": "sequential",
         "allow_spinning": "0",
     }
-    assert child_environment(1, (0,), DEFAULT, parse_backend_key("onnxruntime")).backend_options["allow_spinning"] == "1"
+    assert (
+        child_environment(1, (0,), DEFAULT, parse_backend_key("onnxruntime")).backend_options[
+            "allow_spinning"
+        ]
+        == "1"
+    )
     ov = child_environment(1, (0,), DEFAULT, parse_backend_key("openvino-bf16")).backend_options
     assert ov["INFERENCE_NUM_THREADS"] == 1 and ov["NUM_STREAMS"] == 1 and ov["PERFORMANCE_HINT"] == "LATENCY"
     assert ov["INFERENCE_PRECISION_HINT"] == "bf16"
     compiled = child_environment(2, (0, 1), DEFAULT, parse_backend_key("compile"))
-    assert compiled.env_dict["TORCHINDUCTOR_COMPILE_THREADS"] == "2" and compiled.backend_options["cpp_threads"] == 2
+    assert (
+        compiled.env_dict["TORCHINDUCTOR_COMPILE_THREADS"] == "2"
+        and compiled.backend_options["cpp_threads"] == 2
+    )
     assert child_environment(1, (0,), DEFAULT).backend_options == {}
 
 
@@ -207,7 +232,9 @@ def test_conversion_runs_once_per_content_and_failures_leave_nothing(tmp_path: P
     first = convert_once(tmp_path, choice, "abc", convert)
     second = convert_once(tmp_path, choice, "abc", convert)
     assert len(made) == 1 and not first.hit and second.hit and second.path == first.path
-    assert (second.path / "model.onnx").read_text() == "x" and second.convert_s == pytest.approx(first.convert_s, abs=1e-3)
+    assert (second.path / "model.onnx").read_text() == "x" and second.convert_s == pytest.approx(
+        first.convert_s, abs=1e-3
+    )
     convert_once(tmp_path, choice, "def", convert)
     assert len(made) == 2
 
@@ -216,7 +243,11 @@ def test_conversion_runs_once_per_content_and_failures_leave_nothing(tmp_path: P
 
     with pytest.raises(RuntimeError, match="exporter crashed"):
         convert_once(tmp_path, choice, "ghi", broken)
-    assert not any(p.name.startswith("onnxruntime-ghi") or p.name.endswith(".tmp") for p in (tmp_path / "backends").iterdir() if p.is_dir())
+    assert not any(
+        p.name.startswith("onnxruntime-ghi") or p.name.endswith(".tmp")
+        for p in (tmp_path / "backends").iterdir()
+        if p.is_dir()
+    )
 
 
 def test_model_digest_follows_the_weights() -> None:
@@ -245,3 +276,32 @@ def test_accuracy_numbers() -> None:
     assert acc.max_abs == pytest.approx(3.5) and acc.max_rel == pytest.approx(3.5 / 4.0)
     assert acc.top1 == 0.5 and not acc.within(0.01) and compare_outputs(ref, ref).within(0.0)
     assert math.isinf(compare_outputs(torch.zeros(2, 2), torch.ones(2, 2)).max_rel)
+
+
+def test_cli_takes_backends_and_precisions_and_keeps_a_numeric_precision() -> None:
+    import argparse
+
+    from packrat_lab.cli import profile_cmd
+
+    parser = argparse.ArgumentParser()
+    profile_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["profile", "mlp", "--backends", "eager,onnxruntime", "--precision", "fp32,bf16"]
+    )
+    assert args.backends == ["eager", "onnxruntime"] and args.precision == ["fp32", "bf16"]
+    assert parser.parse_args(["profile", "mlp", "--precision", "0.05"]).precision == 0.05  # the old meaning
+    for bad in (["--backends", "tvm"], ["--precision", "fp16"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["profile", "mlp", *bad])
+
+
+def test_cli_summary_shows_the_backend_and_each_runtimes_error() -> None:
+    from packrat_lab.cli.profile_cmd import summary_table
+
+    prof = three_backend_profile()
+    prof.meta["backend_failures"] = {"compile": "no C++ compiler"}
+    text = summary_table(prof)
+    assert "onnxruntime" in text.splitlines()[2]  # the winning runtime in the table
+    assert "onnxruntime: max abs 1e-07, rel 0.00%, top-1 100%; admitted" in text
+    assert "openvino-bf16: max abs 0.3, rel 5.00%, top-1 50%; EXCLUDED (beyond accuracy_tol 0.01" in text
+    assert "compile: EXCLUDED (failed: no C++ compiler)" in text

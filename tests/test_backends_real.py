@@ -39,7 +39,9 @@ def test_profile_over_two_backends_records_both_and_plans_the_faster(own_cache: 
     )
     assert result.backends == ["eager", "onnxruntime"]
     ort = [m for m in result.measurements if m.backend == "onnxruntime"]
-    assert len(ort) == 2 and all(m.accuracy is not None and m.accuracy.within(DEFAULT_ACCURACY_TOL) for m in ort)
+    assert len(ort) == 2 and all(
+        m.accuracy is not None and m.accuracy.within(DEFAULT_ACCURACY_TOL) for m in ort
+    )
     assert all(m.meta["backend_options"]["intra_op_num_threads"] == 1 for m in ort)
     assert all(m.meta["peak_rss_mb"] > 0 and m.meta["convert_s"] > 0 for m in ort)
     assert len(list((own_cache / "backends").glob("onnxruntime-*/model.onnx"))) == 1
@@ -87,6 +89,8 @@ def test_a_conversion_failure_in_a_worker_is_a_start_failure() -> None:
 
     workload = get_workload("tiny-cnn")
     policy = FailurePolicy(degraded_after=1, backoff_s=0.1, max_backoff_s=0.2)
-    with pytest.raises(Exception, match="onnxruntime runs fp32 only"):
-        with Pool(workload, "1x1x2:onnxruntime-bf16", announce=False, warmup=1, policy=policy) as pool:
-            pool.infer(workload.example_input(2), timeout=60)
+    with (
+        pytest.raises(Exception, match="onnxruntime runs fp32 only"),
+        Pool(workload, "1x1x2:onnxruntime-bf16", announce=False, warmup=1, policy=policy) as pool,
+    ):
+        pool.infer(workload.example_input(2), timeout=60)

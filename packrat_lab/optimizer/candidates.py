@@ -16,8 +16,8 @@ from packrat_lab.optimizer.common import check_positive
 from packrat_lab.plan import Instance, Plan
 from packrat_lab.profiling.table import Profile
 from packrat_lab.settings import RuntimeSetting
-from packrat_lab.workloads.backends.names import parse_backend_key
 from packrat_lab.validation import config_key
+from packrat_lab.workloads.backends.names import parse_backend_key
 
 __all__ = ["candidate_plans", "setting_variants"]
 
@@ -26,7 +26,9 @@ MAX_NODES = 200_000  # enumeration steps per setting; past it the best found so 
 Item = tuple[float, int, int]  # (latency ms, threads, batch)
 
 
-def _items(profile: Profile, setting: str, backend: str, cores: int, batch: int, statistic: str) -> list[Item]:
+def _items(
+    profile: Profile, setting: str, backend: str, cores: int, batch: int, statistic: str
+) -> list[Item]:
     """Admissible measured points of one (setting, backend) that fit, fastest first."""
     return sorted(
         (m.statistic(statistic), m.threads, m.batch)

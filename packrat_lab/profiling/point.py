@@ -96,7 +96,9 @@ def measure_group(group: PointGroup, emit: Emit) -> None:
         run_interleaved(steps, group.rule, slice_s=group.slice_s, on_done=finished)
 
 
-def _backend_forward(group: PointGroup, workload: Any, model: Any) -> tuple[Callable[[Any], Any], dict[str, Any]]:
+def _backend_forward(
+    group: PointGroup, workload: Any, model: Any
+) -> tuple[Callable[[Any], Any], dict[str, Any]]:
     """The callable that runs one batch under the group's backend, and what converting it cost.
 
     Any other runtime than eager fp32 is first checked against eager fp32 on a seeded input that is

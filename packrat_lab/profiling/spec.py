@@ -153,7 +153,9 @@ class PointGroup:
     def label(self) -> str:
         """Short name for messages."""
         sizes = ",".join(str(b) for b in self.batches)
-        return f"threads={self.threads} batch={sizes} setting={self.setting.name}{_backend_label(self.backend)}"
+        return (
+            f"threads={self.threads} batch={sizes} setting={self.setting.name}{_backend_label(self.backend)}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what the child reads on stdin)."""

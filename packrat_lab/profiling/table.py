@@ -204,7 +204,13 @@ class Profile:
 
     def merged(self, other: Profile) -> Profile:
         """A profile holding both profiles' points (other's win on a clash)."""
-        out = Profile(self.model, list(self.measurements), {**self.settings, **other.settings}, self.host, dict(self.meta))
+        out = Profile(
+            self.model,
+            list(self.measurements),
+            {**self.settings, **other.settings},
+            self.host,
+            dict(self.meta),
+        )
         for m in other.measurements:
             out.add(m)
         out.corun = {**self.corun, **other.corun}
@@ -270,7 +276,13 @@ class Profile:
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"{source}: malformed measurement ({exc}); re-profile or fix the file"
             raise ProfileError(msg) from exc
-        out = cls(str(data.get("model", "unknown")), measurements, settings or builtin_settings(), data.get("host"), dict(data.get("meta", {})))
+        out = cls(
+            str(data.get("model", "unknown")),
+            measurements,
+            settings or builtin_settings(),
+            data.get("host"),
+            dict(data.get("meta", {})),
+        )
         out.corun = {m.config: m for m in corun}
         return out
 
@@ -342,4 +354,8 @@ def profile_from_latencies(
         items = [(t, b, v) for (t, b), v in latencies.items()]
     else:
         items = list(latencies)
-    return Profile(model, [Measurement(t, b, DEFAULT.name, (float(v),), stop_reason="summary") for t, b, v in items], {DEFAULT.name: DEFAULT})
+    return Profile(
+        model,
+        [Measurement(t, b, DEFAULT.name, (float(v),), stop_reason="summary") for t, b, v in items],
+        {DEFAULT.name: DEFAULT},
+    )

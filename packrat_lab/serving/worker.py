@@ -200,11 +200,15 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     from packrat_lab.child_env import ChildEnvironment
 
     signal.signal(signal.SIGTERM, _exit_on_term)  # terminate() still runs the cleanup below
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the parent, which closes workers in order
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # Ctrl-C belongs to the parent, which closes workers in order
     runner: _Runner | None = None
     try:
         # the same environment a profiling point of this (threads, cores, setting) ran with
-        ChildEnvironment(config.threads, config.cores, config.setting, config.env, config.backend).apply_in_child()
+        ChildEnvironment(
+            config.threads, config.cores, config.setting, config.env, config.backend
+        ).apply_in_child()
         runner = _Runner(config)
         # Collect once and freeze what import and warm-up left: later collections then skip
         # torch's many import-time objects instead of scanning them in the middle of a request.

@@ -41,7 +41,7 @@ def prepare_backend(
         prepared: Prepared = module.prepare(model, example, ctx)
     except BackendUnavailableError:
         raise
-    except Exception as exc:  # noqa: BLE001 - exporters fail in many ways; the caller needs one kind
+    except Exception as exc:
         msg = f"{choice.key}: conversion failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         raise BackendUnavailableError(msg) from exc
     return prepared

@@ -61,7 +61,9 @@ def prepare(model: torch.nn.Module, example: torch.Tensor, ctx: BackendContext) 
     digest = model_digest(model, ctx.sample_shape, ctx.dtype, f"onnx{OPSET}")
     artifact = convert_once(ctx.cache_root, ctx.choice, digest, convert)
     session = ort.InferenceSession(
-        str(artifact.path / "model.onnx"), session_options(ort, dict(ctx.options)), providers=["CPUExecutionProvider"]
+        str(artifact.path / "model.onnx"),
+        session_options(ort, dict(ctx.options)),
+        providers=["CPUExecutionProvider"],
     )
 
     def run(x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ def prepare(model: torch.nn.Module, example: torch.Tensor, ctx: BackendContext) 
         wrapped = single_output(model.to(torch.bfloat16) if precision == "bf16" else model)
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(wrapped, cast_input(example, precision), check_trace=False)
+            traced = torch.jit.trace(wrapped, cast_input(example, precision), check_trace=False)  # type: ignore[no-untyped-call]
             frozen = torch.jit.freeze(traced.eval())
             torch.jit.save(frozen, str(folder / "model.pt"))
 
@@ -34,7 +34,7 @@ def prepare(model: torch.nn.Module, example: torch.Tensor, ctx: BackendContext) 
     artifact = convert_once(ctx.cache_root, ctx.choice, digest, convert)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loaded = torch.jit.load(str(artifact.path / "model.pt"), map_location="cpu")
+        loaded = torch.jit.load(str(artifact.path / "model.pt"), map_location="cpu")  # type: ignore[no-untyped-call]
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = loaded(cast_input(x, precision))
