@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--plan-batches", default="1,2,4,8")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", default="benchmarks/results/backends.md")
+    parser.add_argument("--append", action="store_true", help="add to --out (a second command's models)")
     args = parser.parse_args()
     args.threads = [int(t) for t in args.threads.split(",")]
     args.plan_batches = [int(b) for b in args.plan_batches.split(",")]
@@ -215,7 +216,10 @@ def main() -> None:
         ),
         "",
     ]
-    out.write_text("\n".join(header) + "\n")
+    if args.append:
+        header = [f"Command: `python {' '.join(sys.argv)}` — {host_description()}", ""]
+    with out.open("a" if args.append else "w") as f:
+        f.write("\n".join(header) + "\n")
     for k, model in enumerate(args.models.split(",")):
         print(f"{model} (load average {__import__('os').getloadavg()[0]:.2f})", flush=True)
         load_before = __import__("os").getloadavg()[0]
@@ -227,7 +231,7 @@ def main() -> None:
         section += table(prof, convert_first)
         if failures:
             section += ["", "Failed runtimes: " + "; ".join(f"{k2}: {v}" for k2, v in failures.items())]
-        if k == 0 and args.plan_batches:
+        if k == 0 and args.plan_batches and not args.append:
             section += [
                 "",
                 f"### End to end on {cores} cores: best plan over all admissible runtimes vs eager fat",
