@@ -305,3 +305,16 @@ def test_cli_summary_shows_the_backend_and_each_runtimes_error() -> None:
     assert "onnxruntime: max abs 1e-07, rel 0.00%, top-1 100%; admitted" in text
     assert "openvino-bf16: max abs 0.3, rel 5.00%, top-1 50%; EXCLUDED (beyond accuracy_tol 0.01" in text
     assert "compile: EXCLUDED (failed: no C++ compiler)" in text
+
+
+def test_surface_is_best_of_with_the_winning_backend_in_hover_or_one_backend() -> None:
+    from packrat_lab.plots.surface import surface_info
+
+    prof = three_backend_profile()
+    best = surface_info(prof)
+    assert best.backend is not None and set(best.backend.ravel()) == {"onnxruntime"}
+    assert "backend: onnxruntime" in best.hover_text()[0][0]
+    eager = surface_info(prof, backend="eager")
+    assert eager.backend is None and eager.latency_ms[0, 0] == pytest.approx(2 * best.latency_ms[0, 0])
+    with pytest.raises(ValueError, match="measured: eager, onnxruntime, openvino-bf16"):
+        surface_info(prof, backend="compile")
