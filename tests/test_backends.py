@@ -318,3 +318,13 @@ def test_surface_is_best_of_with_the_winning_backend_in_hover_or_one_backend() -
     assert eager.backend is None and eager.latency_ms[0, 0] == pytest.approx(2 * best.latency_ms[0, 0])
     with pytest.raises(ValueError, match="measured: eager, onnxruntime, openvino-bf16"):
         surface_info(prof, backend="compile")
+
+
+def test_sidebar_rows_carry_the_backend_of_each_instance() -> None:
+    from packrat_lab.jupyter_server.views import _instances
+
+    plan = parse_plan("1x1x4:onnxruntime+1x1x4")
+    rows = _instances(plan.to_dict())
+    assert [r["backend"] for r in rows] == ["onnxruntime", "eager"]
+    grouped = {k: v for k, v in plan.to_dict().items() if k != "all_instances"}
+    assert [r["backend"] for r in _instances(grouped)] == ["onnxruntime", "eager"]
