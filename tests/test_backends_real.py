@@ -94,3 +94,46 @@ def test_a_conversion_failure_in_a_worker_is_a_start_failure() -> None:
         Pool(workload, "1x1x2:onnxruntime-bf16", announce=False, warmup=1, policy=policy) as pool,
     ):
         pool.infer(workload.example_input(2), timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["torchscript", "onnxruntime", "openvino", "compile"])
+def test_each_backend_converts_once_and_matches_eager(key: str, tmp_path: Path) -> None:
+    """In this process: convert, answer within tolerance at a batch size other than the example's, hit the cache."""
+    from packrat_lab.child_env import backend_options
+    from packrat_lab.settings import DEFAULT
+    from packrat_lab.workloads.backends.base import Prepared
+    from packrat_lab.workloads.backends.build import prepare_backend
+    from packrat_lab.workloads.backends.names import parse_backend_key
+
+    if key == "openvino":
+        pytest.importorskip("openvino")
+    if key == "compile":
+        import shutil
+
+        if shutil.which("g++") is None and shutil.which("c++") is None:
+            pytest.skip("torch.compile needs a C++ compiler")
+    workload = get_workload("mlp", width=64, layers=2)
+    choice = parse_backend_key(key)
+    x = workload.example_input(5, seed=3)
+    with torch.inference_mode():
+        expected = workload.build()(x)
+
+    def prepared() -> Prepared:
+        return prepare_backend(
+            workload.build(),
+            workload.example_input(2),
+            choice,
+            threads=1,
+            options=backend_options(choice, 1, DEFAULT),
+            sample_shape=workload.sample_shape,
+            dtype=workload.dtype,
+            cache_dir=str(tmp_path),
+        )
+
+    first, second = prepared(), prepared()
+    with torch.inference_mode():
+        got = second.run(x)
+    assert compare_outputs(expected, got).within(1e-4)
+    if key != "compile":  # compile keeps no artifact of ours: inductor caches its own kernels
+        assert not first.cache_hit and second.cache_hit
