@@ -6,14 +6,14 @@ STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser
 JUPYTER_FLAGS ?= --ServerApp.ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup demo demo-headless test test-fast lint-ts bench clean
+.PHONY: setup demo demo-headless test test-fast lint lint-py lint-ts bench clean
 
 # torch first, from the local CPU wheel, so the package's `torch>=2.1` pulls nothing more
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test,grpc,ray,onnx,openvino]'
+	$(BIN)/python -m pip install -q -e '.[test,lint,grpc,ray,onnx,openvino]'
 	touch $(STAMP)
 
 # Debian's Chromium for the real-browser tests (Playwright cannot download browsers here)
@@ -29,11 +29,19 @@ demo: $(STAMP)
 demo-headless: $(STAMP)
 	$(BIN)/packrat-lab demo
 
-test: $(STAMP) $(BROWSER_STAMP)
+test: $(STAMP) $(BROWSER_STAMP) lint
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser"
+
+# every linter the project configures; `make test` runs this first, so a lint error fails the build
+lint: lint-py lint-ts
+
+lint-py: $(STAMP)
+	$(BIN)/ruff check packrat_lab tests benchmarks
+	$(BIN)/ruff format --check packrat_lab tests benchmarks
+	$(BIN)/mypy packrat_lab
 
 # eslint + prettier on the Lab extension (node_modules come from the editable install's jlpm build)
 lint-ts: $(STAMP)

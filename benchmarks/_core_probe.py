@@ -106,19 +106,20 @@ def switch_under_load(model: str, rate: float, plans: list[str], steady: float) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", default="1,8,32")
-    parser.add_argument("--models", default="mlp,tiny-cnn")
+    parser.add_argument("what", choices=("transport", "switch"))
+    parser.add_argument("--model", default="mlp")
+    parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--iters", type=int, default=150)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--plans", default="2x1x4,1x2x8@passive,2x1x4")
     parser.add_argument("--steady", type=float, default=2.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    out: dict[str, Any] = {"pid": os.getpid(), "transport": {}}
-    for model in args.models.split(","):
-        for batch in (int(b) for b in args.batches.split(",")):
-            out["transport"][f"{model} b={batch}"] = transport(model, batch, args.iters)
-    out["switch"] = switch_under_load("mlp", args.rate, args.plans.split(","), args.steady)
+    out: dict[str, Any] = {"pid": os.getpid(), "load": os.getloadavg()[0]}
+    if args.what == "transport":
+        out.update(transport(args.model, args.batch, args.iters))
+    else:
+        out.update(switch_under_load(args.model, args.rate, args.plans.split(","), args.steady))
     print(json.dumps(out))
 
 

@@ -46,10 +46,16 @@ def fat_default(profile: Profile, cores: int, batch: int) -> Plan | None:
     found = [m for m in profile.points(cores, batch) if m.setting == DEFAULT.name]
     if not found:
         return None
-    return Plan((Instance(cores, batch, DEFAULT, expected_latency_ms=found[0].median),), found[0].median, "fat-default-omp")
+    return Plan(
+        (Instance(cores, batch, DEFAULT, expected_latency_ms=found[0].median),),
+        found[0].median,
+        "fat-default-omp",
+    )
 
 
-def bench_model(model: str, batches: list[int], cores: int, point_time: float, repeats: int, warmup: int) -> list[str]:
+def bench_model(
+    model: str, batches: list[int], cores: int, point_time: float, repeats: int, warmup: int
+) -> list[str]:
     """Profile one model and validate its plans for each B; returns Markdown lines."""
     out = [f"## {model}", ""]
     start = time.perf_counter()

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FailurePolicy",
+    "Fleet",
     "InfeasiblePlanError",
     "Instance",
     "Lab",
@@ -23,6 +24,7 @@ __all__ = [
     "PoolState",
     "Profile",
     "ProfileError",
+    "Rejected",
     "RequestTimeoutError",
     "RuntimeSetting",
     "WorkerFailedError",
@@ -32,6 +34,7 @@ __all__ = [
     "load_ipython_extension",
     "load_profile",
     "optimize",
+    "optimize_fleet",
     "profile",
     "run_load",
     "serve_pool",
@@ -49,6 +52,7 @@ _LAZY = {
     "WorkerFailedError": "packrat_lab.errors",
     "PoolClosedError": "packrat_lab.errors",
     "RequestTimeoutError": "packrat_lab.errors",
+    "Rejected": "packrat_lab.errors",
     "FailurePolicy": "packrat_lab.serving.lifecycle",
     "PoolState": "packrat_lab.serving.lifecycle",
     "Instance": "packrat_lab.plan",
@@ -65,6 +69,8 @@ _LAZY = {
     "write_report": "packrat_lab.report",
     "validate": "packrat_lab.validation",
     "Pool": "packrat_lab.serving.pool",
+    "Fleet": "packrat_lab.fleet.fleet",
+    "optimize_fleet": "packrat_lab.optimizer.fleet",
     "serve_pool": "packrat_lab.serving.http.server",
     "run_load": "packrat_lab.loadgen",
     "LoadReport": "packrat_lab.loadgen",
@@ -80,11 +86,14 @@ if TYPE_CHECKING:
         PackratError,
         PoolClosedError,
         ProfileError,
+        Rejected,
         RequestTimeoutError,
         WorkerFailedError,
     )
+    from packrat_lab.fleet.fleet import Fleet
     from packrat_lab.loadgen import LoadReport, run_load
     from packrat_lab.optimizer import optimize, solve_table
+    from packrat_lab.optimizer.fleet import optimize_fleet
     from packrat_lab.plan import Instance, Plan
     from packrat_lab.profiling.profiler import profile
     from packrat_lab.profiling.table import Profile, load_profile

@@ -8,6 +8,7 @@ __all__ = [
     "PoolClosedError",
     "ProfileError",
     "ProfileMissingPointError",
+    "Rejected",
     "RequestTimeoutError",
     "WorkerFailedError",
 ]
@@ -42,3 +43,21 @@ class PoolClosedError(WorkerFailedError):
 
 class RequestTimeoutError(PackratError, TimeoutError):
     """A request had no answer within the caller's timeout; it was withdrawn."""
+
+
+class Rejected(PackratError):
+    """A request refused because it was predicted to miss its deadline (it never ran).
+
+    `predicted_ms` is the predicted latency (None when unknown) and `deadline_ms` the objective.
+    """
+
+    def __init__(
+        self, message: str, *, predicted_ms: float | None = None, deadline_ms: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.predicted_ms = predicted_ms
+        self.deadline_ms = deadline_ms
+
+
+class DeadlineDropped(Rejected):
+    """An admitted request dropped from the queue: it could no longer finish by its deadline (it never ran)."""

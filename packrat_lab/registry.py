@@ -41,6 +41,8 @@ class PoolEntry:
     token: str
     started: float
     pid_start: str | None = None
+    kind: str = "pool"  # "pool", or "fleet": several models, each with its cores in `members`
+    members: tuple[dict[str, Any], ...] = ()  # a fleet's models: {name, model, plan, cores, state}
 
     def public(self) -> dict[str, Any]:
         """The entry without its token, safe to show in a browser."""
@@ -61,6 +63,8 @@ class PoolEntry:
             token=str(data["token"]),
             started=float(data["started"]),
             pid_start=None if data.get("pid_start") is None else str(data["pid_start"]),
+            kind=str(data.get("kind", "pool")),
+            members=tuple(dict(m) for m in data.get("members", ())),
         )
 
 
@@ -156,7 +160,15 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def register(
-    *, model: str, plan: str, url: str, token: str, pid: int | None = None, started: float | None = None
+    *,
+    model: str,
+    plan: str,
+    url: str,
+    token: str,
+    pid: int | None = None,
+    started: float | None = None,
+    kind: str = "pool",
+    members: tuple[dict[str, Any], ...] = (),
 ) -> PoolEntry:
     """Announce a pool: writes `<id>.json` (mode 0600) in pools_dir(); returns the entry."""
     if not is_loopback_url(url):
@@ -172,6 +184,8 @@ def register(
         token=str(token),
         started=time.time() if started is None else float(started),
         pid_start=_process_start(pid),
+        kind=kind,
+        members=tuple(members),
     )
     _write_private(pools_dir(create=True) / f"{entry.id}.json", json.dumps(asdict(entry), indent=1))
     return entry

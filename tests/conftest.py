@@ -1,12 +1,22 @@
-"""Shared fixtures: where the Packrat paper's reference profiles live (beside the checkout)."""
+"""Shared fixtures: where the Packrat paper's reference profiles live (beside the checkout).
+
+Tests live by layer (unit, serving, http, ui, cli, jupyter, browser); the helpers they share
+(fakes, the schedule checker, process utilities, test models) stay here in tests/, which is put on
+sys.path so every layer (and spawned workers, which inherit sys.path) can import them.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+REPO = TESTS.parent
 REFERENCE_DIR = REPO.parent / "shared" / "reference-profiles"
 
 

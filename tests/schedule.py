@@ -1,10 +1,11 @@
 """A schedule-exploring checker for the pool (the DS2 idea): seeded random interleavings, an oracle, a shrinker.
 
 A schedule is a list of operations (submit, infer, infer with a timeout, cancel, reconfigure with
-and without waiting, kill / stop / continue a worker, poison, close) run by a few driver threads
+and without waiting, kill / stop / continue a worker, poison, close; with `deadlines=True` also
+submits and infers with a deadline) run by a few driver threads
 with seeded pauses between them. After it runs, the checker asserts:
 - every answer equals the oracle's for its own input (inputs are unique, so a misrouted or
-  duplicated answer shows), and a cancelled request never ran;
+  duplicated answer shows), and a cancelled, refused (Rejected) or dropped request never ran;
 - every future settled (a result or a named error) within a bound;
 - the pool's state transitions were legal, and the supervisor never hit a bug;
 - after close, no worker, pool thread or segment is left.
@@ -24,10 +25,11 @@ from typing import Any, Protocol
 import torch
 
 from packrat_lab import Pool
-from packrat_lab.errors import PoolClosedError, RequestTimeoutError, WorkerFailedError
+from packrat_lab.errors import PoolClosedError, Rejected, RequestTimeoutError, WorkerFailedError
 from packrat_lab.serving.lifecycle import PoolState, is_legal
 
-NAMED_ERRORS = (WorkerFailedError, PoolClosedError, RequestTimeoutError, CancelledError)
+NAMED_ERRORS = (WorkerFailedError, PoolClosedError, RequestTimeoutError, CancelledError, Rejected)
+DEADLINES_MS = (0.5, 3.0, 30.0, 1000.0)
 PLANS_2_CORES = ("1x1x4", "2x1x2", "1x2x4", "2x1x3", "1x1x2", "1x1x4@passive")
 
 Op = tuple[Any, ...]
@@ -53,7 +55,7 @@ class Target(Protocol):
     def leftovers(self, pool: Pool) -> list[str]: ...
 
 
-def random_schedule(seed: int, length: int = 18, *, poison: bool = True) -> list[Op]:
+def random_schedule(seed: int, length: int = 18, *, poison: bool = True, deadlines: bool = False) -> list[Op]:
     """A seeded list of operations; close is always last (and sometimes earlier too)."""
     rng = random.Random(seed)
     kinds = [
@@ -71,6 +73,8 @@ def random_schedule(seed: int, length: int = 18, *, poison: bool = True) -> list
     ]
     if poison:
         kinds.append("poison")
+    if deadlines:
+        kinds += ["submit_deadline", "submit_deadline", "infer_deadline", "infer_deadline"]
     ops: list[Op] = []
     for _ in range(length):
         kind = rng.choice(kinds)
@@ -78,6 +82,10 @@ def random_schedule(seed: int, length: int = 18, *, poison: bool = True) -> list
             ops.append(("submit", rng.randint(1, 6)))
         elif kind in ("infer", "poison"):
             ops.append((kind, rng.randint(1, 9)))
+        elif kind == "submit_deadline":
+            ops.append(("submit_deadline", rng.randint(1, 6), rng.choice(DEADLINES_MS)))
+        elif kind == "infer_deadline":
+            ops.append(("infer_deadline", rng.randint(1, 9), rng.choice(DEADLINES_MS)))
         elif kind == "infer_timeout":
             ops.append(("infer_timeout", rng.randint(1, 6), rng.choice([0.001, 0.05, 1.0])))
         elif kind == "cancel":
@@ -131,9 +139,9 @@ def run_schedule(target: Target, ops: Sequence[Op], seed: int, *, first_plan: st
             run.requests.append(request)
         return request
 
-    def call_infer(request: _Request, timeout: float | None) -> None:
+    def call_infer(request: _Request, timeout: float | None, deadline_ms: float | None = None) -> None:
         try:
-            request.outcome = pool.infer(request.x, timeout=timeout)
+            request.outcome = pool.infer(request.x, timeout=timeout, deadline_ms=deadline_ms)
         except Exception as exc:  # noqa: BLE001 - checked below
             request.outcome = exc
 
@@ -143,18 +151,22 @@ def run_schedule(target: Target, ops: Sequence[Op], seed: int, *, first_plan: st
         time.sleep(rng.choice([0.0, 0.0, 0.001, 0.003]))
         kind = op[0]
         try:
-            if kind == "submit":
+            if kind in ("submit", "submit_deadline"):
                 for _ in range(op[1]):
                     request = fresh(1)
                     try:
-                        request.future = pool.submit(request.x[0])
+                        deadline_ms = op[2] if kind == "submit_deadline" else None
+                        request.future = pool.submit(request.x[0], deadline_ms=deadline_ms)
                     except Exception as exc:  # noqa: BLE001
                         request.outcome = exc
                     submitted.append(request)
-            elif kind in ("infer", "infer_timeout", "poison"):
+            elif kind in ("infer", "infer_timeout", "poison", "infer_deadline"):
                 request = fresh(op[1], poison=kind == "poison")
                 timeout = op[2] if kind == "infer_timeout" else None
-                t = threading.Thread(target=call_infer, args=(request, timeout), name="checker-infer")
+                deadline_ms = op[2] if kind == "infer_deadline" else None
+                t = threading.Thread(
+                    target=call_infer, args=(request, timeout, deadline_ms), name="checker-infer"
+                )
                 t.start()
                 workers.append(t)
             elif kind == "cancel" and submitted:
@@ -241,6 +253,10 @@ def _check_request(target: Target, request: _Request, deadline: float, problems:
             problems.append(
                 f"request {request.uids[:2]} failed with unnamed {type(outcome).__name__}: {outcome}"
             )
+        if isinstance(outcome, Rejected):  # refused at admission or dropped before it started
+            ran = [u for u in request.uids if target.ran(u)]
+            if ran:
+                problems.append(f"{type(outcome).__name__} request {request.uids[:2]}: rows {ran[:3]} ran")
         if any(u < 0 for u in request.uids):
             return
     else:
@@ -283,10 +299,12 @@ def shrink(failing: Callable[[Sequence[Op]], bool], ops: Sequence[Op], budget: i
     return current
 
 
-def check_seeds(target: Target, seeds: Sequence[int], *, length: int = 18, poison: bool = True) -> None:
+def check_seeds(
+    target: Target, seeds: Sequence[int], *, length: int = 18, poison: bool = True, deadlines: bool = False
+) -> None:
     """Run each seed's schedule; raise AssertionError naming the first failing seed and its shrunk schedule."""
     for seed in seeds:
-        ops = random_schedule(seed, length, poison=poison)
+        ops = random_schedule(seed, length, poison=poison, deadlines=deadlines)
         problems = run_schedule(target, ops, seed)
         if problems:
             small = shrink(lambda o, s=seed: bool(run_schedule(target, o, s)), ops)

@@ -23,8 +23,17 @@ def register(subparsers: Any) -> None:
         description="Start a pool for MODEL with PLAN and serve it on HTTP (Open Inference Protocol v2, "
         "management routes under /packrat/, Prometheus at /metrics). Ctrl-C closes the pool cleanly.",
     )
-    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("model", nargs="?", help=MODEL_HELP)
     add_model_arguments(p)
+    p.add_argument("--fleet", default=None, metavar="FILE", help="serve a fleet of models from a TOML file")
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL:PLAN",
+        help="serve several models as a fleet (repeat), e.g. --model a=mlp:1x1x4 --model b=tiny-cnn:1x1x4",
+    )
     p.add_argument(
         "--plan",
         default=None,
@@ -79,6 +88,14 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--max-queue-delay-ms", type=float, default=5.0, help="dynamic batcher's max wait (default 5)"
     )
+    p.add_argument(
+        "--slo-ms",
+        type=positive_float("50"),
+        default=None,
+        metavar="MS",
+        help="latency objective: refuse (429) a request predicted to miss it, drop one that can no longer "
+        "make it; a request's OIP v2 'timeout' parameter (microseconds) overrides it",
+    )
     p.set_defaults(func=run)
 
 
@@ -130,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(
         body_timeout_s=args.body_timeout, idle_timeout_s=args.idle_timeout, max_batch=args.max_batch
     )
+    if args.fleet is not None or args.models:  # several models: packrat_lab/cli/serve_fleet.py
+        from packrat_lab.cli.serve_fleet import run_fleet
+
+        return run_fleet(args, token, limits)
+    if args.model is None:
+        msg = "serve needs MODEL (example: packrat-lab serve mlp --plan 2x1x4) or --fleet FILE / --model NAME=MODEL:PLAN"
+        raise ValueError(msg)
 
     profile = None
     if args.profile is not None:
@@ -153,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
             profile=profile,
             max_queue_delay_ms=args.max_queue_delay_ms,
             auto=args.auto,
+            slo_ms=args.slo_ms,
             announce=False,  # this server is the one JupyterLab's sidebar should talk to
         )
         server = serve_pool(pool, host=args.host, port=args.port, token=token, profile=profile, limits=limits)

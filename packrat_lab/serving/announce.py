@@ -91,7 +91,9 @@ def announce(pool: Any, *, enabled: bool | None = None, server: Server | None = 
         if server is None:
             from packrat_lab.serving.http import serve_pool
 
-            server = serve_pool(pool, host="127.0.0.1", port=0, token=secrets.token_urlsafe(24), background=True)
+            server = serve_pool(
+                pool, host="127.0.0.1", port=0, token=secrets.token_urlsafe(24), background=True
+            )
         model, plan = _describe(pool)
         entry = registry.register(model=model, plan=plan, url=server.url, token=server.token or "")
     except Exception:  # the pool serves fine without the sidebar; say why it is not listed

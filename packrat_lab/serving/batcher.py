@@ -11,14 +11,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from packrat_lab.errors import PoolClosedError
+from packrat_lab.errors import DeadlineDropped, PoolClosedError
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["DynamicBatcher", "should_flush"]
 
-Dispatch = Callable[["torch.Tensor"], "Future[torch.Tensor]"]
+Dispatch = Callable[..., "Future[torch.Tensor]"]  # dispatch(batch) or dispatch(batch, deadline=s)
+BatchObserver = Callable[[int, float], None]  # (rows, ms from dispatch to answer) per answered batch
 
 
 def should_flush(
@@ -35,6 +36,7 @@ class _Request:
     sample: torch.Tensor
     future: Future[torch.Tensor]
     arrival: float
+    deadline: float | None = None  # clock time; a request still queued past it is dropped
 
 
 class DynamicBatcher:
@@ -44,7 +46,12 @@ class DynamicBatcher:
     (and the estimator sees the queue). `max_batch` is a callable so a plan switch changes B live.
     A request's future is marked running when its batch is taken: one cancelled before that is
     skipped (never run), and one cannot be cancelled after it, so delivery never meets a
-    cancelled future. Futures are settled with no lock held.
+    cancelled future. A queued request that could no longer finish by its deadline even if its
+    batch left now (`expect_ms(rows)`: a batch's expected time from dispatch to delivery) is
+    dropped (DeadlineDropped, never run); a batch of requests that all have deadlines is
+    dispatched with the latest one, so the workers drop it too if it cannot start in time.
+    `on_batch(rows, ms)` sees each delivered batch (AIMD, the cycle time `expect_ms` learns
+    from). Futures are settled with no lock held; `expect_ms` must not take pool locks.
     """
 
     def __init__(
@@ -55,6 +62,8 @@ class DynamicBatcher:
         *,
         max_in_flight: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        on_batch: BatchObserver | None = None,
+        expect_ms: Callable[[int], float] | None = None,
     ) -> None:
         if max_delay_s < 0:
             msg = f"max queue delay must be ≥ 0 s, got {max_delay_s!r}; example: max_queue_delay_ms=5.0"
@@ -64,6 +73,9 @@ class DynamicBatcher:
         self.max_delay_s = max_delay_s
         self.max_in_flight = max_in_flight
         self._clock = clock
+        self._on_batch = on_batch
+        self._expect_ms = expect_ms
+        self.dropped = 0
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition()
         self._in_flight = 0
@@ -74,8 +86,8 @@ class DynamicBatcher:
         self._thread = threading.Thread(target=self._loop, name="packrat-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, sample: torch.Tensor) -> Future[torch.Tensor]:
-        """Queue one sample (no batch dimension); the future gets its output row."""
+    def submit(self, sample: torch.Tensor, *, deadline: float | None = None) -> Future[torch.Tensor]:
+        """Queue one sample (no batch dimension); the future gets its output row (drop after `deadline`)."""
         future: Future[torch.Tensor] = Future()
         with self._cond:
             if self._closed or self._draining:
@@ -83,7 +95,7 @@ class DynamicBatcher:
                     PoolClosedError("the pool is closed; start a new Pool to serve requests")
                 )
                 return future
-            self._queue.append(_Request(sample, future, self._clock()))
+            self._queue.append(_Request(sample, future, self._clock(), deadline))
             self._cond.notify_all()
         self.activity.set()
         return future
@@ -92,6 +104,14 @@ class DynamicBatcher:
         """Samples waiting to be batched (what the estimator samples)."""
         with self._cond:
             return len(self._queue)
+
+    def backlog(self) -> tuple[int, float, int]:
+        """(samples queued, age in ms of the oldest, max batch now) in one look, for admission."""
+        with self._cond:
+            oldest = self._queue[0].arrival if self._queue else None
+            depth = len(self._queue)
+        age = 0.0 if oldest is None else (self._clock() - oldest) * 1000.0
+        return depth, age, max(1, self._max_batch())
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop taking requests, send what is queued at once and wait for it; fail what is left after the timeout."""
@@ -111,12 +131,14 @@ class DynamicBatcher:
                 request.future.set_exception(PoolClosedError("the pool closed before this request ran"))
         self._thread.join(timeout=5)
 
-    def _take(self) -> list[_Request] | None:
-        """Wait for a batch to be due and for room in flight; None once closed."""
+    def _take(self) -> tuple[list[_Request], list[_Request]] | None:
+        """Wait for a batch to be due and for room in flight: (batch, dropped); None once closed."""
+        dropped: list[_Request] = []
         with self._cond:
             while True:
                 if self._closed:
                     return None
+                self._drop_expired(dropped, max(1, self._max_batch()))
                 max_batch = max(1, self._max_batch())
                 oldest = self._queue[0].arrival if self._queue else None
                 now = self._clock()
@@ -125,30 +147,74 @@ class DynamicBatcher:
                     taken = [self._queue.popleft() for _ in range(min(max_batch, len(self._queue)))]
                     taken = [r for r in taken if r.future.set_running_or_notify_cancel()]
                     if not taken:  # all cancelled while queued
+                        if dropped:
+                            return [], dropped
                         continue
                     self._in_flight += 1
                     self.histogram[len(taken)] += 1
-                    return taken
+                    return taken, dropped
+                if dropped:  # settle them now (outside the lock), then come back
+                    return [], dropped
                 if oldest is None or self._in_flight >= self.max_in_flight:
                     self._cond.wait()
                 else:
-                    self._cond.wait(max(0.0, oldest + self.max_delay_s - now))
+                    wake = oldest + self.max_delay_s
+                    first_deadline = min(
+                        (r.deadline for r in self._queue if r.deadline is not None), default=None
+                    )
+                    if first_deadline is not None:
+                        wake = min(wake, first_deadline)
+                    self._cond.wait(max(0.0, wake - now))
+
+    def _drop_expired(self, dropped: list[_Request], max_batch: int) -> None:
+        """Move queued requests that cannot finish in time (and not cancelled) to `dropped`; caller holds `_cond`."""
+        if not self._queue:
+            return
+        need_s = (
+            self._expect_ms(min(max_batch, len(self._queue))) / 1000.0 if self._expect_ms is not None else 0.0
+        )
+        cutoff = self._clock() + need_s
+        if not any(r.deadline is not None and cutoff > r.deadline for r in self._queue):
+            return
+        kept: deque[_Request] = deque()
+        for request in self._queue:
+            if request.deadline is not None and cutoff > request.deadline:
+                if request.future.set_running_or_notify_cancel():
+                    dropped.append(request)
+            else:
+                kept.append(request)
+        self._queue = kept
+        self.dropped += len(dropped)
 
     def _loop(self) -> None:
         import torch
 
         while True:
-            taken = self._take()
-            if taken is None:
+            took = self._take()
+            if took is None:
                 return
+            taken, dropped = took
+            for request in dropped:
+                late_ms = (self._clock() - (request.deadline or 0.0)) * 1000.0
+                request.future.set_exception(
+                    DeadlineDropped(
+                        f"dropped before it ran: its deadline passed {late_ms:.1f} ms ago while it was queued"
+                    )
+                )
+            if not taken:
+                continue
+            deadlines = [r.deadline for r in taken]
+            latest = None if None in deadlines else max(d for d in deadlines if d is not None)
+            batch = torch.stack([r.sample for r in taken])
+            sent = self._clock()
             try:
-                future = self._dispatch(torch.stack([r.sample for r in taken]))
+                future = self._dispatch(batch) if latest is None else self._dispatch(batch, deadline=latest)
             except Exception as exc:  # noqa: BLE001 - a failed dispatch fails its requests, not the batcher
                 future = Future()
                 future.set_exception(exc)
-            future.add_done_callback(functools.partial(self._deliver, taken=taken))
+            future.add_done_callback(functools.partial(self._deliver, taken=taken, sent=sent))
 
-    def _deliver(self, future: Future[torch.Tensor], *, taken: list[_Request]) -> None:
+    def _deliver(self, future: Future[torch.Tensor], *, taken: list[_Request], sent: float) -> None:
         try:
             exc = future.exception()
             for row, request in enumerate(taken):
@@ -156,6 +222,11 @@ class DynamicBatcher:
                     request.future.set_result(future.result()[row])
                 else:
                     request.future.set_exception(exc)
+            if self._on_batch is not None and exc is None:  # the whole cycle, delivery included
+                try:
+                    self._on_batch(len(taken), (self._clock() - sent) * 1000.0)
+                except Exception:  # noqa: BLE001, S110 - an observer's bug must not lose answers
+                    pass
         finally:  # whatever happened above, the batcher must not wedge
             with self._cond:
                 self._in_flight -= 1

@@ -53,8 +53,12 @@ def split_rows(rows: int, batches: Sequence[int]) -> list[tuple[int, int, int]]:
 class Job:
     """One batch in flight: an output tensor filled piece by piece, a Future set when all are in."""
 
-    def __init__(self, rows: int, out_layout: Layout, pieces: int) -> None:
+    def __init__(self, rows: int, out_layout: Layout, pieces: int, *, deadline: float | None = None) -> None:
         self.future: Future[torch.Tensor] = Future()
+        self.deadline = (
+            deadline  # monotonic s: dropped before its first piece starts if it cannot finish by then
+        )
+        self._started = False  # a piece went to a worker: the rest run too (the answer may be late)
         self.out: torch.Tensor | None = None  # a single piece's rows are cloned out whole in `fill`
         if pieces > 1:
             import torch
@@ -99,6 +103,25 @@ class Job:
                 return False
             self._settled = True
             return True
+
+    def begin_piece(self, now: float, expect_s: float) -> str:
+        """'run', 'skip' (settled: never run it) or 'drop' (claimed: past its window, call `settle_claimed`).
+
+        Clockwork's rule: a job whose first piece cannot finish by its deadline (now + expected
+        run time) is dropped before anything of it runs; once one piece started, the rest run.
+        """
+        with self._lock:
+            if self._settled or self.future.done():
+                return "skip"
+            if not self._started and self.deadline is not None and now + expect_s > self.deadline:
+                self._settled = True
+                return "drop"
+            self._started = True
+            return "run"
+
+    def settle_claimed(self, exc: BaseException) -> None:
+        """Fail a job claimed by `begin_piece` (call with no lock held: callbacks run)."""
+        self.future.set_exception(exc)
 
     def resolve(self) -> None:
         """Hand the filled output to the caller (unless the batch already failed)."""

@@ -8,7 +8,9 @@ the reader thread all take `_lock` briefly; the reader delivers outputs and sett
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import threading
 import time
 from collections import deque
@@ -16,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
-from packrat_lab.errors import WorkerFailedError
+from packrat_lab.errors import DeadlineDropped, WorkerFailedError
 from packrat_lab.serving.dispatcher import Piece
 from packrat_lab.serving.messages import Done, Ready, Resized, RunError, StartFailed
+from packrat_lab.serving.prediction import LatencyModel
 from packrat_lab.serving.worker import WorkerConfig, WorkerState
 
 if TYPE_CHECKING:
@@ -58,6 +61,7 @@ class WorkerExited:
 
 
 Notify = Callable[[Union[WorkerReady, WorkerExited]], None]  # noqa: UP007
+Settle = Callable[[], None]  # settles one future: run with no lock held
 
 
 class WorkerHandle:
@@ -75,8 +79,11 @@ class WorkerHandle:
         instance: Instance,
         notify: Notify,
         clock: Callable[[], float] = time.monotonic,
+        latency: LatencyModel | None = None,
     ) -> None:
         self.config = config
+        self.latency = latency or LatencyModel()  # read and written under `_lock`
+        self.dropped = 0  # pieces dropped unsent: they could not finish by their job's deadline
         self.instance = instance
         self.batch = instance.batch
         self.state = WorkerState.STARTING
@@ -149,7 +156,7 @@ class WorkerHandle:
                 return False
             self._pending.append(piece)
             doomed = self._send_next()
-        _fail_all(doomed, self.config.worker_id)
+        _settle_all(doomed)
         return True
 
     def refusal(self) -> WorkerFailedError:
@@ -162,7 +169,7 @@ class WorkerHandle:
             self.batch = batch
             self._pending.append(_Resize(batch))
             doomed = self._send_next()
-        _fail_all(doomed, self.config.worker_id)
+        _settle_all(doomed)
 
     def stop(self) -> None:
         """Drain: finish what is queued, then exit (a worker not yet started just ends)."""
@@ -174,7 +181,7 @@ class WorkerHandle:
                 self.state = WorkerState.DRAINING
             self._pending.append(_Stop())
             doomed = self._send_next()
-        _fail_all(doomed, self.config.worker_id)
+        _settle_all(doomed)
 
     def take_queued(self) -> list[Piece]:
         """Remove and return the pieces not yet sent (a worker that will never start gives them back)."""
@@ -188,6 +195,40 @@ class WorkerHandle:
         """Items held (running plus queued); 0 means idle."""
         with self._lock:
             return len(self._pending) + (self._current is not None and not isinstance(self._current, _Stop))
+
+    def wait_ms(self, now: float) -> float:
+        """Predicted ms until this worker is free: queued pieces plus what is left of the running one.
+
+        Infinite while the worker is not serving (starting, restarting, ended): nothing queued
+        here can be promised a time.
+        """
+        with self._lock:
+            if self._ended or self._stop_asked or self.state is not WorkerState.READY:
+                return math.inf
+            total = 0.0
+            for item in self._pending:
+                if isinstance(item, Piece):
+                    if not item.job.settled:
+                        total += self.latency.expect_ms(item.rows)
+                elif isinstance(item, _Resize):
+                    total += self.warm_ms or 0.0
+            current = self._current
+            if isinstance(current, Piece):
+                elapsed = (now - self._current_since) * 1000.0
+                total += max(0.0, self.latency.expect_ms(current.rows) - elapsed)
+            elif isinstance(current, _Resize):
+                total += self.warm_ms or 0.0
+            return total
+
+    def forget_measurements(self) -> None:
+        """Start the latency model over from its prior (its measurements went stale)."""
+        with self._lock:
+            self.latency.forget()
+
+    def expect_ms(self, rows: int) -> float:
+        """Predicted service time of a piece of `rows` on this worker."""
+        with self._lock:
+            return self.latency.expect_ms(rows)
 
     def overdue(self, now: float, deadline_s: float, start_timeout_s: float) -> str | None:
         """Why this worker counts as hung at `now`, or None (a batch or a start past its deadline)."""
@@ -210,16 +251,24 @@ class WorkerHandle:
             self.state = WorkerState.HUNG
             self.error = f"hung: {why}"
 
-    def _send_next(self) -> list[tuple[Piece, str]]:
-        """Send the next item if the worker is free; caller holds `_lock` and fails what this returns."""
-        doomed: list[tuple[Piece, str]] = []
+    def _send_next(self) -> list[Settle]:
+        """Send the next item if the worker is free; caller holds `_lock` and settles what this returns."""
+        doomed: list[Settle] = []
         while self._current is None and self._pending and not self._stop_sent and not self._broken:
             if self.state not in (WorkerState.READY, WorkerState.DRAINING):
                 break
             item = self._pending.popleft()
-            if isinstance(item, Piece) and item.job.settled:
-                continue  # failed elsewhere, withdrawn or cancelled: never run it
-            self._current, self._current_since = item, self._clock()
+            now = self._clock()
+            if isinstance(item, Piece):
+                expect_ms = self.latency.expect_ms(item.rows)
+                verdict = item.job.begin_piece(now, expect_ms / 1000.0)
+                if verdict == "skip":
+                    continue  # failed elsewhere, withdrawn or cancelled: never run it
+                if verdict == "drop":  # past its window: never run it
+                    self.dropped += 1
+                    doomed.append(functools.partial(item.job.settle_claimed, _dropped(item, now, expect_ms)))
+                    continue
+            self._current, self._current_since = item, now
             try:
                 if isinstance(item, Piece):
                     self._channel.send_run(next(self._ids), item.src)
@@ -237,7 +286,10 @@ class WorkerHandle:
             except Exception as exc:  # noqa: BLE001 - one bad piece must not stop this worker's queue
                 self._current = None
                 if isinstance(item, Piece):
-                    doomed.append((item, f"could not send: {type(exc).__name__}: {exc}"))
+                    error = WorkerFailedError(
+                        f"worker {self.config.worker_id}: could not send: {type(exc).__name__}: {exc}"
+                    )
+                    doomed.append(functools.partial(item.fail, error))
                 continue
             break
         return doomed
@@ -263,11 +315,12 @@ class WorkerHandle:
         if isinstance(reply, Ready):
             with self._lock:
                 self.warm_ms = reply.info.warm_ms
+                self.latency.seed(self.batch, reply.info.warm_ms)
                 self.was_ready = True
                 if self.state is WorkerState.STARTING:
                     self.state = WorkerState.READY
                 doomed = self._send_next()
-            _fail_all(doomed, self.config.worker_id)
+            _settle_all(doomed)
             self.ready.set()
             self._notify(WorkerReady(self))
         elif isinstance(reply, StartFailed):
@@ -290,6 +343,8 @@ class WorkerHandle:
         elif isinstance(reply, RunError) and isinstance(item, Piece):
             item.fail(WorkerFailedError(f"worker {self.config.worker_id}: {reply.message}"))
         with self._lock:
+            if isinstance(reply, Done) and isinstance(item, Piece):
+                self.latency.observe(item.rows, (self._clock() - self._current_since) * 1000.0)
             self._current = None
             if isinstance(reply, Done):
                 self.served += 1
@@ -297,7 +352,7 @@ class WorkerHandle:
             elif isinstance(reply, Resized):
                 self.warm_ms = reply.info.warm_ms
             doomed = self._send_next()
-        _fail_all(doomed, self.config.worker_id)
+        _settle_all(doomed)
         if finished is not None:
             finished.job.resolve()
 
@@ -354,12 +409,25 @@ class WorkerHandle:
             "backend": self.instance.backend.key,
             "served": self.served,
             "mean_run_ms": self.run_ms / self.served if self.served else None,
+            "expected_ms": self.expect_ms(self.batch),
+            "dropped": self.dropped,
             "queued": self.load,
             "error": self.error,
         }
 
 
-def _fail_all(doomed: list[tuple[Piece, str]], worker_id: int) -> None:
-    """Fail pieces that could not be sent (called with no lock held: futures run callbacks)."""
-    for piece, why in doomed:
-        piece.fail(WorkerFailedError(f"worker {worker_id}: {why}"))
+def _settle_all(doomed: list[Settle]) -> None:
+    """Settle pieces that were dropped or could not be sent (called with no lock held: futures run callbacks)."""
+    for settle in doomed:
+        settle()
+
+
+def _dropped(piece: Piece, now: float, expect_ms: float) -> DeadlineDropped:
+    deadline = piece.job.deadline
+    left_ms = (deadline - now) * 1000.0 if deadline is not None else 0.0
+    return DeadlineDropped(
+        f"dropped before it ran: a {piece.rows}-row piece needs about {expect_ms:.1f} ms "
+        f"but its deadline was {left_ms:.1f} ms away",
+        predicted_ms=expect_ms,
+        deadline_ms=left_ms,
+    )

@@ -59,6 +59,8 @@ EventKind = Literal[
     "auto-off",
     "auto-reconfigure",
     "auto-failed",
+    "aimd-batch",
+    "slo-models-reset",  # an idle pool refusing on stale latency measurements forgot them  # AIMD's batch limit crossed a power of two (detail: batch, previous, latency_ms)
     "supervisor-error",
     "closed",
 ]

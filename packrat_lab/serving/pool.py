@@ -8,6 +8,12 @@ Threads and what they own (the lifecycle itself is `supervisor.py`'s, see its do
 - packrat-supervisor: the only writer of workers, generations and `state`;
 - packrat-reader-N: one per worker, turns replies into answers and posts worker news;
 - packrat-events: calls `on_event` observers (they may do anything but block for long).
+Latency SLOs add no thread: admission (`predict_ms`, refusals) runs on the caller's thread and
+reads each serving handle's queue and latency model under dispatch_lock → handle lock; drops
+happen where a piece would be sent (handle lock, then job lock) or where the batcher takes a
+batch (its condition lock), and are settled after the lock is released. New locks, each a leaf
+held for a few operations: the prediction cache's, the AIMD controller's, the error window's,
+and `_cycle_lock` (the batcher's measured batch cycle, read by the batcher under its condition).
 Lock order: dispatch_lock → handle lock → job lock; futures are settled with no lock held, so a
 done-callback may call back into the pool (but `close()` from a callback of this pool's own
 future would wait on itself: don't).
@@ -15,7 +21,9 @@ future would wait on itself: don't).
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import multiprocessing
 import os
 import threading
@@ -23,22 +31,33 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from packrat_lab.child_env import child_environment
-from packrat_lab.errors import InfeasiblePlanError, PoolClosedError, RequestTimeoutError, WorkerFailedError
+from packrat_lab.errors import (
+    DeadlineDropped,
+    InfeasiblePlanError,
+    PoolClosedError,
+    Rejected,
+    RequestTimeoutError,
+    WorkerFailedError,
+)
 from packrat_lab.plan import Instance, Plan
+from packrat_lab.serving.admission import SlotLoad, predict_infer_ms, predict_submit_ms, refusal
+from packrat_lab.serving.aimd import AIMDBatchSize
 from packrat_lab.serving.autoscale import AutoPolicy, optimizer_planner
 from packrat_lab.serving.batcher import DynamicBatcher
+from packrat_lab.serving.cache import PredictionCache
 from packrat_lab.serving.channel import ChannelFactory, process_channels
 from packrat_lab.serving.cleanup import shutdown
 from packrat_lab.serving.dispatcher import Job, Piece, split_rows
-from packrat_lab.serving.estimator import BatchSizeEstimator
+from packrat_lab.serving.estimator import BatchSizeEstimator, floor_pow2
 from packrat_lab.serving.events import Event, EventLog
 from packrat_lab.serving.handle import WorkerHandle
 from packrat_lab.serving.inputs import check_input
 from packrat_lab.serving.lifecycle import FailurePolicy, PoolState
 from packrat_lab.serving.plan_check import check_plan
+from packrat_lab.serving.prediction import ErrorWindow, LatencyModel, profile_prior
 from packrat_lab.serving.stats import RequestStats
 from packrat_lab.serving.supervisor import Supervisor
 from packrat_lab.serving.transport import Layout, new_prefix, remove_segments
@@ -53,6 +72,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Pool", "PoolStats"]
 
+STALE_AFTER_S = 1.0  # an idle pool that answered nothing for this long forgets its measured latencies
+
 
 class PoolStats(TypedDict):
     """What `Pool.stats()` returns (and the HTTP /v2/stats route serves)."""
@@ -64,8 +85,26 @@ class PoolStats(TypedDict):
     served: int
     failed: int
     cancelled: int
+    rejected: int
+    dropped: int
     in_flight: int
     lost: int
+    slo_ms: float | None
+    admitted: int
+    late: int
+    slo_attainment: float | None
+    goodput_rps: float
+    prediction_error_p50_ms: float | None
+    prediction_error_p99_ms: float | None
+    prediction_margin_ms: float
+    predicted_ms: float | None
+    batching: str
+    aimd_batch: int | None
+    cache_size: int
+    cache_entries: int
+    cache_hits: int
+    cache_misses: int
+    cache_hit_rate: float | None
     p50_ms: float | None
     p99_ms: float | None
     throughput_rps: float
@@ -82,9 +121,14 @@ class PoolStats(TypedDict):
 
 
 def place(plan: Plan) -> Plan:
-    """The plan with disjoint cores from `assign_cores`; InfeasiblePlanError if it doesn't fit the host."""
+    """The plan with disjoint cores from `assign_cores`; InfeasiblePlanError if it doesn't fit the host.
+
+    A plan whose every instance already names its cores (a Fleet's share of the host) keeps them.
+    """
     from packrat_lab.host import assign_cores
 
+    if all(i.cores for i in plan.instances):
+        return plan
     return plan.with_cores(assign_cores([i.threads for i in plan.instances]))
 
 
@@ -106,6 +150,15 @@ class Pool:
     127.0.0.1 and registers itself for JupyterLab's Packrat sidebar. Use as a context manager,
     or call `close()`; an unclosed pool is cleaned up at interpreter exit. Workers are spawned, so
     a script (not a notebook) must create pools under `if __name__ == "__main__":`.
+
+    Latency objectives (Clockwork): with `slo_ms` (or `deadline_ms=` per call) a request
+    predicted to miss its deadline is refused at once (`Rejected`), and an admitted one that can
+    no longer finish in time is dropped before it runs (`DeadlineDropped`, a `Rejected`);
+    `predict_ms(rows)` is the prediction for a request arriving now, from the work queued on each
+    worker and each worker's latency per batch (the profile's L[t][b], corrected online).
+    `batching="aimd"` lets the batcher's max batch follow Clipper's AIMD toward a third of the SLO (in
+    auto mode that batch is the B the optimizer plans for); `cache_size=N` keeps the last N
+    answers by exact input (Clipper's prediction cache).
     """
 
     def __init__(
@@ -126,6 +179,10 @@ class Pool:
         settings: Mapping[str, RuntimeSetting] | None = None,
         max_instance_batch: int | None = None,
         channels: ChannelFactory | None = None,
+        slo_ms: float | None = None,
+        batching: Literal["packrat", "aimd"] = "packrat",
+        aimd: AIMDBatchSize | None = None,
+        cache_size: int = 0,
     ) -> None:
         from packrat_lab.workloads.registry import get_workload
 
@@ -135,14 +192,26 @@ class Pool:
         if max_queue_delay_ms < 0 or warmup < 0:
             msg = f"max_queue_delay_ms and warmup must be ≥ 0, got {max_queue_delay_ms!r}, {warmup!r}; example: Pool('mlp', '2x1x4', max_queue_delay_ms=5.0, warmup=2)"
             raise ValueError(msg)
+        if slo_ms is not None:
+            _check_ms(slo_ms, "slo_ms", "Pool('mlp', '2x1x4', slo_ms=50)")
+        if batching not in ("packrat", "aimd"):
+            msg = f"batching must be 'packrat' or 'aimd', got {batching!r}; example: Pool('mlp', '2x1x4', batching='aimd', slo_ms=50)"
+            raise ValueError(msg)
+        if batching == "aimd" and slo_ms is None and aimd is None:
+            msg = "batching='aimd' needs a latency objective; example: Pool('mlp', '2x1x4', batching='aimd', slo_ms=50)"
+            raise ValueError(msg)
         self.workload: Workload = get_workload(model)
+        self.slo_ms = float(slo_ms) if slo_ms is not None else None
+        self.batching = batching
+        self._cache = PredictionCache(cache_size, self.workload.name)
+        self._prediction_errors = ErrorWindow()
         self.name = name or f"pool-{self.workload.name}"
         self.profile = profile
         self.warmup = warmup
         self.policy = policy or FailurePolicy()
         self._settings = _known_settings(profile, settings)
         self._max_instance_batch = max_instance_batch or _profile_max_batch(profile) or 4096
-        placed = place(self._checked(plan))
+        placed = place(self.check_plan(plan))
         self._prefix = new_prefix()
         self._channels = channels or process_channels(multiprocessing.get_context("spawn"))
         self._events = EventLog()
@@ -160,8 +229,22 @@ class Pool:
         except BaseException:  # a failed start or a KeyboardInterrupt in the notebook: leave nothing behind
             self.close()
             raise
+        self._aimd: AIMDBatchSize | None = None
+        if batching == "aimd":
+            # a sample waits out the batch in flight, then runs in the next (2T), and T has a tail: T ≤ SLO/3
+            target = self.slo_ms / 3 if self.slo_ms is not None else 0.0
+            self._aimd = aimd or AIMDBatchSize(
+                target, start=self.plan.total_batch, max_batch=self._max_instance_batch
+            )
+        self._last_answer = time.monotonic()  # when a request was last answered (stale models: see _admit)
+        self._cycle = LatencyModel()  # the batcher's dispatch-to-delivery time per batch size
+        self._cycle_lock = threading.Lock()
         self._batcher = DynamicBatcher(
-            self._dispatch, lambda: self.plan.total_batch, max_queue_delay_ms / 1000.0
+            self._dispatch,
+            self._batch_limit,
+            max_queue_delay_ms / 1000.0,
+            on_batch=self._observe_batch,
+            expect_ms=self._cycle_ms,
         )
         self.estimator = estimator or BatchSizeEstimator()
         self._policy = (
@@ -200,11 +283,15 @@ class Pool:
         """Plan switches completed so far."""
         return self._supervisor.reconfigurations
 
-    def infer(self, batch: torch.Tensor, *, timeout: float | None = None) -> torch.Tensor:
+    def infer(
+        self, batch: torch.Tensor, *, timeout: float | None = None, deadline_ms: float | None = None
+    ) -> torch.Tensor:
         """Run a batch of N ≥ 1 samples split by the plan (chunks of B when N > B); output rows in order.
 
         With `timeout` (seconds), a batch not answered in time is withdrawn (its pieces that have
-        not started never run) and RequestTimeoutError is raised.
+        not started never run) and RequestTimeoutError is raised. With `deadline_ms` (default: the
+        pool's `slo_ms`), a batch predicted to miss it raises Rejected at once, and one that can no
+        longer finish in time before any of it started raises DeadlineDropped (it never ran).
         """
         self._check(batch, batched=True)
         if self._closing:
@@ -213,36 +300,101 @@ class Pool:
         if timeout is not None and not timeout > 0:
             msg = f"timeout must be a positive number of seconds, got {timeout!r}; example: pool.infer(x, timeout=2.0)"
             raise ValueError(msg)
-        started = self._stats.begin()
+        budget_ms = self._budget_ms(deadline_ms)
+        keys = [self._cache.key(row) for row in batch] if self._cache.enabled else []
+        hits = [self._cache.get(k) for k in keys]
+        if keys and all(h is not None for h in hits):
+            import torch
+
+            self._answered_from_cache(budget_ms)
+            return torch.stack(hits)  # type: ignore[arg-type]
+        rows = int(batch.shape[0])
+        started = self._stats.begin(offered=budget_ms is not None)
+        deadline = None if budget_ms is None else started + budget_ms / 1000.0
+        predicted: float | None = None
         outcome = "failed"
         try:
-            job = self._dispatch_job(batch)
+            if budget_ms is not None:
+                predicted, refused = self._admit(rows, budget_ms, path="infer")
+                if refused is not None:
+                    outcome = "rejected"
+                    raise refused
+            job = self._dispatch_job(batch, deadline=deadline)
             try:
                 out = job.future.result(timeout)
             except TimeoutError:
-                rows = int(batch.shape[0])
                 error = RequestTimeoutError(
                     f"no answer to a {rows}-row batch within {timeout:g} s; it was withdrawn"
                 )
                 if job.fail(error):
                     raise error from None
                 out = job.future.result()  # answered in the instant between the two
+            except DeadlineDropped:
+                outcome = "dropped"
+                raise
             outcome = "ok"
+            self._last_answer = time.monotonic()
+            for key, row in zip(keys, out if keys else (), strict=True):
+                self._cache.put(key, row)
             return out
         finally:
-            self._stats.end(started, outcome)
+            latency_ms = self._stats.end(started, outcome, deadline)
+            if predicted is not None and outcome == "ok":
+                self._prediction_errors.add(predicted, latency_ms)
 
-    def submit(self, sample: torch.Tensor) -> Future[torch.Tensor]:
+    def submit(self, sample: torch.Tensor, *, deadline_ms: float | None = None) -> Future[torch.Tensor]:
         """Queue one sample (no batch dimension) for the dynamic batcher; the future gets its output row.
 
         Cancelling the future (or an asyncio timeout on `asyncio.wrap_future`) withdraws the
-        sample if it has not gone out yet; the pool keeps serving.
+        sample if it has not gone out yet; the pool keeps serving. With `deadline_ms` (default:
+        the pool's `slo_ms`) the future raises Rejected at once if the sample is predicted to miss
+        it, or DeadlineDropped if it could no longer finish in time before it ran.
         """
         self._check(sample, batched=False)
-        started = self._stats.begin()
-        future = self._batcher.submit(sample)
-        future.add_done_callback(lambda f: self._stats.end(started, _outcome(f)))
+        budget_ms = self._budget_ms(deadline_ms)
+        key = self._cache.key(sample) if self._cache.enabled else None
+        hit = self._cache.get(key) if key is not None else None
+        future: Future[torch.Tensor]
+        if hit is not None:
+            self._answered_from_cache(budget_ms)
+            future = Future()
+            future.set_result(hit)
+            return future
+        started = self._stats.begin(offered=budget_ms is not None)
+        deadline = None if budget_ms is None else started + budget_ms / 1000.0
+        predicted: float | None = None
+        if budget_ms is not None and not self._closing:
+            predicted, refused = self._admit(1, budget_ms, path="submit")
+            if refused is not None:
+                self._stats.end(started, "rejected")
+                future = Future()
+                future.set_exception(refused)
+                return future
+        future = self._batcher.submit(sample, deadline=deadline)
+        future.add_done_callback(
+            functools.partial(
+                self._submitted_done, started=started, deadline=deadline, predicted=predicted, key=key
+            )
+        )
         return future
+
+    def predict_ms(self, rows: int = 1, *, path: Literal["submit", "infer"] | None = None) -> float:
+        """Predicted ms from now until a request of `rows` arriving now is answered (inf: no worker can take it).
+
+        `path` is how it arrives: through the batcher (`submit`, the default for one row) or split
+        by the plan at once (`infer`, the default for more). The prediction counts the work queued
+        on each worker (what is left of the running piece included) and each worker's expected
+        time per batch: the profile's L[t][b] (else its warm batch), corrected by measured runs.
+        """
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
+            msg = f"rows must be a positive integer, got {rows!r}; example: pool.predict_ms(rows=1)"
+            raise ValueError(msg)
+        if (path or ("submit" if rows == 1 else "infer")) == "submit":
+            if rows != 1:
+                msg = f"submit takes one sample, got rows={rows}; example: pool.predict_ms(8, path='infer')"
+                raise ValueError(msg)
+            return self._predict(1, "submit", self._loads())
+        return self._predict(rows, "infer", self._loads())
 
     def reconfigure(self, plan: Plan | str, *, wait: bool = True) -> Future[Plan]:
         """Switch to `plan` active-passive: start new workers passive, warm them, switch, drain, stop.
@@ -259,17 +411,27 @@ class Pool:
         return future
 
     def stats(self) -> PoolStats:
-        """Counters (served, failed, cancelled, lost, in_flight), queue, latency window, batches, workers."""
+        """Counters (served, failed, cancelled, rejected, dropped, lost, in_flight), SLO, queue, latency, batches, workers."""
         with self._supervisor.dispatch_lock:
             active = self._supervisor.active
             handles = [] if active is None else [slot.handle for slot in active.slots]
         retiring = [h for h in self._supervisor.live_handles() if h not in handles]
         supervisor = self._supervisor
+        error_p50, error_p99 = self._prediction_errors.percentiles()
+        predicted = self._predict(1, "submit", self._loads()) if not self._closing else math.inf
         return {
             "name": self.name,
             "state": self.state.value,
             "plan": "" if active is None else active.plan.text,
             **self._stats.snapshot(),  # type: ignore[typeddict-item]
+            "slo_ms": self.slo_ms,
+            "prediction_error_p50_ms": error_p50,
+            "prediction_error_p99_ms": error_p99,
+            "prediction_margin_ms": self._prediction_errors.margin_ms(),
+            "predicted_ms": None if math.isinf(predicted) else predicted,
+            "batching": self.batching,
+            "aimd_batch": None if self._aimd is None else self._aimd.batch,
+            **self._cache.snapshot(),
             "queue_depth": self._batcher.depth(),
             "batch_histogram": self._batcher.histogram_snapshot(),
             "estimated_batch": self.estimator.estimate,
@@ -289,6 +451,17 @@ class Pool:
     def on_event(self, callback: Callable[[Event], None]) -> None:
         """Call `callback(event)` for every future event, on the pool's event-delivery thread."""
         self._events.subscribe(callback)
+
+    def set_slo(self, slo_ms: float | None) -> None:
+        """Change the default latency objective live (None: off); AIMD then aims at a third of it."""
+        if slo_ms is not None:
+            _check_ms(slo_ms, "slo_ms", "pool.set_slo(50)")
+        if slo_ms is None and self._aimd is not None:
+            msg = "batching='aimd' needs a latency objective; example: pool.set_slo(50)"
+            raise ValueError(msg)
+        self.slo_ms = None if slo_ms is None else float(slo_ms)
+        if self._aimd is not None and self.slo_ms is not None:
+            self._aimd.target_ms = self.slo_ms / 3
 
     def set_auto(self, enabled: bool, *, reason: str = "") -> None:
         """Turn auto mode on or off; on needs the pool to have been given a profile."""
@@ -336,14 +509,15 @@ class Pool:
     def _check(self, tensor: Any, *, batched: bool) -> None:
         check_input(tensor, tuple(self.workload.sample_shape), self.workload.dtype, batched=batched)
 
-    def _checked(self, plan: Plan | str) -> Plan:
+    def check_plan(self, plan: Plan | str) -> Plan:
+        """`plan` as this pool would serve it (settings by name, batch bound); ValueError otherwise."""
         return check_plan(plan, self._settings, self._max_instance_batch)
 
-    def _dispatch(self, batch: torch.Tensor) -> Future[torch.Tensor]:
+    def _dispatch(self, batch: torch.Tensor, *, deadline: float | None = None) -> Future[torch.Tensor]:
         """The batcher's way in: dispatch and return the batch's future."""
-        return self._dispatch_job(batch).future
+        return self._dispatch_job(batch, deadline=deadline).future
 
-    def _dispatch_job(self, batch: torch.Tensor) -> Job:
+    def _dispatch_job(self, batch: torch.Tensor, *, deadline: float | None = None) -> Job:
         """Split one batch over the serving workers; all pieces go to one generation."""
         batch = batch.contiguous()
         refused: list[tuple[Piece, WorkerHandle]] = []
@@ -358,7 +532,7 @@ class Pool:
                 raise WorkerFailedError(msg)
             parts = split_rows(int(batch.shape[0]), [slot.instance.batch for slot in slots])
             assert self._out_layout is not None
-            job = Job(int(batch.shape[0]), self._out_layout, len(parts))
+            job = Job(int(batch.shape[0]), self._out_layout, len(parts), deadline=deadline)
             for k, start, rows in parts:
                 piece = Piece(job, batch[start : start + rows], start)
                 if not slots[k].handle.enqueue(piece):
@@ -367,8 +541,118 @@ class Pool:
             piece.fail(handle.refusal())
         return job
 
+    # -- latency objectives -------------------------------------------------------------------
+
+    def _budget_ms(self, deadline_ms: float | None) -> float | None:
+        """The call's deadline in ms (its own, else the pool's SLO), checked."""
+        if deadline_ms is None:
+            return self.slo_ms
+        _check_ms(deadline_ms, "deadline_ms", "pool.submit(x, deadline_ms=50)")
+        return float(deadline_ms)
+
+    def _answered_from_cache(self, budget_ms: float | None) -> None:
+        started = self._stats.begin(offered=budget_ms is not None)
+        self._stats.end(started, "ok", None if budget_ms is None else started + budget_ms / 1000.0)
+
+    def _loads(self) -> list[SlotLoad]:
+        """The serving workers' queues and latency models, read now (dispatch_lock → handle lock)."""
+        now = time.monotonic()
+        with self._supervisor.dispatch_lock:
+            active = self._supervisor.active
+            handles = (
+                []
+                if active is None
+                else [(s.instance.batch, s.handle) for s in active.slots if not s.degraded]
+            )
+            return [SlotLoad(batch, h.wait_ms(now), h.expect_ms) for batch, h in handles]
+
+    def _admit(self, rows: int, budget_ms: float, *, path: str) -> tuple[float, Rejected | None]:
+        """(prediction, the refusal or None) for a request arriving now.
+
+        Latency models learn only from what runs, so a pool that refused everything on numbers
+        measured in a bad moment (an overload, a starved host) would never measure again. Hence
+        no error margin while nothing is queued, and when an idle pool has answered nothing for
+        `STALE_AFTER_S` the measurements are forgotten (the profile's or warm-up's prior is left)
+        and the request is judged again on those.
+        """
+        loads = self._loads()
+        predicted = self._predict(rows, path, loads)
+        idle = bool(loads) and self._batcher.depth() == 0 and all(load.wait_ms == 0 for load in loads)
+        refused = refusal(predicted, budget_ms, rows, 0.0 if idle else self._prediction_errors.margin_ms())
+        if refused is not None and idle and time.monotonic() - self._last_answer > STALE_AFTER_S:
+            self._forget_measurements()
+            predicted = self._predict(rows, path, self._loads())
+            refused = refusal(predicted, budget_ms, rows)
+        return predicted, refused
+
+    def _forget_measurements(self) -> None:
+        """Drop what the latency models measured (they keep their priors), e.g. after an overload."""
+        with self._supervisor.dispatch_lock:
+            active = self._supervisor.active
+            handles = [] if active is None else [slot.handle for slot in active.slots]
+        for handle in handles:
+            handle.forget_measurements()
+        with self._cycle_lock:
+            self._cycle = LatencyModel()
+        self._events.record(
+            "slo-models-reset", self.plan.text, reason=f"idle and nothing answered for {STALE_AFTER_S:g} s"
+        )
+
+    def _predict(self, rows: int, path: str, loads: list[SlotLoad]) -> float:
+        """Prediction for a request arriving now through `submit` (the batcher) or `infer`."""
+        if path == "infer":
+            return predict_infer_ms(loads, rows)
+        ahead, age_ms, max_batch = self._batcher.backlog()
+        return predict_submit_ms(
+            loads,
+            ahead=ahead,
+            max_batch=max_batch,
+            max_delay_ms=self._batcher.max_delay_s * 1000.0,
+            oldest_age_ms=age_ms,
+            cycle_ms=self._cycle_ms,
+        )
+
+    def _cycle_ms(self, rows: int) -> float:
+        with self._cycle_lock:
+            return self._cycle.expect_ms(rows)
+
+    def _submitted_done(
+        self,
+        future: Future[torch.Tensor],
+        *,
+        started: float,
+        deadline: float | None,
+        predicted: float | None,
+        key: Any,
+    ) -> None:
+        outcome = _outcome(future)
+        if outcome == "ok":
+            self._last_answer = time.monotonic()
+        if outcome == "ok" and key is not None:  # kept before it counts as served
+            self._cache.put(key, future.result())
+        latency_ms = self._stats.end(started, outcome, deadline)
+        if outcome == "ok" and predicted is not None:
+            self._prediction_errors.add(predicted, latency_ms)
+
+    def _batch_limit(self) -> int:
+        """The batcher's max batch: the AIMD controller's B, else the plan's B."""
+        return self._aimd.batch if self._aimd is not None else self.plan.total_batch
+
+    def _observe_batch(self, rows: int, latency_ms: float) -> None:
+        """Each delivered batch: the cycle model learns; AIMD (if on) steps, and the timeline gets its B at powers of two."""
+        with self._cycle_lock:
+            self._cycle.observe(rows, latency_ms)
+        if self._aimd is None:
+            return
+        before = self._aimd.batch
+        after = self._aimd.observe(rows, latency_ms)
+        if floor_pow2(after) != floor_pow2(before):
+            self._events.record(
+                "aimd-batch", self.plan.text, batch=after, previous=before, latency_ms=round(latency_ms, 3)
+            )
+
     def _request_switch(self, plan: Plan | str, *, source: str) -> Future[Plan]:
-        target = self._checked(plan)
+        target = self.check_plan(plan)
         try:
             placed = place(target)
         except InfeasiblePlanError as exc:
@@ -402,7 +686,13 @@ class Pool:
             parent_pid=os.getpid(),
             backend=instance.backend,
         )
-        return WorkerHandle(self._channels(config), config, instance, self._on_worker_news)
+        prior = profile_prior(self.profile, instance.threads, instance.setting.name) if self.profile else None
+        if prior is None and instance.expected_latency_ms:
+            latency = LatencyModel()
+            latency.seed(instance.batch, instance.expected_latency_ms)
+        else:
+            latency = LatencyModel(prior)
+        return WorkerHandle(self._channels(config), config, instance, self._on_worker_news, latency=latency)
 
     def _on_worker_news(self, news: Any) -> None:
         from packrat_lab.serving.handle import WorkerReady
@@ -431,6 +721,8 @@ class Pool:
             if self._stop.wait(interval):
                 return
             estimate = self.estimator.update(self._batcher.depth())
+            if self._aimd is not None:  # AIMD's B is the batch the optimizer plans for
+                estimate = floor_pow2(self._aimd.batch)
             if not (self._auto and self._policy is not None and self.state is PoolState.SERVING):
                 continue
             try:
@@ -446,11 +738,28 @@ class Pool:
                     self._events.record("auto-failed", target.text, error=str(exc))
 
 
+def _check_ms(value: Any, name: str, example: str) -> None:
+    """A positive, finite number of milliseconds, or a one-line ValueError naming it."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        msg = f"{name} must be a positive number of milliseconds, got {value!r}; example: {example}"
+        raise ValueError(msg)
+
+
 def _outcome(future: Future[Any]) -> str:
-    """ok / failed / cancelled, without raising for a cancelled future."""
+    """ok / failed / cancelled / rejected / dropped, without raising for a cancelled future."""
     if future.cancelled():
         return "cancelled"
-    return "ok" if future.exception() is None else "failed"
+    exc = future.exception()
+    if exc is None:
+        return "ok"
+    if isinstance(exc, DeadlineDropped):
+        return "dropped"
+    return "rejected" if isinstance(exc, Rejected) else "failed"
 
 
 def _known_settings(

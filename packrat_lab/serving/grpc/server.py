@@ -19,6 +19,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from packrat_lab import __version__
+from packrat_lab.errors import Rejected
 from packrat_lab.serving.grpc.codec import decode_inputs, encode_response
 from packrat_lab.serving.http.protocol import ProtocolError, Tensor
 from packrat_lab.serving.http.service import OUTPUT_NAME, ServerStopping
@@ -163,9 +164,14 @@ class OipServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignor
             await self._fail(context, "infer", grpc.StatusCode.UNAVAILABLE, message)
         code, message = grpc.StatusCode.OK, ""
         try:
-            out = await service.infer(array, arrived)
+            out = await service.infer(array, arrived, service.deadline_ms(_request_parameters(request)))
         except ServerStopping as exc:
             code, message = grpc.StatusCode.UNAVAILABLE, f"request cut off: {exc}"
+        except ProtocolError as exc:
+            code, message = code_for(exc.status), str(exc)
+        except Rejected as exc:  # the latency objective: counted as HTTP's 429, not as a server error
+            self.service.metrics.count_request("grpc_infer", 429)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc).splitlines()[0])
         except ValueError as exc:  # the pool refused the input
             code, message = (
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -182,6 +188,14 @@ class OipServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignor
         service.metrics.request_seconds.observe(time.perf_counter() - arrived)
         self._count("infer", grpc.StatusCode.OK)
         return response
+
+
+def _request_parameters(request: Any) -> Any:
+    """The request's `parameters` map as plain values, as HTTP's JSON gives them (for `timeout`)."""
+    return {
+        name: getattr(p, p.WhichOneof("parameter_choice") or "int64_param")
+        for name, p in request.parameters.items()
+    }
 
 
 def _checked_input(service: PoolService, request: Any) -> Any:

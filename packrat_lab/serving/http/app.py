@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import tornado.web
 
 from packrat_lab import __version__
+from packrat_lab.errors import Rejected
 from packrat_lab.serving.http.codec import MiB
 from packrat_lab.serving.http.limits import MANAGEMENT_BODY_BYTES
 from packrat_lab.serving.http.protocol import HEADER_LENGTH, ProtocolError, dumps
@@ -251,9 +252,15 @@ class InferHandler(BaseHandler):
             self.fail(503, f"model {model!r} is not serving (pool state {service.state!r})")
             return
         try:
-            out = await service.infer(array, arrived)
+            out = await service.infer(array, arrived, service.deadline_ms(request.parameters))
         except ServerStopping as exc:
             self.fail(503, f"request cut off: {exc}")
+            return
+        except ProtocolError as exc:
+            self.fail(exc.status, str(exc))
+            return
+        except Rejected as exc:  # the latency objective: an answer, not a server error
+            self.fail(429, str(exc))
             return
         except ValueError as exc:  # the pool refused the input
             self.fail(400, str(exc) or type(exc).__name__)
@@ -332,9 +339,10 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_app(service: PoolService) -> tornado.web.Application:
-    """The tornado Application serving one pool."""
+    """The tornado Application serving one pool (or a fleet: a service with its own `app_routes`)."""
+    table = service.app_routes() if hasattr(service, "app_routes") else routes(service)
     return tornado.web.Application(
-        routes(service),
+        table,
         default_handler_class=_NotFound,
         default_handler_args={"service": service},
         log_function=_log_request,

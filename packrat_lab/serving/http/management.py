@@ -27,10 +27,10 @@ from packrat_lab.serving.http.app import BaseHandler
 from packrat_lab.serving.http.codec import load_object
 from packrat_lab.serving.http.protocol import ProtocolError
 
-__all__ = ["management_routes"]
+__all__ = ["TokenHandler", "management_routes"]
 
 
-class _TokenHandler(BaseHandler):
+class TokenHandler(BaseHandler):
     """Mutating routes: 403 without the pool's token; the body must be a JSON object."""
 
     def authorized(self) -> bool:
@@ -51,7 +51,7 @@ class _TokenHandler(BaseHandler):
             return None
 
 
-class PlanHandler(_TokenHandler):
+class PlanHandler(TokenHandler):
     route = "plan"
 
     async def get(self) -> None:
@@ -88,7 +88,7 @@ class EventsHandler(BaseHandler):
         self.send_json({"events": await self.admin(self.service.events)})
 
 
-class AutoHandler(_TokenHandler):
+class AutoHandler(TokenHandler):
     route = "auto"
     example = '{"auto": true}'
 
@@ -114,7 +114,7 @@ class AutoHandler(_TokenHandler):
         await self.put()
 
 
-class StopHandler(_TokenHandler):
+class StopHandler(TokenHandler):
     route = "stop"
 
     async def post(self) -> None:

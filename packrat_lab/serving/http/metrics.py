@@ -7,6 +7,9 @@ Base units: seconds for time (pool.stats() keys ending in `_ms` are exported as 
     packrat_request_queue_seconds             histogram  arrival until the pool took the request
     packrat_request_batch_size                histogram  rows (samples) per inference request
     packrat_pool_{submitted,served,failed,lost}_total  counter  samples, from pool.stats()
+    packrat_pool_{admitted,rejected,dropped,late}_total  counter  latency objective: refused (429), dropped unrun, late
+    packrat_pool_{slo_attainment,goodput_rps}  gauge  answered within deadline / offered; on-time answers per second
+    packrat_pool_prediction_error_p{50,99}_seconds  gauge  |predicted − actual| latency of admitted requests
     packrat_plan_changes_total                counter    plan switches so far
     packrat_pool_<key>[_seconds]              gauge      every other numeric pool.stats() value
     packrat_pool_batches_total{size}          counter    batches the pool ran, by batch size
@@ -36,6 +39,16 @@ _POOL_COUNTERS = {
     "served": ("packrat_pool_served", "Samples the pool answered."),
     "failed": ("packrat_pool_failed", "Samples that failed in the pool."),
     "lost": ("packrat_pool_lost", "Samples the pool lost (must stay 0)."),
+    "admitted": ("packrat_pool_admitted", "Samples with a deadline the pool admitted."),
+    "rejected": (
+        "packrat_pool_rejected",
+        "Samples refused at once: predicted to miss their deadline (HTTP 429).",
+    ),
+    "dropped": (
+        "packrat_pool_dropped",
+        "Admitted samples dropped before they ran: they could no longer finish in time.",
+    ),
+    "late": ("packrat_pool_late", "Samples answered after their deadline."),
     "reconfigurations": ("packrat_plan_changes", "Plan changes (active-passive switches) so far."),
 }
 _HISTOGRAM_KEYS = ("batch_sizes", "batch_histogram", "batch_size_histogram", "batches")

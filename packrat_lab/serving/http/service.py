@@ -39,7 +39,15 @@ if TYPE_CHECKING:
     from packrat_lab.plan import Plan
     from packrat_lab.settings import RuntimeSetting
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PoolService", "ServerStopping", "jsonable", "state_text"]
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "PoolService",
+    "ServerStopping",
+    "event_dict",
+    "jsonable",
+    "state_text",
+]
 
 INPUT_NAME = "INPUT"
 OUTPUT_NAME = "OUTPUT"
@@ -79,7 +87,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _event_dict(event: Any) -> dict[str, Any]:
+def event_dict(event: Any) -> dict[str, Any]:
     """One pool Event(time, kind, plan, detail) as JSON, the plan in its text form."""
     from packrat_lab.plan import Plan
 
@@ -299,27 +307,59 @@ class PoolService:
         )
 
     # ---- inference: the pool (async, on the loop)
-    async def infer(self, array: np.ndarray, arrived: float) -> np.ndarray:
+    def deadline_ms(self, params: Mapping[str, Any]) -> float | None:
+        """The request parameter `timeout` (OIP v2 / Triton: microseconds) in ms, or None when absent."""
+        if "timeout" not in params:
+            return None
+        value = params["timeout"]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            msg = f'parameter timeout must be a positive number of microseconds, got {value!r}; example: {{"parameters": {{"timeout": 50000}}}}'
+            raise ProtocolError(msg, status=400)
+        return float(value) / 1000.0
+
+    async def infer(self, array: np.ndarray, arrived: float, deadline_ms: float | None = None) -> np.ndarray:
         """Run checked rows through the pool without blocking the event loop.
 
         One row goes through `pool.submit` so concurrent single requests meet in the pool's dynamic
         batcher (Packrat's B comes from that queue); a client-formed batch goes through
         `pool.infer` in `executor`, which splits it by the plan. The wait is detached from the
         pool's future: a request cut off by shutdown fails with ServerStopping and never cancels
-        the pool's future under it.
+        the pool's future under it. `deadline_ms` (from arrival; None: the pool's SLO) is what is
+        left of it when the pool takes the request; the pool refuses one predicted to miss it.
         """
         import torch
 
+        from packrat_lab.errors import Rejected
+
         tensor = torch.from_numpy(array)
         self.metrics.request_rows.observe(array.shape[0])
+
+        def left_ms() -> float | None:
+            if deadline_ms is None:
+                return None
+            left = deadline_ms - (time.perf_counter() - arrived) * 1000.0
+            if left <= 0:
+                msg = f"refused: its {deadline_ms:g} ms deadline passed before the pool could take it"
+                raise Rejected(msg, deadline_ms=deadline_ms)
+            return left
+
+        def objective() -> dict[str, float]:  # only when given: a pool-like without deadlines still serves
+            left = left_ms()
+            return {} if left is None else {"deadline_ms": left}
+
         if array.shape[0] == 1:
-            future: concurrent.futures.Future[Any] = self.pool.submit(tensor[0])
+            future: concurrent.futures.Future[Any] = self.pool.submit(tensor[0], **objective())
             self.metrics.queue_seconds.observe(time.perf_counter() - arrived)
             return _to_numpy(await self._wait(future))[None, ...]
 
         def run() -> Any:
             self.metrics.queue_seconds.observe(time.perf_counter() - arrived)
-            return self.pool.infer(tensor)
+            return self.pool.infer(tensor, **objective())
 
         return _to_numpy(await self.run_blocking(self.executor, run))
 
@@ -405,7 +445,7 @@ class PoolService:
 
     def events(self) -> list[dict[str, Any]]:
         """The pool's timeline as JSON."""
-        return [_event_dict(e) for e in self.pool.events()]
+        return [event_dict(e) for e in self.pool.events()]
 
     def metrics_text(self) -> bytes:
         """The whole Prometheus exposition (server and pool metrics)."""
@@ -415,8 +455,12 @@ class PoolService:
         """One line for the end of `packrat-lab serve`: inference requests served and failed."""
         counts = self.metrics.requests()
         served = sum(n for (route, code), n in counts.items() if route == "infer" and code == "200")
-        failed = sum(n for (route, code), n in counts.items() if route == "infer" and code != "200")
-        return f"served {served} inference requests, {failed} failed"
+        refused = sum(n for (route, code), n in counts.items() if route == "infer" and code == "429")
+        failed = sum(
+            n for (route, code), n in counts.items() if route == "infer" and code not in ("200", "429")
+        )
+        tail = f", {refused} refused (latency objective)" if refused else ""
+        return f"served {served} inference requests, {failed} failed{tail}"
 
     def close(self) -> None:
         """Stop the thread pools (the pool itself belongs to whoever made it)."""

@@ -106,11 +106,13 @@ def test_closing_a_segment_whose_view_is_still_alive_leaves_no_exit_time_error(p
 
     code = f"""
 from packrat_lab.serving.transport import Layout, Segment
-seg = Segment({prefix + 'v'!r}, Layout((4,), "float32"), capacity=2, create=True)
+seg = Segment({prefix + "v"!r}, Layout((4,), "float32"), capacity=2, create=True)
 view = seg.tensor[:1]
 seg.close(unlink=True)
 print(float(view.sum()))
 """
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and done.stdout.strip() == "0.0"
     assert "BufferError" not in done.stderr and "Exception ignored" not in done.stderr

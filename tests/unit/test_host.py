@@ -60,7 +60,9 @@ def test_require_cores_refuses_more_than_usable() -> None:
 
     host = two_socket_smt()
     assert require_cores(4, host) == 4
-    with pytest.raises(InfeasiblePlanError, match="cores=5 is more than the 4 usable cores of this host; example: cores=4"):
+    with pytest.raises(
+        InfeasiblePlanError, match="cores=5 is more than the 4 usable cores of this host; example: cores=4"
+    ):
         require_cores(5, host)
     with pytest.raises(ValueError, match="positive integer"):
         require_cores(0, host)

@@ -8,7 +8,7 @@ from pathlib import Path
 import tomllib
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # PyPI name -> conda-forge name where they differ
 CONDA_NAME = {"torch": "pytorch-cpu"}
 # test extras a notebook user also needs from conda (the rest come with `pip install -e .[test]`)

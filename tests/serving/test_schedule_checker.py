@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 import torch
@@ -58,6 +59,40 @@ class FakeTarget:
 
 def test_random_schedules_keep_every_promise() -> None:
     check_seeds(FakeTarget(), range(SEEDS))
+
+
+def test_random_schedules_with_deadlines_keep_every_promise() -> None:
+    """Deadline'd submits and infers join the mix: a refused or dropped request is named and never ran."""
+    check_seeds(FakeTarget(), range(1000, 1000 + SEEDS // 2), deadlines=True)
+
+
+def test_the_checker_sees_a_dropped_request_that_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted bug (pieces past their window are sent anyway, then reported dropped) must be caught."""
+    from packrat_lab.serving import dispatcher
+
+    real_begin = dispatcher.Job.begin_piece
+
+    def send_then_drop(self: dispatcher.Job, now: float, expect_s: float) -> str:
+        verdict = real_begin(self, now, expect_s)
+        if verdict == "drop":
+            from packrat_lab.errors import DeadlineDropped
+
+            threading.Timer(0.0, self.settle_claimed, [DeadlineDropped("planted")]).start()
+            return "run"  # the bug: sent to the worker all the same
+        return verdict
+
+    monkeypatch.setattr(dispatcher.Job, "begin_piece", send_then_drop)
+    ops = [
+        ("stop", 0),
+        ("infer", 1),  # one row goes to the first worker, which is stopped
+        ("infer_deadline", 1, 30.0),  # admitted (the worker looks free), then stuck past its window
+        ("sleep", 0.1),
+        ("cont", 0),
+        ("sleep", 0.1),
+        ("close",),
+    ]
+    problems = run_schedule(FakeTarget(), ops, seed=5)
+    assert any("DeadlineDropped request" in p and "ran" in p for p in problems), problems
 
 
 def test_the_checker_finds_a_broken_pool_and_shrinks_the_schedule(monkeypatch: pytest.MonkeyPatch) -> None:

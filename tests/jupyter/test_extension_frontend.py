@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-EXTENSION = Path(__file__).resolve().parents[1] / "extension"
+EXTENSION = Path(__file__).resolve().parents[2] / "extension"
 
 
 def _jlpm() -> list[str]:
@@ -56,7 +56,7 @@ def test_labextension_metadata_matches_the_python_package() -> None:
     assert path == {"src": "labextension", "dest": package["name"]}
     (point,) = packrat_lab._jupyter_server_extension_points()
     config = (
-        Path(__file__).resolve().parents[1]
+        Path(__file__).resolve().parents[2]
         / "jupyter-config"
         / "jupyter_server_config.d"
         / "packrat_lab.json"

@@ -42,7 +42,7 @@ def two_setting_profile() -> Profile:
     return Profile(
         "mlp",
         [
-            _m(1, 4, "default", (4.0, 4.5, 5.0, 5.5, 6.0)),
+            _m(1, 4, "default", (4.0, 4.5, 4.5, 5.0, 5.5, 5.5, 6.0)),  # n ≥ 6: a 95 % median CI exists
             _m(1, 4, "passive", (6.0, 6.0, 6.0, 6.0, 6.0)),
             _m(2, 4, "default", (27.6,) * 8),
             _m(2, 4, "passive", (4.0, 4.5, 5.0, 4.5, 4.5, 4.5)),

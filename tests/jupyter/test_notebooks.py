@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = ["01_quickstart.ipynb", "02_live_reconfiguration.ipynb"]
 
 # small budgets so each notebook runs in well under a minute on 2 cores

@@ -11,7 +11,13 @@ import pytest
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "packrat_lab.cli", *args], capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "packrat_lab.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def write_csv(path: Path, rows: list[tuple[int, int, float]]) -> Path:

@@ -94,9 +94,13 @@ def test_a_pool_worker_runs_in_the_environment_its_profile_point_ran_in() -> Non
 
     with Pool("mlp", "2x1x2@passive", warmup=1, announce=False) as pool:
         for worker, instance in zip(pool.stats()["workers"], pool.plan.instances, strict=True):
-            spec = PointSpec(get_workload("mlp").spec, instance.threads, instance.batch, PASSIVE, instance.cores)
+            spec = PointSpec(
+                get_workload("mlp").spec, instance.threads, instance.batch, PASSIVE, instance.cores
+            )
             raw = Path(f"/proc/{worker['pid']}/environ").read_bytes().split(b"\0")
             seen = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
             assert {k: seen.get(k) for k in spec.environment.env_dict} == spec.environment.env_dict
-            affinity = Path(f"/proc/{worker['pid']}/status").read_text().split("Cpus_allowed_list:")[1].split()[0]
+            affinity = (
+                Path(f"/proc/{worker['pid']}/status").read_text().split("Cpus_allowed_list:")[1].split()[0]
+            )
             assert affinity == ",".join(map(str, instance.cores))
