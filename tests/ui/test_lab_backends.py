@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from test_backends import three_backend_profile
+from backend_profiles import three_backend_profile
 from ui_fakes import FakeBackend
 
 from packrat_lab.plan import Plan

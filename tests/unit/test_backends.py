@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from backend_profiles import EXACT, point, three_backend_profile
 
 from packrat_lab.child_env import child_environment
 from packrat_lab.optimizer import fat_plan, optimize
@@ -18,42 +19,8 @@ from packrat_lab.profiling.spec import PointGroup
 from packrat_lab.profiling.table import Profile
 from packrat_lab.serving.reuse import match_reuse
 from packrat_lab.settings import DEFAULT, PASSIVE
-from packrat_lab.workloads.backends import Accuracy, BackendChoice, parse_backend_key, resolve_choices
+from packrat_lab.workloads.backends import BackendChoice, parse_backend_key, resolve_choices
 from packrat_lab.workloads.backends.cache import convert_once
-
-EXACT = Accuracy(1e-7, 1e-6, 1.0, 8).to_dict()
-ROUGH = Accuracy(0.3, 0.05, 0.5, 8).to_dict()  # 5 % relative error: beyond the 1 % default
-
-
-def point(
-    t: int, b: int, ms: float, key: str = "eager", accuracy: dict[str, object] | None = None
-) -> Measurement:
-    choice = parse_backend_key(key)
-    meta = {} if accuracy is None else {"accuracy": accuracy}
-    return Measurement(
-        t,
-        b,
-        "default",
-        (ms,),
-        stop_reason="summary",
-        meta=meta,
-        backend=choice.backend,
-        precision=choice.precision,
-    )
-
-
-def three_backend_profile() -> Profile:
-    """eager slowest; onnxruntime 2x faster and exact; openvino-bf16 4x faster but 5 % off."""
-    measurements = []
-    for t in (1, 2):
-        for b in (1, 2, 4, 8):
-            eager = 10.0 * b / t**0.8
-            measurements += [
-                point(t, b, eager),
-                point(t, b, eager / 2, "onnxruntime", EXACT),
-                point(t, b, eager / 4, "openvino-bf16", ROUGH),
-            ]
-    return Profile("synthetic", measurements, {"default": DEFAULT})
 
 
 def test_plan_text_carries_the_backend_and_old_text_keeps_its_meaning() -> None:
