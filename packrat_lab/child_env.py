@@ -1,8 +1,10 @@
 """One environment for every model process, so a profile point describes exactly what a worker serves.
 
-`child_environment(threads, cores, setting)` is the only place that decides a child's variables
-(thread counts, the runtime setting's wait policy or allocator), its core affinity and torch's
-thread settings. Profiling points and pool workers both build it and call `apply_in_child()` first.
+`child_environment(threads, cores, setting, backend)` is the only place that decides a child's
+variables (thread counts, the runtime setting's wait policy or allocator), its core affinity, torch's
+thread settings and the backend's own thread knobs (ONNX Runtime intra/inter-op threads, sequential
+execution and spinning; OpenVINO threads, streams, hint and precision; inductor's threads).
+Profiling points and pool workers both build it and call `apply_in_child()` first.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from packrat_lab.settings import RuntimeSetting
+from packrat_lab.workloads.backends.names import EAGER_FP32, BackendChoice
 
-__all__ = ["ChildEnvironment", "child_environment"]
+__all__ = ["ChildEnvironment", "backend_options", "child_environment"]
 
 _EXAMPLE = "child_environment(threads=2, cores=(0, 1), setting=PASSIVE)"
 # read by the dynamic loader at exec: setting them inside a running process is too late
@@ -29,6 +32,12 @@ class ChildEnvironment:
     cores: tuple[int, ...]
     setting: RuntimeSetting
     env: tuple[tuple[str, str], ...]
+    backend: BackendChoice = EAGER_FP32
+
+    @property
+    def backend_options(self) -> dict[str, Any]:
+        """The backend's thread knobs for this instance (what its session or compiler is given)."""
+        return backend_options(self.backend, self.threads, self.setting)
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -75,6 +84,8 @@ class ChildEnvironment:
             "torch_threads": torch.get_num_threads(),
             "interop_threads": torch.get_num_interop_threads(),
             "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [],
+            "backend": self.backend.key,
+            "backend_options": self.backend_options,
         }
         preload = self.env_dict.get("LD_PRELOAD")
         if preload:
@@ -93,8 +104,36 @@ def _is_mapped(library: str) -> bool:
     return library in text or real in text
 
 
+def _passive(setting: RuntimeSetting) -> bool:
+    return setting.env_dict.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+
+
+def backend_options(choice: BackendChoice, threads: int, setting: RuntimeSetting) -> dict[str, Any]:
+    """Each backend's own thread knobs from the instance's t (and the setting's wait policy)."""
+    if choice.backend == "onnxruntime":
+        return {
+            "intra_op_num_threads": threads,
+            "inter_op_num_threads": 1,
+            "execution_mode": "sequential",
+            "allow_spinning": "0" if _passive(setting) else "1",
+        }
+    if choice.backend == "openvino":
+        return {
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "bf16" if choice.precision == "bf16" else "f32",
+        }
+    if choice.backend == "compile":
+        return {"cpp_threads": threads, "freezing": True}
+    return {}
+
+
 def child_environment(
-    threads: int, cores: tuple[int, ...] | list[int], setting: RuntimeSetting
+    threads: int,
+    cores: tuple[int, ...] | list[int],
+    setting: RuntimeSetting,
+    backend: BackendChoice = EAGER_FP32,
 ) -> ChildEnvironment:
     """The environment of a process running one instance with `threads` threads on `cores`."""
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -105,4 +144,6 @@ def child_environment(
         msg = f"{threads} threads need {threads} cores, got {pinned}; example: {_EXAMPLE}"
         raise ValueError(msg)
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **setting.env_dict}
-    return ChildEnvironment(threads, pinned, setting, tuple(sorted(env.items())))
+    if backend.backend == "compile":  # inductor compiles with as many threads as the instance runs
+        env["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads)
+    return ChildEnvironment(threads, pinned, setting, tuple(sorted(env.items())), backend)

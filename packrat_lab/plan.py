@@ -1,4 +1,14 @@
-"""The one Plan type that flows from the optimizer to the pool, plots, HTTP and sidebar."""
+"""The one Plan type that flows from the optimizer to the pool, plots, HTTP and sidebar.
+
+Plan text grammar (every earlier text stays valid and means the same):
+
+    plan     := group ('+' group)*
+    group    := COUNT 'x' THREADS 'x' BATCH [':' backend] ['@' SETTING]
+    backend  := BACKEND ['-' PRECISION]      # eager | torchscript | compile | onnxruntime | openvino
+                                             # precision fp32 (default) | bf16
+
+e.g. '2x1x4' (eager fp32, default setting), '2x1x4:onnxruntime@passive', '1x2x8:openvino-bf16'.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from packrat_lab.settings import DEFAULT, RuntimeSetting, known_settings, unavailable_settings
+from packrat_lab.workloads.backends.names import EAGER_FP32, BackendChoice, parse_backend_key
 
 __all__ = ["Instance", "Plan", "parse_plan"]
 
-_GROUP = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*x\s*(\d+)\s*(?:@\s*([A-Za-z_][\w-]*))?\s*$")
-_EXAMPLE = "'2x1x4' (2 instances, 1 thread, batch 4) or '1x2x8+2x1x4'"
+_GROUP = re.compile(
+    r"^\s*(\d+)\s*x\s*(\d+)\s*x\s*(\d+)\s*(?::\s*([A-Za-z_][\w-]*))?\s*(?:@\s*([A-Za-z_][\w-]*))?\s*$"
+)
+_EXAMPLE = "'2x1x4' (2 instances, 1 thread, batch 4), '1x2x8+2x1x4' or '2x1x4:onnxruntime@passive'"
 MAX_PLAN_NUMBER = 65536  # per count, threads or batch: far above any host, far below a typo like 1e9
 
 
@@ -25,6 +38,7 @@ class Instance:
     setting: RuntimeSetting = DEFAULT
     cores: tuple[int, ...] = ()
     expected_latency_ms: float | None = None
+    backend: BackendChoice = EAGER_FP32
 
     def __post_init__(self) -> None:
         for label, value in (("threads", self.threads), ("batch", self.batch)):
@@ -43,6 +57,7 @@ class Instance:
             "setting": self.setting.to_dict(),
             "cores": list(self.cores),
             "expected_latency_ms": self.expected_latency_ms,
+            "backend": self.backend.key,
         }
 
     @classmethod
@@ -55,6 +70,7 @@ class Instance:
             setting=RuntimeSetting.from_dict(setting) if isinstance(setting, Mapping) else DEFAULT,
             cores=tuple(int(c) for c in data.get("cores", ())),
             expected_latency_ms=data.get("expected_latency_ms"),
+            backend=parse_backend_key(str(data.get("backend", "eager"))),
         )
 
 
@@ -92,25 +108,34 @@ class Plan:
 
     def groups(self) -> list[tuple[int, Instance]]:
         """Identical instances folded together, as (count, instance) in first-seen order."""
-        counts: dict[tuple[int, int, RuntimeSetting], int] = {}
-        first: dict[tuple[int, int, RuntimeSetting], Instance] = {}
+        counts: dict[tuple[int, int, RuntimeSetting, BackendChoice], int] = {}
+        first: dict[tuple[int, int, RuntimeSetting, BackendChoice], Instance] = {}
         for inst in self.instances:
-            key = (inst.threads, inst.batch, inst.setting)
+            key = (inst.threads, inst.batch, inst.setting, inst.backend)
             counts[key] = counts.get(key, 0) + 1
             first.setdefault(key, inst)
         return [(counts[k], first[k]) for k in counts]
 
     @property
     def text(self) -> str:
-        """Compact text form, e.g. '1x2x8+2x1x4'; settings other than default as '@passive'."""
+        """Compact text form, e.g. '1x2x8+2x1x4:onnxruntime@passive'; eager fp32 and default are implied."""
         parts = []
         for count, inst in self.groups():
+            runtime = "" if inst.backend.is_reference else f":{inst.backend.key}"
             suffix = "" if inst.setting == DEFAULT else f"@{inst.setting.name}"
-            parts.append(f"{count}x{inst.threads}x{inst.batch}{suffix}")
+            parts.append(f"{count}x{inst.threads}x{inst.batch}{runtime}{suffix}")
         return "+".join(parts)
 
     def __str__(self) -> str:
-        return " + ".join(f"⟨{c},{i.threads},{i.batch}⟩" for c, i in self.groups())
+        return " + ".join(
+            f"⟨{c},{i.threads},{i.batch}⟩" + ("" if i.backend.is_reference else f" {i.backend.key}")
+            for c, i in self.groups()
+        )
+
+    @property
+    def backends(self) -> list[str]:
+        """Backend keys the plan's instances run, in first-seen order."""
+        return list(dict.fromkeys(i.backend.key for i in self.instances))
 
     def with_cores(self, cores: Sequence[Sequence[int]]) -> Plan:
         """The same plan with a core set given to each instance."""
@@ -139,7 +164,13 @@ class Plan:
             "plan": self.text,
             "display": str(self),
             "instances": [
-                {"count": c, "threads": i.threads, "batch": i.batch, "setting": i.setting.name}
+                {
+                    "count": c,
+                    "threads": i.threads,
+                    "batch": i.batch,
+                    "setting": i.setting.name,
+                    "backend": i.backend.key,
+                }
                 for c, i in self.groups()
             ],
             "all_instances": [i.to_dict() for i in self.instances],
@@ -156,7 +187,11 @@ class Plan:
             instances = tuple(Instance.from_dict(d) for d in data["all_instances"])
         else:
             instances = tuple(
-                Instance(int(d["threads"]), int(d["batch"]))
+                Instance(
+                    int(d["threads"]),
+                    int(d["batch"]),
+                    backend=parse_backend_key(str(d.get("backend", "eager"))),
+                )
                 for d in data["instances"]
                 for _ in range(int(d.get("count", 1)))
             )
@@ -164,7 +199,7 @@ class Plan:
 
     @classmethod
     def parse(cls, text: str) -> Plan:
-        """Parse '2x1x4' (i=2, t=1, b=4) or '1x2x8+2x1x4'; '@passive' picks a runtime setting."""
+        """Parse '2x1x4' (i=2, t=1, b=4) or '1x2x8+2x1x4'; ':onnxruntime' a backend, '@passive' a setting."""
         return parse_plan(text)
 
     @classmethod
@@ -203,9 +238,14 @@ def parse_plan(text: str) -> Plan:
         if max(count, threads, batch) > MAX_PLAN_NUMBER:
             msg = f"plan {text!r} has a count, thread or batch above {MAX_PLAN_NUMBER}; example: {_EXAMPLE}"
             raise ValueError(msg)
-        name = match.group(4)
+        runtime, name = match.group(4), match.group(5)
         setting = DEFAULT if name is None else _named_setting(name)
-        instances.extend(Instance(threads, batch, setting) for _ in range(count))
+        try:
+            backend = EAGER_FP32 if runtime is None else parse_backend_key(runtime)
+        except ValueError as exc:
+            msg = f"plan {text!r}: {exc}"
+            raise ValueError(msg) from None
+        instances.extend(Instance(threads, batch, setting, backend=backend) for _ in range(count))
     return Plan(tuple(instances), name="manual")
 
 

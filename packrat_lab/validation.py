@@ -79,6 +79,7 @@ class ValidationReport:
             {
                 "plan": r.plan.name,
                 "config": str(r.plan),
+                "backends": ",".join(r.plan.backends),
                 "expected_ms": r.expected_ms,
                 "actual_ms": r.median_ms,
                 "actual_p90_ms": r.p90_ms,
@@ -120,8 +121,13 @@ def _measure(
 
 
 def config_key(plan: Plan) -> str:
-    """What makes two plans the same configuration: instances with threads, batch and setting."""
-    return "+".join(sorted(f"{i.threads}x{i.batch}@{i.setting.name}" for i in plan.instances))
+    """What makes two plans the same configuration: instances with threads, batch, backend and setting."""
+    return "+".join(
+        sorted(
+            f"{i.threads}x{i.batch}{'' if i.backend.is_reference else ':' + i.backend.key}@{i.setting.name}"
+            for i in plan.instances
+        )
+    )
 
 
 PoolFactory = Callable[[Any, Plan], AbstractContextManager[Any]]

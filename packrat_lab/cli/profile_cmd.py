@@ -26,6 +26,34 @@ def _settings(text: str) -> list[str]:
     return names
 
 
+def _backends(text: str) -> list[str]:
+    """argparse type for 'eager,onnxruntime,openvino' (names checked here, one line on error)."""
+    from packrat_lab.workloads.backends.names import BACKENDS
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in BACKENDS]
+    if not names or bad:
+        msg = f"{text!r} names no known backend; valid: {', '.join(BACKENDS)}; example: eager,onnxruntime"
+        raise argparse.ArgumentTypeError(msg)
+    return names
+
+
+def _precision(text: str) -> float | list[str]:
+    """'fp32,bf16' picks numeric precisions; a number keeps its old meaning (the CI target, as --target-precision)."""
+    from packrat_lab.workloads.backends.names import PRECISIONS
+
+    try:
+        return positive_float("0.02")(text)
+    except argparse.ArgumentTypeError:
+        pass
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in PRECISIONS]
+    if not names or bad:
+        msg = f"{text!r} is no precision; valid: {', '.join(PRECISIONS)}; example: --precision fp32,bf16"
+        raise argparse.ArgumentTypeError(msg)
+    return names
+
+
 def register(subparsers: Any) -> None:
     """Add the `profile` subcommand."""
     p = subparsers.add_parser(
@@ -73,7 +101,31 @@ def register(subparsers: Any) -> None:
         help="stop starting new points after S seconds",
     )
     p.add_argument(
+        "--backends",
+        type=_backends,
+        default=None,
+        metavar="B,B",
+        help="runtimes to measure: eager, torchscript, compile, onnxruntime, openvino (default: eager)",
+    )
+    p.add_argument(
         "--precision",
+        type=_precision,
+        default=None,
+        metavar="P,P",
+        help="numeric precisions: fp32, bf16 (default fp32; a number here is the old --target-precision)",
+    )
+    p.add_argument(
+        "--accuracy-tol",
+        type=positive_float("0.01"),
+        default=None,
+        metavar="REL",
+        help="relative error vs eager fp32 beyond which a runtime is excluded (default 0.01)",
+    )
+    p.add_argument(
+        "--cache-dir", default=None, metavar="DIR", help="conversion cache (default ~/.cache/packrat_lab)"
+    )
+    p.add_argument(
+        "--target-precision",
         type=positive_float("0.02"),
         default=0.02,
         help="target half-width of the median's 95%% CI (default 0.02)",
@@ -104,8 +156,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from packrat_lab.profiling.profiler import profile
+    from packrat_lab.workloads.backends.accuracy import DEFAULT_ACCURACY_TOL
 
     options: dict[str, Any] = model_options(args)
+    numeric = args.precision if isinstance(args.precision, list) else None
+    target = args.precision if isinstance(args.precision, float) else args.target_precision
     if args.seq_len is not None:
         options["seq_len"] = args.seq_len
     bar: Any = None
@@ -114,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         nonlocal bar
         if bar is None:
             bar = tqdm(total=total, desc=f"profile {args.model}", unit="point", file=sys.stderr)
-        bar.set_postfix_str(f"t={m.threads} b={m.batch} {m.setting} {m.median:.2f} ms")
+        bar.set_postfix_str(f"t={m.threads} b={m.batch} {m.setting} {m.backend_key} {m.median:.2f} ms")
         bar.update(done - bar.n)
 
     try:
@@ -127,9 +182,13 @@ def run(args: argparse.Namespace) -> int:
             settings=args.settings,
             point_time_s=args.point_time,
             time_budget_s=args.time_budget,
-            precision=args.precision,
+            precision=target,
             progress=progress,
             torchscript=args.torchscript,
+            backends=args.backends,
+            precisions=numeric,
+            accuracy_tol=DEFAULT_ACCURACY_TOL if args.accuracy_tol is None else args.accuracy_tol,
+            cache_dir=args.cache_dir,
             **options,
         )
     finally:
@@ -150,7 +209,7 @@ def default_output(model: str) -> Path:
 
 
 def summary_table(result: Profile) -> str:
-    """Best median latency per threads × batch, the winning setting, '*' where noisy."""
+    """Best median latency per threads × batch, the winning setting (and backend), '*' where noisy."""
     if not result.measurements:
         return f"{result.model}: no points measured"
     header = ["threads \\ batch", *(str(b) for b in result.batches)]
@@ -163,13 +222,31 @@ def summary_table(result: Profile) -> str:
                 continue
             best = result.best(t, b)
             mark = "*" if best.noisy else ""
-            row.append(f"{best.median:.2f} {best.setting}{mark}")
+            runtime = "" if best.backend_key == "eager" else f" {best.backend_key}"
+            row.append(f"{best.median:.2f} {best.setting}{runtime}{mark}")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     meta = result.meta
-    notes = [f"{result.model}: best median latency in ms (winning runtime setting), * = noisy"]
+    notes = [f"{result.model}: best median latency in ms (winning runtime setting and backend), * = noisy"]
     notes.append(f"{meta.get('points', len(result.measurements))} points in {meta.get('wall_s', 0):.1f} s")
     if meta.get("stopped"):
         notes[-1] += f", stopped early ({meta['stopped']})"
-    return "\n".join([notes[0], *lines, notes[1]])
+    return "\n".join([notes[0], *lines, notes[1], *backend_lines(result)])
+
+
+def backend_lines(result: Profile) -> list[str]:
+    """One line per runtime other than eager fp32: its error against eager fp32, admitted or why not."""
+    if result.backends == ["eager"] and not result.meta.get("backend_failures"):
+        return []
+    accuracy = result.backend_accuracy()
+    excluded = result.excluded_backends()
+    lines = [f"runtimes vs eager fp32 (accuracy_tol {result.accuracy_tol:g}):"]
+    for key in sorted(set(result.backends) | set(excluded)):
+        if key == "eager":
+            continue
+        found = accuracy.get(key)
+        error = "" if found is None else f"{found.describe()}; "
+        verdict = f"EXCLUDED ({excluded[key]})" if key in excluded else "admitted"
+        lines.append(f"  {key}: {error}{verdict}")
+    return lines

@@ -35,7 +35,7 @@ def _number(data: Mapping[str, Any], *keys: str) -> float | None:
 
 
 def _instances(plan: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """One row per instance (threads, batch, cores, setting) from a Plan.to_dict()-shaped object."""
+    """One row per instance (threads, batch, cores, setting, backend) from a Plan.to_dict()-shaped object."""
     if not plan:
         return []
     rows = plan.get("all_instances")
@@ -48,6 +48,7 @@ def _instances(plan: Mapping[str, Any] | None) -> list[dict[str, Any]]:
                 "setting": (r.get("setting") or {}).get("name", "default")
                 if isinstance(r.get("setting"), Mapping)
                 else str(r.get("setting") or "default"),
+                "backend": str(r.get("backend") or "eager"),
             }
             for r in rows
             if isinstance(r, Mapping)
@@ -60,6 +61,7 @@ def _instances(plan: Mapping[str, Any] | None) -> list[dict[str, Any]]:
                 "batch": int(r["batch"]),
                 "cores": [],
                 "setting": str(r.get("setting", "default")),
+                "backend": str(r.get("backend", "eager")),
             }
             for r in grouped
             if isinstance(r, Mapping)

@@ -2,8 +2,9 @@
 
 The DP returns one optimum of the isolated-latency objective, but co-running instances slow each
 other by more than the gaps between near-optimal plans. A branch-and-bound enumeration keeps the
-`limit` configurations with the lowest expected latency, each with one runtime setting throughout
-(plus the DP's own plan, which may mix settings).
+`limit` configurations with the lowest expected latency, each with one runtime setting and one
+backend throughout (plus the DP's own plan, which may mix them). Only measurements the profile's
+accuracy guard admits take part.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from packrat_lab.plan import Instance, Plan
 from packrat_lab.profiling.table import Profile
 from packrat_lab.settings import RuntimeSetting
 from packrat_lab.validation import config_key
+from packrat_lab.workloads.backends.names import parse_backend_key
 
 __all__ = ["candidate_plans", "setting_variants"]
 
@@ -24,12 +26,15 @@ MAX_NODES = 200_000  # enumeration steps per setting; past it the best found so 
 Item = tuple[float, int, int]  # (latency ms, threads, batch)
 
 
-def _items(profile: Profile, setting: str, cores: int, batch: int, statistic: str) -> list[Item]:
-    """Measured points of one setting that fit, fastest first."""
+def _items(
+    profile: Profile, setting: str, backend: str, cores: int, batch: int, statistic: str
+) -> list[Item]:
+    """Admissible measured points of one (setting, backend) that fit, fastest first."""
     return sorted(
         (m.statistic(statistic), m.threads, m.batch)
-        for m in profile.measurements
+        for m in profile.usable_measurements
         if m.setting == setting
+        and m.backend_key == backend
         and m.threads <= cores
         and m.batch <= batch
         and math.isfinite(m.statistic(statistic))
@@ -88,12 +93,13 @@ def candidate_plans(
     found: dict[str, Plan] = {}
     if dp_plan is not None:
         found[config_key(dp_plan)] = dp_plan
-    for name in sorted({m.setting for m in profile.measurements}):
+    for name, key in sorted({(m.setting, m.backend_key) for m in profile.usable_measurements}):
         setting = profile.settings.get(name) or RuntimeSetting(name)
-        items = _items(profile, name, cores, batch, statistic)
+        backend = parse_backend_key(key)
+        items = _items(profile, name, key, cores, batch, statistic)
         for worst, picked in _best_multisets(items, cores, batch, all_cores, limit):
             instances = tuple(
-                Instance(items[k][1], items[k][2], setting, (), items[k][0])
+                Instance(items[k][1], items[k][2], setting, (), items[k][0], backend)
                 for k in sorted(picked, key=lambda k: (-items[k][1], -items[k][2]))
             )
             plan = Plan(
@@ -116,7 +122,7 @@ def candidate_plans(
 
 
 def setting_variants(profile: Profile, plan: Plan, statistic: str = "median") -> list[Plan]:
-    """The same ⟨i,t,b⟩ under each other runtime setting the profile measured at all its points.
+    """The same ⟨i,t,b⟩ (and backends) under each other runtime setting the profile measured at all its points.
 
     Which setting wins can flip when instances share the machine (a spinning OpenMP runtime
     suffers most), so a measured choice should see the DP plan under each setting too.
@@ -124,14 +130,19 @@ def setting_variants(profile: Profile, plan: Plan, statistic: str = "median") ->
     out = []
     for name in sorted({m.setting for m in profile.measurements}):
         points = [
-            [m for m in profile.points(i.threads, i.batch) if m.setting == name] for i in plan.instances
+            [
+                m
+                for m in profile.points(i.threads, i.batch)
+                if m.setting == name and m.backend_key == i.backend.key
+            ]
+            for i in plan.instances
         ]
         if not all(points) or all(i.setting.name == name for i in plan.instances):
             continue
         setting = profile.settings.get(name) or RuntimeSetting(name)
         latencies = [found[0].statistic(statistic) for found in points]
         instances = tuple(
-            Instance(i.threads, i.batch, setting, i.cores, lat)
+            Instance(i.threads, i.batch, setting, i.cores, lat, i.backend)
             for i, lat in zip(plan.instances, latencies, strict=True)
         )
         out.append(Plan(instances, max(latencies), f"{plan.name}@{name}", dict(plan.meta)))

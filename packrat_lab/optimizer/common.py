@@ -13,6 +13,7 @@ from packrat_lab.errors import InfeasiblePlanError, ProfileError
 from packrat_lab.plan import Instance, Plan
 from packrat_lab.profiling.table import Profile
 from packrat_lab.settings import RuntimeSetting
+from packrat_lab.workloads.backends.names import BackendChoice, parse_backend_key
 
 __all__ = ["DenseGrid", "build_plan", "check_positive", "dense_grid", "infeasible"]
 
@@ -35,6 +36,7 @@ class DenseGrid:
     batches: np.ndarray  # (nb,) measured batch sizes <= B, sorted
     latency: np.ndarray  # (T+1, nb) latency with exactly t threads; inf where not measured
     setting: np.ndarray  # (T+1, nb) winning setting name per point ('' where not measured)
+    backend: np.ndarray | None = None  # (T+1, nb) winning backend key per point ('' where not measured)
 
     @property
     def cores(self) -> int:
@@ -50,9 +52,14 @@ class DenseGrid:
         name = str(self.setting[threads, j])
         return self.profile.settings.get(name) or RuntimeSetting(name)
 
+    def backend_of(self, threads: int, j: int) -> BackendChoice:
+        """The backend (and precision) that won at (threads, batches[j]) within the accuracy tolerance."""
+        key = "" if self.backend is None else str(self.backend[threads, j])
+        return parse_backend_key(key or "eager")
+
 
 def dense_grid(profile: Profile, cores: int, batch: int, statistic: str = "median") -> DenseGrid:
-    """Best-over-settings latencies of the profile on thread axis 0..cores, batches up to `batch`."""
+    """Best-over-(settings, admissible backends) latencies on thread axis 0..cores, batches up to `batch`."""
     if not profile.measurements:
         msg = (
             f"profile of {profile.model!r} has no measurements; example: packrat-lab profile mlp -o mlp.json"
@@ -63,10 +70,14 @@ def dense_grid(profile: Profile, cores: int, batch: int, statistic: str = "media
     keep_t = grid.threads <= cores
     latency = np.full((cores + 1, int(keep_b.sum())), np.inf)
     setting = np.full(latency.shape, "", dtype=object)
+    backend = np.full(latency.shape, "", dtype=object)
     rows = grid.threads[keep_t].astype(np.intp)
     latency[rows] = grid.latency_ms[keep_t][:, keep_b]
     setting[rows] = grid.setting[keep_t][:, keep_b]
-    return DenseGrid(profile, statistic, grid.threads, grid.batches[keep_b].astype(np.intp), latency, setting)
+    if grid.backend is not None:
+        backend[rows] = grid.backend[keep_t][:, keep_b]
+    batches = grid.batches[keep_b].astype(np.intp)
+    return DenseGrid(profile, statistic, grid.threads, batches, latency, setting, backend)
 
 
 def infeasible(
@@ -90,7 +101,10 @@ def build_plan(
         if not math.isfinite(latency):
             msg = f"internal: picked unmeasured point threads={t} batch={int(grid.batches[j])}"
             raise AssertionError(msg)
-        instances.append(Instance(int(t), int(grid.batches[j]), grid.setting_of(t, j), (), latency))
+        instance = Instance(
+            int(t), int(grid.batches[j]), grid.setting_of(t, j), (), latency, grid.backend_of(t, j)
+        )
+        instances.append(instance)
     worst = max(i.expected_latency_ms or 0.0 for i in instances)
     info = {"model": grid.profile.model, "statistic": grid.statistic, **(meta or {})}
     return Plan(tuple(instances), worst, name, info)

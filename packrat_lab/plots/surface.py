@@ -31,6 +31,7 @@ class SurfaceInfo:
     n: np.ndarray  # (nt, nb) int, 0 where not measured
     setting: np.ndarray  # (nt, nb) object: winning runtime setting name, '' where not measured
     noisy: np.ndarray  # (nt, nb) bool
+    backend: np.ndarray | None = None  # (nt, nb) object: winning backend key ('' where not measured)
 
     @property
     def per_batch_normalised(self) -> np.ndarray:
@@ -61,6 +62,7 @@ class SurfaceInfo:
                             f"{self.statistic} latency {fmt_ms(lat)}",
                             f"IQR {fmt_ms(self.iqr_ms[i, j])} · n={int(self.n[i, j])}",
                             f"setting: {self.setting[i, j]}",
+                            f"backend: {self.backend[i, j]}" if self.backend is not None else "",
                             "⚠ noisy: median not known to target precision" if self.noisy[i, j] else "",
                         ]
                     )
@@ -69,14 +71,20 @@ class SurfaceInfo:
         return rows
 
 
-def surface_info(profile: Profile, *, statistic: str = "median") -> SurfaceInfo:
-    """Collect the surface from a profile; the winning setting per point is the fastest one."""
+def surface_info(profile: Profile, *, statistic: str = "median", backend: str | None = None) -> SurfaceInfo:
+    """The surface of a profile: best of all admissible runtimes (winner in hover), or of one `backend`."""
+    if backend is not None:
+        if backend not in profile.backends:
+            msg = f"profile has no backend {backend!r}; measured: {', '.join(profile.backends)}; example: backend='eager'"
+            raise ValueError(msg)
+        profile = profile.only_backend(backend)
     threads, batches = profile.threads, profile.batches
     shape = (len(threads), len(batches))
     lat = np.full(shape, np.nan)
     iqr = np.full(shape, np.nan)
     n = np.zeros(shape, dtype=int)
     setting = np.full(shape, "", dtype=object)
+    winner = np.full(shape, "", dtype=object)
     noisy = np.zeros(shape, dtype=bool)
     for i, t in enumerate(threads):
         for j, b in enumerate(batches):
@@ -87,8 +95,21 @@ def surface_info(profile: Profile, *, statistic: str = "median") -> SurfaceInfo:
             iqr[i, j] = best.iqr
             n[i, j] = best.n
             setting[i, j] = best.setting
+            winner[i, j] = best.backend_key
             noisy[i, j] = best.noisy
-    return SurfaceInfo(profile.model, statistic, tuple(threads), tuple(batches), lat, iqr, n, setting, noisy)
+    several = len(profile.backends) > 1
+    return SurfaceInfo(
+        profile.model,
+        statistic,
+        tuple(threads),
+        tuple(batches),
+        lat,
+        iqr,
+        n,
+        setting,
+        noisy,
+        winner if several else None,
+    )
 
 
 def plot_surface(

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from packrat_lab.workloads.backends.accuracy import Accuracy
+
 __all__ = ["CI_LEVEL", "Measurement", "median_ci_ranks", "median_confidence_interval"]
 
 CI_LEVEL = 0.95
@@ -51,7 +53,7 @@ def median_confidence_interval(samples: Sequence[float], level: float = CI_LEVEL
 
 @dataclass(frozen=True)
 class Measurement:
-    """Latencies (ms) of one (threads, batch, setting) point, as measured in one process."""
+    """Latencies (ms) of one (threads, batch, setting, backend, precision) point, measured in one process."""
 
     threads: int
     batch: int
@@ -62,6 +64,24 @@ class Measurement:
     wall_s: float = 0.0
     target_precision: float = 0.02
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    backend: str = "eager"
+    precision: str = "fp32"
+
+    @property
+    def backend_key(self) -> str:
+        """The runtime as plan text spells it: 'eager', 'onnxruntime', 'openvino-bf16'."""
+        return self.backend if self.precision == "fp32" else f"{self.backend}-{self.precision}"
+
+    @property
+    def key(self) -> tuple[int, int, str, str]:
+        """What identifies the point in a profile: (threads, batch, setting, backend key)."""
+        return (self.threads, self.batch, self.setting, self.backend_key)
+
+    @property
+    def accuracy(self) -> Accuracy | None:
+        """Error against eager fp32 on seeded inputs, as the measuring process checked it (None: not checked)."""
+        found = self.meta.get("accuracy")
+        return Accuracy.from_dict(found) if isinstance(found, Mapping) else None
 
     @cached_property
     def _array(self) -> np.ndarray:
@@ -152,6 +172,8 @@ class Measurement:
             "wall_s": self.wall_s,
             "target_precision": self.target_precision,
             "meta": dict(self.meta),
+            "backend": self.backend,
+            "precision": self.precision,
         }
 
     @classmethod
@@ -171,4 +193,6 @@ class Measurement:
             wall_s=float(data.get("wall_s", 0.0)),
             target_precision=float(data.get("target_precision", 0.02)),
             meta=dict(data.get("meta", {})),
+            backend=str(data.get("backend", "eager")),
+            precision=str(data.get("precision", "fp32")),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -21,10 +22,11 @@ from packrat_lab.profiling.spec import PointGroup
 __all__ = ["main", "measure_group"]
 
 Emit = Callable[[dict[str, Any]], object]
+ACCURACY_BATCH = 8  # rows of the seeded input each backend is checked on (fewer if the group's batches are)
 
 
 def measure_group(group: PointGroup, emit: Emit) -> None:
-    """Pin, build once, warm each batch, time the batches by turns; emit each Measurement as it ends."""
+    """Pin, build once, convert to the backend, warm each batch, time the batches by turns; emit each."""
     environment = group.environment
     environment.apply_in_child()
 
@@ -38,9 +40,10 @@ def measure_group(group: PointGroup, emit: Emit) -> None:
     workload = Workload(group.workload.target, group.workload)
     model = workload.build()
     build_s = time.perf_counter() - started
+    forward, backend_meta = _backend_forward(group, workload, model)
 
     def stepper(inputs: Any) -> Callable[[], object]:
-        return lambda: model(inputs)
+        return lambda: forward(inputs)
 
     with torch.inference_mode():
         inputs = [workload.example_input(b, seed=group.seed) for b in group.batches]
@@ -49,7 +52,7 @@ def measure_group(group: PointGroup, emit: Emit) -> None:
         warm: list[tuple[int, float]] = []
         for k, (x, step) in enumerate(zip(inputs, steps, strict=True)):
             warm_start = time.perf_counter()
-            outputs.append(model(x))  # a shape's first call makes its kernels
+            outputs.append(forward(x))  # a shape's first call makes its kernels
             cap = group.rule.time_cap_s / 4
             if k == 0:  # the first size warms the process: allocator, weights in cache
                 done = run_warmup(
@@ -60,6 +63,7 @@ def measure_group(group: PointGroup, emit: Emit) -> None:
                 done = run_warmup(step, min_iters=0, max_iters=group.warmup_max, time_cap_s=cap - spent)
             warm.append((done, time.perf_counter() - warm_start))
         seen = environment.observed()
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
         def finished(i: int, timed: TimedRun) -> None:
             output = outputs[i]
@@ -71,6 +75,8 @@ def measure_group(group: PointGroup, emit: Emit) -> None:
                 "output_shape": list(output.shape) if isinstance(output, torch.Tensor) else None,
                 "pid": os.getpid(),
                 "group_batches": list(group.batches),
+                "peak_rss_mb": round(peak_rss_mb, 1),
+                **backend_meta,
             }
             measurement = Measurement(
                 threads=group.threads,
@@ -82,10 +88,52 @@ def measure_group(group: PointGroup, emit: Emit) -> None:
                 wall_s=timed.wall_s,
                 target_precision=group.rule.precision,
                 meta=meta,
+                backend=group.backend.backend,
+                precision=group.backend.precision,
             )
             emit({"ok": True, "measurement": measurement.to_dict()})
 
         run_interleaved(steps, group.rule, slice_s=group.slice_s, on_done=finished)
+
+
+def _backend_forward(
+    group: PointGroup, workload: Any, model: Any
+) -> tuple[Callable[[Any], Any], dict[str, Any]]:
+    """The callable that runs one batch under the group's backend, and what converting it cost.
+
+    Any other runtime than eager fp32 is first checked against eager fp32 on a seeded input that is
+    not one of the timed ones; the errors travel with every measurement of the group.
+    """
+    if group.backend.is_reference:
+        return model, {}
+    import torch
+
+    from packrat_lab.workloads.backends.accuracy import compare_outputs
+    from packrat_lab.workloads.backends.base import first_tensor
+    from packrat_lab.workloads.backends.build import prepare_backend
+
+    probe = workload.example_input(min(max(group.batches), ACCURACY_BATCH), seed=group.seed + 1)
+    with torch.inference_mode():
+        reference = first_tensor(model(probe)).float()
+    prepared = prepare_backend(
+        model,
+        workload.example_input(2, seed=group.seed),
+        group.backend,
+        threads=group.threads,
+        options=group.environment.backend_options,
+        sample_shape=tuple(workload.sample_shape),
+        dtype=workload.dtype,
+        cache_dir=group.cache_dir,
+    )
+    with torch.inference_mode():
+        accuracy = compare_outputs(reference, prepared.run(probe))
+    meta = {
+        "accuracy": accuracy.to_dict(),
+        "convert_s": round(prepared.convert_s, 4),
+        "cache_hit": prepared.cache_hit,
+        "backend_options": dict(group.environment.backend_options),
+    }
+    return prepared.run, meta
 
 
 def _reply_channel() -> IO[str]:

@@ -10,11 +10,13 @@ from typing import Any
 from packrat_lab.errors import InfeasiblePlanError
 from packrat_lab.host import HostInfo, assign_cores, detect_host, fingerprint, require_cores
 from packrat_lab.profiling.measurement import Measurement
-from packrat_lab.profiling.runner import GroupRunner, PointCancelled, run_group
+from packrat_lab.profiling.runner import GroupRunner, PointCancelled, PointFailedError, run_group
 from packrat_lab.profiling.spec import PointGroup, ProfileGrid, default_batches
 from packrat_lab.profiling.stopping import StoppingRule
 from packrat_lab.profiling.table import Profile
 from packrat_lab.settings import RuntimeSetting, resolve_settings
+from packrat_lab.workloads.backends.accuracy import DEFAULT_ACCURACY_TOL
+from packrat_lab.workloads.backends.names import BackendChoice, resolve_choices
 
 __all__ = ["ProgressCallback", "profile"]
 
@@ -77,9 +79,19 @@ def profile(
     progress_bar: bool | None = None,
     group_batches: bool = True,
     runner: GroupRunner | None = None,
+    backends: str | Sequence[str] | None = None,
+    precisions: str | Sequence[str] | None = None,
+    accuracy_tol: float = DEFAULT_ACCURACY_TOL,
+    cache_dir: str | None = None,
     **workload_options: Any,
 ) -> Profile:
-    """Measure every (threads, batch, setting) point pinned and isolated; partial on cancel.
+    """Measure every (threads, batch, setting, backend, precision) point pinned and isolated; partial on cancel.
+
+    backends: 'eager' (default), 'torchscript', 'compile', 'onnxruntime', 'openvino'; precisions:
+    'fp32' (default), 'bf16'. Each other runtime converts once per model content (cached under
+    `cache_dir`, default $PACKRAT_LAB_CACHE or ~/.cache/packrat_lab), is checked against eager fp32
+    on a seeded input and is left out of planning beyond `accuracy_tol` (relative error). A runtime
+    that cannot convert or run is recorded in meta['backend_failures'] and skipped.
 
     Points sharing (threads, setting) run in one fresh process with their batch sizes taking
     turns (`group_batches=False`: one process per point). `runner` replaces the child process in
@@ -102,6 +114,10 @@ def profile(
     if time_budget_s is not None and not time_budget_s > 0:
         msg = f"time_budget_s must be positive seconds, got {time_budget_s!r}; example: time_budget_s=600"
         raise ValueError(msg)
+    if isinstance(accuracy_tol, bool) or not isinstance(accuracy_tol, (int, float)) or not accuracy_tol >= 0:
+        msg = f"accuracy_tol must be a non-negative relative error, got {accuracy_tol!r}; example: accuracy_tol=0.01"
+        raise ValueError(msg)
+    choices = resolve_choices(backends, precisions)
     is_cancelled = _cancel_check(cancel)
     options = dict(workload_options)
     if torchscript:
@@ -112,11 +128,12 @@ def profile(
     run = runner or run_group
     started = time.perf_counter()
     stopped: str | None = None
-    total = len(grid)
+    total = len(grid) * len(choices)
     budget = _Budget(time_budget_s, started)
     if progress is None and progress_bar is not False:
         progress = _bar(workload.name, total)
     done = 0
+    failures: dict[str, str] = {}
 
     def finished(measurement: Measurement) -> None:
         nonlocal done
@@ -125,7 +142,9 @@ def profile(
         if progress is not None:
             progress(done, total, measurement)
 
-    for t, setting, sizes in grid.groups(group_batches):
+    for t, setting, sizes, choice in _with_backends(grid.groups(group_batches), choices):
+        if choice.key in failures:
+            continue
         if is_cancelled():
             stopped = "cancelled"
             break
@@ -145,6 +164,8 @@ def profile(
             StoppingRule(rule.precision, rule.min_samples, rule.max_samples, cap),
             warmup_min=min(3, warmup),
             warmup_max=warmup,
+            backend=choice,
+            cache_dir=cache_dir,
         )
         group_started = time.perf_counter()
         try:
@@ -152,6 +173,10 @@ def profile(
         except PointCancelled:
             stopped = "cancelled"
             break
+        except PointFailedError as exc:
+            if choice.is_reference:
+                raise
+            failures[choice.key] = str(exc).split("; child stderr:")[0]  # reported and skipped; others go on
         budget.record(time.perf_counter() - group_started, cap * len(sizes))
         if stopped is not None:
             break
@@ -171,8 +196,18 @@ def profile(
         "cancelled": stopped == "cancelled",
         "grouped": group_batches,
         "stopped": stopped,
+        "backends": [c.key for c in choices],
+        "accuracy_tol": float(accuracy_tol),
+        "backend_failures": failures,
     }
     return result
+
+
+def _with_backends(
+    groups: list[tuple[int, RuntimeSetting, tuple[int, ...]]], choices: tuple[BackendChoice, ...]
+) -> list[tuple[int, RuntimeSetting, tuple[int, ...], BackendChoice]]:
+    """Each process group once per runtime; runtimes alternate inside a (threads, setting) so drift spreads."""
+    return [(t, s, sizes, c) for t, s, sizes in groups for c in choices]
 
 
 # ---- time budget and progress bar (kept apart from the measuring loop above) ----------------------

@@ -1,4 +1,4 @@
-"""What is measured: one point (threads, batch, setting) of one workload, and the grid of points."""
+"""What is measured: one point (threads, batch, setting, backend) of one workload, and the grid of points."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from packrat_lab.child_env import ChildEnvironment, child_environment
 from packrat_lab.profiling.stopping import StoppingRule
 from packrat_lab.settings import RuntimeSetting
+from packrat_lab.workloads.backends.names import EAGER_FP32, BackendChoice, parse_backend_key
 from packrat_lab.workloads.base import WorkloadSpec
 
 __all__ = ["PointGroup", "PointSpec", "ProfileGrid", "default_batches"]
@@ -29,16 +30,18 @@ class PointSpec:
     warmup_min: int = 3
     warmup_max: int = 10
     seed: int = 0
+    backend: BackendChoice = EAGER_FP32
+    cache_dir: str | None = None  # conversion cache (None: $PACKRAT_LAB_CACHE or ~/.cache/packrat_lab)
 
     @property
     def label(self) -> str:
-        """Short name for messages: 't=2 b=4 setting=passive'."""
-        return f"threads={self.threads} batch={self.batch} setting={self.setting.name}"
+        """Short name for messages: 't=2 b=4 setting=passive' (plus the backend when not eager fp32)."""
+        return f"threads={self.threads} batch={self.batch} setting={self.setting.name}{_backend_label(self.backend)}"
 
     @property
     def environment(self) -> ChildEnvironment:
         """The process environment this point is measured in (the same a pool worker gets)."""
-        return child_environment(self.threads, self.cores, self.setting)
+        return child_environment(self.threads, self.cores, self.setting, self.backend)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -52,6 +55,8 @@ class PointSpec:
             "warmup_min": self.warmup_min,
             "warmup_max": self.warmup_max,
             "seed": self.seed,
+            "backend": self.backend.key,
+            "cache_dir": self.cache_dir,
         }
 
     @classmethod
@@ -67,7 +72,13 @@ class PointSpec:
             int(data.get("warmup_min", 3)),
             int(data.get("warmup_max", 10)),
             int(data.get("seed", 0)),
+            parse_backend_key(str(data.get("backend", "eager"))),
+            data.get("cache_dir"),
         )
+
+
+def _backend_label(choice: BackendChoice) -> str:
+    return "" if choice.is_reference else f" backend={choice.key}"
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,8 @@ class PointGroup:
     warmup_max: int = 10
     seed: int = 0
     slice_s: float = SLICE_S
+    backend: BackendChoice = EAGER_FP32
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not self.batches or len(set(self.batches)) != len(self.batches):
@@ -107,6 +120,8 @@ class PointGroup:
             spec.warmup_min,
             spec.warmup_max,
             spec.seed,
+            backend=spec.backend,
+            cache_dir=spec.cache_dir,
         )
 
     @property
@@ -123,6 +138,8 @@ class PointGroup:
                 self.warmup_min,
                 self.warmup_max,
                 self.seed,
+                self.backend,
+                self.cache_dir,
             )
             for b in self.batches
         )
@@ -130,13 +147,15 @@ class PointGroup:
     @property
     def environment(self) -> ChildEnvironment:
         """The process environment of the whole group."""
-        return child_environment(self.threads, self.cores, self.setting)
+        return child_environment(self.threads, self.cores, self.setting, self.backend)
 
     @property
     def label(self) -> str:
         """Short name for messages."""
         sizes = ",".join(str(b) for b in self.batches)
-        return f"threads={self.threads} batch={sizes} setting={self.setting.name}"
+        return (
+            f"threads={self.threads} batch={sizes} setting={self.setting.name}{_backend_label(self.backend)}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what the child reads on stdin)."""
@@ -151,6 +170,8 @@ class PointGroup:
             "warmup_max": self.warmup_max,
             "seed": self.seed,
             "slice_s": self.slice_s,
+            "backend": self.backend.key,
+            "cache_dir": self.cache_dir,
         }
 
     @classmethod
@@ -167,6 +188,8 @@ class PointGroup:
             int(data.get("warmup_max", 10)),
             int(data.get("seed", 0)),
             float(data.get("slice_s", SLICE_S)),
+            parse_backend_key(str(data.get("backend", "eager"))),
+            data.get("cache_dir"),
         )
 
 

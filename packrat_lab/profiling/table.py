@@ -19,13 +19,15 @@ from packrat_lab.host import fingerprint, fingerprint_differences
 from packrat_lab.profiling.corun import CoRunMeasurement
 from packrat_lab.profiling.measurement import Measurement
 from packrat_lab.settings import DEFAULT, RuntimeSetting, builtin_settings
+from packrat_lab.workloads.backends.accuracy import DEFAULT_ACCURACY_TOL, Accuracy
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["FORMAT", "LatencyGrid", "Profile", "load_profile"]
 
-FORMAT = "packrat-lab-profile/1"
+FORMAT = "packrat-lab-profile/2"  # /2 adds backend and precision per measurement
+READABLE_FORMATS = ("packrat-lab-profile/1", FORMAT)
 _CSV_EXAMPLE = "threads,batch,latency_ms\\n1,1,12.5"
 
 
@@ -35,12 +37,19 @@ class HostMismatchWarning(UserWarning):
 
 @dataclass(frozen=True)
 class LatencyGrid:
-    """Best latency per (threads, batch) over runtime settings, as dense arrays for the optimizer."""
+    """Best latency per (threads, batch) over runtime settings and admissible backends, as dense arrays."""
 
     threads: np.ndarray  # (nt,) sorted thread counts
     batches: np.ndarray  # (nb,) sorted batch sizes
     latency_ms: np.ndarray  # (nt, nb), inf where not measured
     setting: np.ndarray  # (nt, nb) object array of setting names ('' where not measured)
+    backend: np.ndarray | None = None  # (nt, nb) object array of backend keys ('' where not measured)
+
+    def backend_at(self, i: int, j: int) -> str:
+        """Backend key that won at (threads[i], batches[j]); 'eager' for grids without backends."""
+        if self.backend is None:
+            return "eager"
+        return str(self.backend[i, j]) or "eager"
 
     def lookup(self, threads: int, batch: int) -> tuple[float, str]:
         """Latency and setting of one point; raises ProfileMissingPointError if absent."""
@@ -90,31 +99,89 @@ class Profile:
         return max(self.threads, default=0)
 
     def points(self, threads: int, batch: int) -> list[Measurement]:
-        """Every measurement at (threads, batch), one per runtime setting."""
-        return [m for m in self.measurements if m.threads == threads and m.batch == batch]
+        """Every admissible measurement at (threads, batch), one per runtime setting and backend."""
+        return [m for m in self.usable_measurements if m.threads == threads and m.batch == batch]
+
+    # ---- backends and the accuracy guard --------------------------------------------------
+    @property
+    def accuracy_tol(self) -> float:
+        """Relative error against eager fp32 beyond which a backend/precision is excluded."""
+        return float(self.meta.get("accuracy_tol", DEFAULT_ACCURACY_TOL))
+
+    @accuracy_tol.setter
+    def accuracy_tol(self, value: float) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+            msg = f"accuracy_tol must be a non-negative relative error, got {value!r}; example: accuracy_tol=0.01"
+            raise ValueError(msg)
+        self.meta["accuracy_tol"] = float(value)
+
+    @property
+    def backends(self) -> list[str]:
+        """Backend keys measured ('eager', 'onnxruntime', 'openvino-bf16'), sorted."""
+        return sorted({m.backend_key for m in self.measurements})
+
+    def backend_accuracy(self) -> dict[str, Accuracy]:
+        """Worst error against eager fp32 per backend key (keys never checked are absent)."""
+        found: dict[str, list[Accuracy]] = {}
+        for m in self.measurements:
+            if m.accuracy is not None:
+                found.setdefault(m.backend_key, []).append(m.accuracy)
+        return {k: Accuracy.worst(v) for k, v in found.items()}
+
+    def excluded_backends(self) -> dict[str, str]:
+        """Backend keys left out of planning, with why: failed, beyond tolerance, or unchecked."""
+        out = {str(k): f"failed: {v}" for k, v in dict(self.meta.get("backend_failures", {})).items()}
+        accuracy = self.backend_accuracy()
+        for key in self.backends:
+            if key == "eager":
+                continue
+            found = accuracy.get(key)
+            if found is None:
+                out[key] = "no accuracy check against eager fp32"
+            elif not found.within(self.accuracy_tol):
+                out[key] = f"beyond accuracy_tol {self.accuracy_tol:g} ({found.describe()})"
+        return out
+
+    def admissible(self, m: Measurement) -> bool:
+        """Eager fp32 always; another backend only when checked against it and within tolerance."""
+        if m.backend_key == "eager":
+            return True
+        return m.accuracy is not None and m.accuracy.within(self.accuracy_tol)
+
+    @property
+    def usable_measurements(self) -> list[Measurement]:
+        """Measurements planning may use (the accuracy guard applied)."""
+        return [m for m in self.measurements if self.admissible(m)]
+
+    def only_backend(self, key: str) -> Profile:
+        """The same profile restricted to one backend key (e.g. 'eager' for the eager-fat baseline)."""
+        kept = [m for m in self.measurements if m.backend_key == key]
+        return Profile(self.model, kept, dict(self.settings), self.host, dict(self.meta), dict(self.corun))
 
     def best(self, threads: int, batch: int, statistic: str = "median") -> Measurement:
-        """The fastest setting's measurement at (threads, batch)."""
+        """The fastest admissible (setting, backend) measurement at (threads, batch)."""
         found = self.points(threads, batch)
         if not found:
             self.grid(statistic).lookup(threads, batch)  # raises the helpful error
         return min(found, key=lambda m: m.statistic(statistic))
 
     def grid(self, statistic: str = "median") -> LatencyGrid:
-        """Dense best-over-settings table for the optimizer and plots."""
+        """Dense best-over-(setting, admissible backend) table for the optimizer and plots."""
         ts = np.asarray(self.threads, dtype=int)
         bs = np.asarray(self.batches, dtype=int)
         lat = np.full((len(ts), len(bs)), np.inf)
         names = np.full((len(ts), len(bs)), "", dtype=object)
+        backends = np.full((len(ts), len(bs)), "", dtype=object)
         t_index = {int(t): i for i, t in enumerate(ts)}
         b_index = {int(b): j for j, b in enumerate(bs)}
-        for m in self.measurements:
+        for m in self.usable_measurements:
             i, j = t_index[m.threads], b_index[m.batch]
             value = m.statistic(statistic)
             if value < lat[i, j]:
                 lat[i, j] = value
                 names[i, j] = m.setting
-        return LatencyGrid(ts, bs, lat, names)
+                backends[i, j] = m.backend_key
+        return LatencyGrid(ts, bs, lat, names, backends)
 
     @property
     def noisy_points(self) -> list[Measurement]:
@@ -123,11 +190,9 @@ class Profile:
 
     # ---- building ------------------------------------------------------------------------
     def add(self, measurement: Measurement) -> None:
-        """Add or replace the measurement of one (threads, batch, setting) point."""
-        key = (measurement.threads, measurement.batch, measurement.setting)
-        self.measurements = [m for m in self.measurements if (m.threads, m.batch, m.setting) != key] + [
-            measurement
-        ]
+        """Add or replace the measurement of one (threads, batch, setting, backend) point."""
+        key = measurement.key
+        self.measurements = [m for m in self.measurements if m.key != key] + [measurement]
 
     def record_corun(self, measurement: CoRunMeasurement) -> None:
         """Cache what a configuration measured with its instances together (replacing an older one)."""
@@ -160,6 +225,10 @@ class Profile:
                 "threads": m.threads,
                 "batch": m.batch,
                 "setting": m.setting,
+                "backend": m.backend,
+                "precision": m.precision,
+                "max_rel_err": m.accuracy.max_rel if m.accuracy is not None else None,
+                "admissible": self.admissible(m),
                 "median_ms": m.median,
                 "mean_ms": m.mean,
                 "p90_ms": m.p90,
@@ -169,7 +238,7 @@ class Profile:
                 "noisy": m.noisy,
                 "stop_reason": m.stop_reason,
             }
-            for m in sorted(self.measurements, key=lambda m: (m.threads, m.batch, m.setting))
+            for m in sorted(self.measurements, key=lambda m: m.key)
         ]
         return pd.DataFrame(rows)
 
@@ -197,7 +266,7 @@ class Profile:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "profile") -> Profile:
         """Inverse of to_dict, with errors that name the file."""
-        if data.get("format") != FORMAT:
+        if data.get("format") not in READABLE_FORMATS:
             msg = f"{source}: format {data.get('format')!r} is not {FORMAT!r}; save profiles with Profile.save or `packrat-lab profile -o FILE`"
             raise ProfileError(msg)
         try:

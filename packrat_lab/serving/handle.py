@@ -406,6 +406,7 @@ class WorkerHandle:
             "threads": self.instance.threads,
             "batch": self.batch,
             "setting": self.instance.setting.name,
+            "backend": self.instance.backend.key,
             "served": self.served,
             "mean_run_ms": self.run_ms / self.served if self.served else None,
             "expected_ms": self.expect_ms(self.batch),

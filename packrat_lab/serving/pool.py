@@ -671,7 +671,7 @@ class Pool:
 
     def _make_handle(self, instance: Instance) -> WorkerHandle:
         """A handle for one instance (the supervisor starts it); called on the supervisor thread."""
-        environment = child_environment(instance.threads, instance.cores, instance.setting)
+        environment = child_environment(instance.threads, instance.cores, instance.setting, instance.backend)
         config = WorkerConfig(
             worker_id=next(self._ids),
             threads=instance.threads,
@@ -684,6 +684,7 @@ class Pool:
             warmup=self.warmup,
             prefix=self._prefix,
             parent_pid=os.getpid(),
+            backend=instance.backend,
         )
         prior = profile_prior(self.profile, instance.threads, instance.setting.name) if self.profile else None
         if prior is None and instance.expected_latency_ms:

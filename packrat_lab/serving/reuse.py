@@ -21,7 +21,7 @@ class _Running(Protocol):
 def match_reuse(running: Sequence[_Running], new: Sequence[Instance]) -> list[int | None]:
     """For each new (core-placed) instance, the index of a running worker to reuse, or None to start one.
 
-    A worker is reused when its threads, runtime setting and cores equal the new instance's: then
+    A worker is reused when its threads, runtime setting, backend and cores equal the new instance's: then
     only its batch slice may change (a resize), so it never stops serving. With `assign_cores`
     deterministic, '2x1x4' → '1x1x8' keeps the worker on core 0 and retires the one on core 1.
     """
@@ -36,6 +36,7 @@ def match_reuse(running: Sequence[_Running], new: Sequence[Instance]) -> list[in
                 and worker.cores == inst.cores
                 and have.threads == inst.threads
                 and have.setting == inst.setting
+                and have.backend == inst.backend
             ):
                 match = k
                 break

@@ -1,4 +1,4 @@
-"""Worker process: one plan instance, pinned, with its own threads, setting and model copy.
+"""Worker process: one plan instance, pinned, with its own threads, setting, backend and model copy.
 
 This module is the spawn entry point. It must not import torch (or anything that does) at
 module top: the instance's runtime setting (OMP_WAIT_POLICY, ...) has to be in os.environ and the
@@ -33,6 +33,7 @@ from packrat_lab.serving.messages import (
     WorkerInfo,
 )
 from packrat_lab.serving.transport import Layout, Segment, decode_message, encode_message
+from packrat_lab.workloads.backends.names import EAGER_FP32, BackendChoice
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -79,20 +80,8 @@ class WorkerConfig:
     warmup: int
     prefix: str
     parent_pid: int
-
-
-def _first_tensor(value: Any) -> torch.Tensor:
-    """The model's output tensor (models returning tuples or ModelOutput give their first one)."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, dict) or hasattr(value, "to_tuple"):
-        value = value.to_tuple() if hasattr(value, "to_tuple") else tuple(value.values())
-    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
-        return value[0]
-    msg = f"model returned {type(value).__name__}; a pool needs a tensor (or a tuple starting with one)"
-    raise TypeError(msg)
+    backend: BackendChoice = EAGER_FP32  # the runtime the plan chose for this instance
+    cache_dir: str | None = None  # conversion cache (None: $PACKRAT_LAB_CACHE or ~/.cache/packrat_lab)
 
 
 class _Runner:
@@ -104,10 +93,13 @@ class _Runner:
         from packrat_lab.workloads.base import Workload, build_from_spec
 
         self.config = config
-        self.model = build_from_spec(config.spec)
+        self.model: Any = build_from_spec(config.spec)
         if isinstance(self.model, torch.nn.Module):
             self.model.eval()
         self.workload = Workload(config.workload_name, config.spec)
+        self.convert_s = 0.0
+        if not config.backend.is_reference:
+            self._use_backend(config)
         self.generation = 0
         self.batch = config.batch
         example = self.workload.example_input(config.batch)
@@ -127,11 +119,33 @@ class _Runner:
             self._forward(example)
             self.warm_ms = (time.perf_counter() - started) * 1000.0  # the parent's hang deadline starts here
 
+    def _use_backend(self, config: WorkerConfig) -> None:
+        """Swap the module for its backend runner (converted once, from the cache after); failure is StartFailed."""
+        from packrat_lab.child_env import backend_options
+        from packrat_lab.workloads.backends.build import prepare_backend
+
+        prepared = prepare_backend(
+            self.model,
+            self.workload.example_input(2),
+            config.backend,
+            threads=config.threads,
+            options=backend_options(config.backend, config.threads, config.setting),
+            sample_shape=tuple(config.spec.sample_shape),
+            dtype=config.spec.dtype,
+            cache_dir=config.cache_dir,
+        )
+        self.convert_s = prepared.convert_s
+        self.model = prepared.run
+        if config.backend.backend in ("onnxruntime", "openvino"):
+            gc.collect()  # the torch module is no longer referenced: its weights go
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
+        from packrat_lab.workloads.backends.base import first_tensor
+
         with torch.inference_mode():
-            return _first_tensor(self.model(x))
+            return first_tensor(self.model(x))
 
     def _allocate(self, capacity: int) -> None:
         """New segments for `capacity` rows (a new generation name), old ones unlinked."""
@@ -192,7 +206,9 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     runner: _Runner | None = None
     try:
         # the same environment a profiling point of this (threads, cores, setting) ran with
-        ChildEnvironment(config.threads, config.cores, config.setting, config.env).apply_in_child()
+        ChildEnvironment(
+            config.threads, config.cores, config.setting, config.env, config.backend
+        ).apply_in_child()
         runner = _Runner(config)
         # Collect once and freeze what import and warm-up left: later collections then skip
         # torch's many import-time objects instead of scanning them in the middle of a request.

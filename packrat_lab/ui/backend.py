@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -11,7 +12,9 @@ if TYPE_CHECKING:
     from packrat_lab.profiling.measurement import Measurement
     from packrat_lab.profiling.table import Profile
 
-__all__ = ["Backend", "LoadLike", "PoolLike", "RealBackend", "stat"]
+__all__ = ["EAGER_FAT", "Backend", "LoadLike", "PoolLike", "RealBackend", "stat"]
+
+EAGER_FAT = "eager-fat"  # the fat plan under eager fp32, beside a profile over several backends
 
 ProgressFn = Callable[[int, int, "Measurement"], None]
 
@@ -51,6 +54,7 @@ class Backend(Protocol):
         progress: ProgressFn,
         cancel: threading.Event,
         time_budget_s: float | None = None,
+        backends: Sequence[str] = ("eager",),
     ) -> Profile: ...
 
     def plans(self, profile: Profile, *, cores: int, batch: int) -> dict[str, Plan]: ...
@@ -88,8 +92,9 @@ class RealBackend:
         progress: ProgressFn,
         cancel: threading.Event,
         time_budget_s: float | None = None,
+        backends: Sequence[str] = ("eager",),
     ) -> Profile:
-        """Measure L[t][b] on this host's cores (each point in its own pinned process)."""
+        """Measure L[t][b] on this host's cores (each point in its own pinned process), per backend."""
         from packrat_lab.profiling.profiler import profile
 
         return profile(
@@ -100,6 +105,7 @@ class RealBackend:
             time_budget_s=time_budget_s,
             progress=progress,
             cancel=cancel,
+            backends=list(backends),
         )
 
     def plans(self, profile: Profile, *, cores: int, batch: int) -> dict[str, Plan]:
@@ -110,6 +116,10 @@ class RealBackend:
         out: dict[str, Plan] = {best.name: best}
         for name, plan in optimizer.baselines(profile, cores, batch, skip_missing=True).items():
             out.setdefault(name, plan)
+        if profile.backends != ["eager"]:  # what the user runs today: eager, one instance, every core
+            eager = optimizer.baselines(profile.only_backend("eager"), cores, batch, skip_missing=True)
+            if "fat" in eager:
+                out.setdefault(EAGER_FAT, replace(eager["fat"], name=EAGER_FAT))
         return out
 
     def validate(

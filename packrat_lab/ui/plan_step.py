@@ -146,6 +146,11 @@ class PlanController:
         gain = ""
         if fat is not None and fat.expected_latency_ms and best.expected_latency_ms:
             gain = f", expected {fat.expected_latency_ms / best.expected_latency_ms:.2f}× vs fat"
+        eager_fat = self.plans.get("eager-fat")
+        if eager_fat is not None and eager_fat.expected_latency_ms and best.expected_latency_ms:
+            gain += (" and " if gain else ", expected ") + (
+                f"{eager_fat.expected_latency_ms / best.expected_latency_ms:.2f}× vs eager fat"
+            )
         measured = ""
         if self.measured:
             real = self.measured.get(best.name)

@@ -20,6 +20,7 @@ from packrat_lab.ui._util import (
     row,
     zoo_models,
 )
+from packrat_lab.workloads.backends.names import BACKENDS
 
 if TYPE_CHECKING:
     from packrat_lab.plots.surface import SurfaceInfo
@@ -53,11 +54,12 @@ class ProfileRequest:
     cores: int
     batches: tuple[int, ...]
     budget_s: float
+    backends: tuple[str, ...] = ("eager",)
 
     @property
     def points(self) -> int:
-        """How many (threads, batch, setting) points the profiler will measure."""
-        return self.cores * len(self.batches) * _SETTINGS_PER_POINT
+        """How many (threads, batch, setting, backend) points the profiler will measure."""
+        return self.cores * len(self.batches) * _SETTINGS_PER_POINT * max(1, len(self.backends))
 
     @property
     def point_time_s(self) -> float:
@@ -152,6 +154,7 @@ class ProfileController:
                 progress=self.on_progress,
                 cancel=cancel,
                 time_budget_s=request.budget_s,
+                **({"backends": list(request.backends)} if request.backends != ("eager",) else {}),
             )
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
             if cancel.is_set():
@@ -274,6 +277,9 @@ class ProfileStep:
             value=", ".join(str(b) for b in batches), description="Batch sizes", placeholder="1, 2, 4, 8"
         )
         self.budget = widgets.BoundedIntText(value=int(budget_s), min=2, max=3600, description="Budget (s)")
+        self.backends = widgets.SelectMultiple(
+            options=list(BACKENDS), value=("eager",), rows=len(BACKENDS), description="Backends"
+        )  # other runtimes are checked against eager fp32 and left out beyond the accuracy tolerance
         self.run = widgets.Button(
             description="Profile",
             button_style="primary",
@@ -289,11 +295,11 @@ class ProfileStep:
             options=[("Heatmap", "heatmap"), ("3-D surface", "3d")], value="heatmap"
         )
         self.figure = new_widget(height=440).add_class("packrat-figure-surface")
-        for control in (self.model, self.cores, self.batches, self.budget, self.progress):
+        for control in (self.model, self.cores, self.batches, self.budget, self.backends, self.progress):
             control.style.description_width = "90px"
         self.run.on_click(lambda _: self.start())
         self.cancel.on_click(lambda _: controller.cancel())
-        for control in (self.model, self.cores, self.batches, self.budget):
+        for control in (self.model, self.cores, self.batches, self.budget, self.backends):
             control.observe(lambda _: self.render(), names="value")
         self.kind.observe(lambda _: self.draw_surface(), names="value")
         self._throttle = Throttle(self.draw_surface, 1.0 / refresh_hz)
@@ -302,6 +308,7 @@ class ProfileStep:
             [
                 row([self.model, self.cores]),
                 row([self.batches, self.budget]),
+                self.backends,
                 row([self.run, self.cancel, self.progress]),
                 self.message,
                 self.kind,
@@ -348,6 +355,7 @@ class ProfileStep:
             int(self.cores.value),
             tuple(parse_batches(self.batches.value)),
             float(self.budget.value),
+            tuple(self.backends.value) or ("eager",),
         )
 
     def start(self) -> None:

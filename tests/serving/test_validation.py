@@ -94,3 +94,13 @@ def test_real_pools_measure_each_plan() -> None:
     report = validate("mlp", ["1x1x4", "2x1x2"], repeats=3, warmup=1)
     assert [len(r.samples_ms) for r in report.results] == [3, 3]
     assert all(s > 0 for r in report.results for s in r.samples_ms)
+
+
+def test_plans_differing_only_in_backend_are_measured_apart(fake_pool: type[FakePool]) -> None:
+    fake_pool.cost_ms = {"1x2x8": 25.0, "1x2x8:onnxruntime": 5.0}
+    plans = [named("1x2x8:onnxruntime", "packrat", 5.0), named("1x2x8", "fat", 25.0)]
+    report = validate("mlp", plans, repeats=3, warmup=1, clock=fake_pool.clock)
+    assert sorted(fake_pool.opened) == ["1x2x8", "1x2x8:onnxruntime"]
+    assert report.speedup("packrat") == pytest.approx(5.0)
+    assert [row["backends"] for row in report.rows()] == ["onnxruntime", "eager"]
+    assert "⟨1,2,8⟩ onnxruntime" in report.to_markdown()

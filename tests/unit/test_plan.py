@@ -37,8 +37,8 @@ def test_round_trip_dict_keeps_cores_and_settings() -> None:
     assert again == plan
     assert again.instances[0].cores == (0, 1)
     assert plan.to_dict()["instances"] == [
-        {"count": 1, "threads": 2, "batch": 8, "setting": "passive"},
-        {"count": 1, "threads": 1, "batch": 4, "setting": "default"},
+        {"count": 1, "threads": 2, "batch": 8, "setting": "passive", "backend": "eager"},
+        {"count": 1, "threads": 1, "batch": 4, "setting": "default", "backend": "eager"},
     ]
 
 

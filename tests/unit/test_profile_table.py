@@ -53,7 +53,7 @@ def test_paper_csv_loads(reference_dir: Path) -> None:
     [
         ("", "is empty"),
         ('{"format": "packrat-lab-profile/1", "measurements": [', "not valid JSON"),
-        ('{"format": "other"}', "is not 'packrat-lab-profile/1'"),
+        ('{"format": "other"}', "is not 'packrat-lab-profile/2'"),
         ("threads,batch\n1,1\n", "lacks columns"),
         ("threads,batch,latency_ms\n1,1,abc\n", "line 2"),
         ("threads,batch,latency_ms\n1,0,3.0\n", "must be positive"),

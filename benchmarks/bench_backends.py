@@ -1,0 +1,248 @@
+"""Runtimes side by side: eager, TorchScript, torch.compile, ONNX Runtime, OpenVINO, in fp32 and bf16.
+
+Usage: python benchmarks/bench_backends.py [--models tiny-cnn,resnet50,bert] [--threads 1,2]
+       [--backends eager,torchscript,compile,onnxruntime,openvino] [--precisions fp32,bf16]
+       [--rounds 2] [--point-time 2] [--plan-batches 1,2,4,8] [--out benchmarks/results/backends.md]
+
+Part 1: every (model, t, backend, precision) runs in its own fresh pinned process (the profiler's
+child, so the same environment and thread knobs a pool worker gets), the runtimes alternating
+round by round; per point the median over rounds of each process's median latency, its ratio to
+eager fp32 at the same (t, b), the error against eager fp32 on a seeded input, the conversion time
+(of the first, uncached conversion into a fresh cache) and the process's peak RSS. bf16 only where
+the CPU has AVX512-BF16/AMX. Part 2 (first model): the best plan over all admissible runtimes vs
+eager fat ⟨1,T,B⟩ at each B: expected from part 1's profile, then validated in real pools,
+alternating. Results are appended model by model, so an interrupted run keeps what finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hostinfo import host_description
+
+from packrat_lab.host import assign_cores, detect_host, fingerprint
+from packrat_lab.profiling.measurement import Measurement
+from packrat_lab.profiling.runner import PointFailedError, run_group
+from packrat_lab.profiling.spec import PointGroup
+from packrat_lab.profiling.stopping import StoppingRule
+from packrat_lab.profiling.table import Profile
+from packrat_lab.settings import DEFAULT
+from packrat_lab.workloads.backends.base import bf16_supported
+from packrat_lab.workloads.backends.names import resolve_choices
+from packrat_lab.workloads.registry import get_workload
+
+BATCHES = {"tiny-cnn": (1, 2, 4, 8), "resnet50": (1, 8), "bert": (1,)}
+
+
+def cpu_flags() -> str:
+    """The CPU flags that decide bf16 (as /proc/cpuinfo reports them)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown"
+    wanted = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")
+    return ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
+
+
+def measure_model(
+    model: str, args: argparse.Namespace, cache: str
+) -> tuple[Profile, dict[str, str], dict[str, float]]:
+    """Part 1 for one model: alternating fresh processes; a Profile of per-round medians."""
+    workload = get_workload(model)
+    precisions = [p for p in args.precisions.split(",") if p != "bf16" or bf16_supported()]
+    choices = resolve_choices(args.backends, precisions)
+    batches = BATCHES.get(model, (1, 8))
+    rule = StoppingRule(0.02, 5, args.max_samples, args.point_time)
+    runs: dict[tuple[int, int, str], list[Measurement]] = {}
+    failures: dict[str, str] = {}
+    convert_first: dict[str, float] = {}
+    for rnd in range(args.rounds):
+        for t in args.threads:
+            for choice in choices:
+                if choice.key in failures:
+                    continue
+                group = PointGroup(
+                    workload.spec,
+                    t,
+                    batches,
+                    DEFAULT,
+                    assign_cores([t])[0],
+                    rule,
+                    warmup_min=2,
+                    warmup_max=5,
+                    backend=choice,
+                    cache_dir=cache,
+                )
+                started = time.perf_counter()
+                try:
+                    got = run_group(group)
+                except PointFailedError as exc:
+                    failures[choice.key] = str(exc).split("; child stderr:")[0]
+                    print(f"  {model} {choice.key}: FAILED {failures[choice.key]}", flush=True)
+                    continue
+                for m in got:
+                    runs.setdefault((t, m.batch, choice.key), []).append(m)
+                    if "convert_s" in m.meta and not m.meta.get("cache_hit", True):
+                        convert_first.setdefault(choice.key, float(m.meta["convert_s"]))
+                print(
+                    f"  round {rnd + 1} {model} t={t} {choice.key}: "
+                    + ", ".join(f"b={m.batch} {m.median:.2f} ms" for m in got)
+                    + f" ({time.perf_counter() - started:.0f} s)",
+                    flush=True,
+                )
+    prof = Profile(
+        model, [], {"default": DEFAULT}, fingerprint(detect_host()), {"backend_failures": failures}
+    )
+    for found in runs.values():
+        first = found[0]
+        medians = tuple(m.median for m in found)
+        meta = dict(first.meta)
+        meta["peak_rss_mb"] = max(float(m.meta.get("peak_rss_mb", 0.0)) for m in found)
+        meta["round_medians_ms"] = list(medians)
+        prof.add(
+            Measurement(
+                first.threads,
+                first.batch,
+                "default",
+                medians,
+                stop_reason="summary",
+                meta=meta,
+                backend=first.backend,
+                precision=first.precision,
+            )
+        )
+    return prof, failures, convert_first
+
+
+def table(prof: Profile, convert_first: dict[str, float]) -> list[str]:
+    """Markdown rows: one per (t, b, runtime)."""
+    lines = [
+        "| t | b | runtime | median ms (per round) | vs eager fp32 | max abs err | rel err | top-1 | within tol | conversion s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in sorted(
+        prof.measurements, key=lambda m: (m.threads, m.batch, m.backend_key != "eager", m.backend_key)
+    ):
+        eager = [
+            o
+            for o in prof.measurements
+            if (o.threads, o.batch, o.backend_key) == (m.threads, m.batch, "eager")
+        ]
+        ratio = f"{eager[0].median / m.median:.2f}×" if eager else "—"
+        acc = m.accuracy
+        rounds = " / ".join(f"{v:.2f}" for v in m.meta.get("round_medians_ms", []))
+        lines.append(
+            f"| {m.threads} | {m.batch} | {m.backend_key} | {m.median:.2f} ({rounds}) | {ratio} | "
+            + (f"{acc.max_abs:.2g} | {acc.max_rel:.3%} | " if acc else "— | — | ")
+            + (f"{acc.top1:.0%} | " if acc and acc.top1 is not None else "— | ")
+            + ("yes" if prof.admissible(m) else "**no**")
+            + f" | {convert_first.get(m.backend_key, m.meta.get('convert_s', 0.0)):.2f} | {m.meta.get('peak_rss_mb', 0):.0f} |"
+        )
+    return lines
+
+
+def end_to_end(model: str, prof: Profile, args: argparse.Namespace, cores: int) -> list[str]:
+    """Part 2: best plan over all admissible runtimes vs eager fat, expected and validated in real pools."""
+    from packrat_lab.optimizer import fat_plan, optimize
+    from packrat_lab.validation import validate
+
+    lines = [
+        "| B | best plan (all runtimes) | expected ms | eager fat | expected ms | expected speedup | measured best ms | measured eager fat ms | measured speedup |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for batch in args.plan_batches:
+        if batch not in prof.batches:
+            continue
+        try:
+            best = optimize(prof, cores=cores, batch=batch, use_measured=False)
+            fat = fat_plan(prof.only_backend("eager"), cores=cores, batch=batch)
+        except Exception as exc:  # noqa: BLE001 - a missing point is reported, the rest goes on
+            lines.append(f"| {batch} | {type(exc).__name__}: {exc} | | | | | | | |")
+            continue
+        best = type(best)(best.instances, best.expected_latency_ms, "best", best.meta)
+        report = validate(model, [best, fat], repeats=args.repeats, rounds=2, baseline="fat")
+        b_ms, f_ms = report.by_name("best").median_ms, report.by_name("fat").median_ms
+        exp_best, exp_fat = best.expected_latency_ms or 0.0, fat.expected_latency_ms or 0.0
+        lines.append(
+            f"| {batch} | `{best.text}` | {exp_best:.2f} | `{fat.text}` | {exp_fat:.2f} | "
+            f"{exp_fat / exp_best:.2f}× | {b_ms:.2f} | {f_ms:.2f} | {f_ms / b_ms:.2f}× |"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default="tiny-cnn,resnet50,bert")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--backends", default="eager,torchscript,compile,onnxruntime,openvino")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--point-time", type=float, default=2.0)
+    parser.add_argument("--max-samples", type=int, default=40)
+    parser.add_argument("--plan-batches", default="1,2,4,8")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--out", default="benchmarks/results/backends.md")
+    parser.add_argument("--append", action="store_true", help="add to --out (a second command's models)")
+    args = parser.parse_args()
+    args.threads = [int(t) for t in args.threads.split(",")]
+    args.plan_batches = [int(b) for b in args.plan_batches.split(",")]
+    cores = min(max(args.threads), detect_host().usable_cores)
+    out = Path(args.out)
+    cache = tempfile.mkdtemp(prefix="packrat-bench-cache-")  # fresh: the first conversion is really timed
+    header = [
+        "# Runtimes side by side (eager, TorchScript, torch.compile, ONNX Runtime, OpenVINO; fp32 and bf16)",
+        "",
+        host_description(),
+        "",
+        f"CPU flags: {cpu_flags()}; bf16 measured: {'yes' if bf16_supported() else 'no (no native bf16)'}.",
+        "",
+        "Command: `python " + " ".join(sys.argv) + "`",
+        "",
+        (
+            "Each (model, t, runtime) ran in its own fresh pinned process per round, the runtimes alternating;"
+            " the median column is the median over rounds of each process's median (per-round values in"
+            " brackets). Errors are against eager fp32 on a seeded input (relative = max |Δ| / max |y|);"
+            " 'within tol' applies the default accuracy_tol 1 %. Conversion is the first, uncached conversion"
+            " (for compile: the first compiled call in each process). Peak RSS is the measuring process's."
+        ),
+        "",
+    ]
+    if args.append:
+        header = [f"Command: `python {' '.join(sys.argv)}` — {host_description()}", ""]
+    with out.open("a" if args.append else "w") as f:
+        f.write("\n".join(header) + "\n")
+    for k, model in enumerate(args.models.split(",")):
+        print(f"{model} (load average {__import__('os').getloadavg()[0]:.2f})", flush=True)
+        load_before = __import__("os").getloadavg()[0]
+        prof, failures, convert_first = measure_model(model, args, cache)
+        section = [
+            f"## {model} (load average {load_before:.2f} before, {__import__('os').getloadavg()[0]:.2f} after)",
+            "",
+        ]
+        section += table(prof, convert_first)
+        if failures:
+            section += ["", "Failed runtimes: " + "; ".join(f"{k2}: {v}" for k2, v in failures.items())]
+        if k == 0 and args.plan_batches and not args.append:
+            section += [
+                "",
+                f"### End to end on {cores} cores: best plan over all admissible runtimes vs eager fat",
+                "",
+            ]
+            section += end_to_end(model, prof, args, cores)
+        with out.open("a") as f:
+            f.write("\n".join(section) + "\n\n")
+        print("\n".join(section), flush=True)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
