@@ -159,7 +159,9 @@ def test_infer_timeout_withdraws_the_batch() -> None:
 
 def test_plans_with_unknown_settings_or_absurd_batches_are_refused() -> None:
     """Item 8: '@nosuch' / '@PASSIVE' and huge batches fail with one-line errors before any worker starts."""
-    with pytest.raises(ValueError, match=r"unknown runtime setting .nosuch. in plan .*valid: default, (.*, )?passive"):
+    with pytest.raises(
+        ValueError, match=r"unknown runtime setting .nosuch. in plan .*valid: default, (.*, )?passive"
+    ):
         Pool("mlp", "1x1x4@nosuch", announce=False)
     with pytest.raises(ValueError, match="unknown runtime setting 'PASSIVE'"):
         Pool("mlp", "1x1x4@PASSIVE", announce=False)
