@@ -249,13 +249,17 @@ class _Budget:
         return None if fitted is None else fitted[1]
 
 
-def _bar(name: str, total: int) -> Any:
-    """A tqdm.auto progress callback with close(): a widget bar in a notebook, a text bar in a terminal."""
+def _bar(name: str, total: int, *, disable: bool | None = None) -> Any:
+    """A tqdm.auto progress callback with close(): a widget bar in a notebook, a text bar in a terminal.
+
+    `disable=None` leaves it to tqdm (TQDM_DISABLE=1, read when tqdm is imported, silences it).
+    """
     import sys
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=f"profile {name}", unit="point", file=sys.stderr)
+    options = {} if disable is None else {"disable": disable}
+    bar = tqdm(total=total, desc=f"profile {name}", unit="point", file=sys.stderr, **options)
 
     class _Progress:
         def __call__(self, done: int, total: int, m: Measurement) -> None:

@@ -15,7 +15,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "packrat_lab.cli", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # `plan --measure` starts real pools: minutes on a busy 2-core host
         check=False,
     )
 

@@ -264,7 +264,7 @@ def test_progress_bar_counts_points(
     from packrat_lab.profiling.profiler import _bar
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    bar = _bar("mlp", 4)
+    bar = _bar("mlp", 4, disable=False)  # CI sets TQDM_DISABLE=1, which tqdm reads at import
     bar(1, 4, Measurement(1, 2, "default", (1.5,) * 5))
     bar.close()
     err = capsys.readouterr().err
