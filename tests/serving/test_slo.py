@@ -307,17 +307,18 @@ def test_predict_ms_grows_with_the_queue_and_stats_show_it() -> None:
 
 def test_aimd_pool_drives_the_batcher_and_the_cache_answers_repeats() -> None:
     world = FakeWorld(run_s=0.005)
+    # an objective far above a busy host's scheduling noise: this test is about AIMD and the cache, not admission
     with fake_pool(
-        world, "1x1x2", slo_ms=200.0, batching="aimd", cache_size=8, max_queue_delay_ms=1.0
+        world, "1x1x2", slo_ms=6000.0, batching="aimd", cache_size=8, max_queue_delay_ms=1.0
     ) as pool:
         assert pool.stats()["aimd_batch"] == 2
         futures = [pool.submit(rows(float(k))[0]) for k in range(1, 41)]
         for f in futures:
-            f.result(5)
-        assert pool.stats()["aimd_batch"] > 2  # full batches far under 1 s: it grew
+            f.result(30)
+        assert pool.stats()["aimd_batch"] > 2  # full batches far under the 2 s target: it grew
         assert wait_for(lambda: pool.stats()["served"] == 40)  # answers are kept by a done-callback
         before = world.runs[40.0]
-        again = pool.submit(rows(40.0)[0]).result(5)
+        again = pool.submit(rows(40.0)[0]).result(30)
         assert torch.equal(again, fake_model(rows(40.0))[0]) and world.runs[40.0] == before
         assert pool.stats()["cache_hits"] == 1
 
