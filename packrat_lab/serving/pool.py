@@ -14,6 +14,8 @@ happen where a piece would be sent (handle lock, then job lock) or where the bat
 batch (its condition lock), and are settled after the lock is released. New locks, each a leaf
 held for a few operations: the prediction cache's, the AIMD controller's, the error window's,
 and `_cycle_lock` (the batcher's measured batch cycle, read by the batcher under its condition).
+The batcher puts each answer into the prediction cache (`before_answer`, no batcher lock held)
+before it settles that request, so a repeat asked right after the answer hits the cache.
 Lock order: dispatch_lock → handle lock → job lock; futures are settled with no lock held, so a
 done-callback may call back into the pool (but `close()` from a callback of this pool's own
 future would wait on itself: don't).
