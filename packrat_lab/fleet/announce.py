@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from packrat_lab import registry
-from packrat_lab.serving.announce import ENV_DISABLE
+from packrat_lab.serving.announce import ENV_DISABLE, Handle
 
 if TYPE_CHECKING:
     from packrat_lab.fleet.fleet import Fleet
@@ -41,19 +39,8 @@ def fleet_summary(fleet: Fleet) -> str:
     return " ".join(f"{name}={pool.plan.text}" for name, pool in fleet.pools.items())
 
 
-@dataclass
-class FleetHandle:
-    """A fleet's announcement: its server (when it owns one) and registry entry; close() undoes both."""
-
-    server: Server | None
-    entry: registry.PoolEntry | None
-    owns_server: bool = True
-    _closed: bool = field(default=False, repr=False)
-
-    @property
-    def url(self) -> str | None:
-        """Where the fleet's routes answer (None when not announced)."""
-        return None if self.entry is None else self.entry.url
+class FleetHandle(Handle):
+    """A fleet's announcement: the pool Handle (server, registry entry, close) plus its core map."""
 
     def refresh(self, fleet: Fleet) -> None:
         """Rewrite the entry's plans and core map (after cores moved)."""
@@ -62,21 +49,6 @@ class FleetHandle:
                 registry.update(self.entry.id, plan=fleet_summary(fleet), members=list(core_map(fleet)))
                 or self.entry
             )
-
-    def close(self) -> None:
-        """Unregister, then stop the server it owns; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.entry is not None:
-            registry.unregister(self.entry.id)
-        if threading.current_thread().name.startswith("packrat-http"):
-            return  # closed by POST /packrat/stop: the server stops itself once it has answered
-        if self.server is not None and self.owns_server:
-            try:
-                self.server.stop()
-            except Exception:
-                log.exception("stopping the fleet's server failed")
 
 
 def announce_fleet(fleet: Fleet, *, enabled: bool | None = None, server: Server | None = None) -> FleetHandle:
