@@ -2,11 +2,14 @@
 
 Pure functions over a snapshot of the serving workers (`SlotLoad`), so they can be checked
 without a pool: `predict_infer_ms` for a batch split by the plan, `predict_submit_ms` for a
-sample that goes through the dynamic batcher (one batch in flight at a time), and `refusal`.
+sample that goes through the lockstep batcher (one batch in flight at a time),
+`predict_conserving_ms` for the work-conserving one (each worker takes its next slice when
+free), and `refusal`.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +17,14 @@ from dataclasses import dataclass
 from packrat_lab.errors import Rejected
 from packrat_lab.serving.dispatcher import split_rows
 
-__all__ = ["SlotLoad", "batch_ms", "predict_infer_ms", "predict_submit_ms", "refusal"]
+__all__ = [
+    "SlotLoad",
+    "batch_ms",
+    "predict_conserving_ms",
+    "predict_infer_ms",
+    "predict_submit_ms",
+    "refusal",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,39 @@ def predict_submit_ms(
         return max(work, cycle_ms(rows)) if cycle_ms is not None else work
 
     return start + full * cost(size) + cost(own)
+
+
+def predict_conserving_ms(slots: Sequence[SlotLoad], *, ahead: int, capacities: Sequence[int]) -> float:
+    """Completion time of one `submit`ted sample behind `ahead` queued ones, work-conserving dispatch.
+
+    Each worker takes up to `capacities[k]` queued samples the moment it is free (its `wait_ms`),
+    so the queue drains over all workers at once: replay that, earliest-free worker first, until
+    the new sample is taken. A long queue is first fast-forwarded at the workers' combined rate.
+    """
+    if not slots or all(math.isinf(s.wait_ms) for s in slots):
+        return math.inf
+    left = ahead + 1
+    free_at = [s.wait_ms for s in slots]
+    round_rows = sum(capacities)
+    if left > 4 * round_rows:  # fast-forward whole rounds: rows per ms of every serving worker
+        rate = sum(
+            c / max(s.expect_ms(c), 1e-6)
+            for s, c in zip(slots, capacities, strict=True)
+            if not math.isinf(s.wait_ms)
+        )
+        skipped = left - 2 * round_rows
+        free_at = [t + skipped / rate for t in free_at]
+        left -= skipped
+    heap = [(t, k) for k, t in enumerate(free_at) if not math.isinf(t)]
+    heapq.heapify(heap)
+    while True:
+        t, k = heapq.heappop(heap)
+        rows = min(capacities[k], left)
+        done = t + slots[k].expect_ms(rows)
+        left -= rows
+        if left <= 0:
+            return done
+        heapq.heappush(heap, (done, k))
 
 
 def refusal(predicted_ms: float, deadline_ms: float, rows: int, margin_ms: float = 0.0) -> Rejected | None:

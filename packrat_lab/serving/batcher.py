@@ -1,8 +1,9 @@
-"""Dynamic batcher: single samples queue up and leave as one batch of at most B."""
+"""Dynamic batcher: single samples queue up and leave in batches, per free instance or B at a time."""
 
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import time
 from collections import Counter, deque
@@ -16,7 +17,9 @@ from packrat_lab.errors import DeadlineDropped, PoolClosedError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DynamicBatcher", "should_flush"]
+__all__ = ["DynamicBatcher", "Lane", "should_flush"]
+
+LANE_RECHECK_S = 0.05  # work-conserving: look at the serving lanes again this often while all are busy
 
 Dispatch = Callable[..., "Future[torch.Tensor]"]  # dispatch(batch) or dispatch(batch, deadline=s)
 BatchObserver = Callable[[int, float], None]  # (rows, ms from dispatch to answer) per answered batch
@@ -39,19 +42,53 @@ class _Request:
     deadline: float | None = None  # clock time; a request still queued past it is dropped
 
 
-class DynamicBatcher:
-    """Forms batches from single requests for a dispatch function, one batch in flight at a time.
+@dataclass(frozen=True)
+class Lane:
+    """One way out of the batcher: a worker (or the whole plan), how many rows it takes, how to send.
 
-    While a batch runs the next one collects, so under load batches grow toward B by themselves
-    (and the estimator sees the queue). `max_batch` is a callable so a plan switch changes B live.
+    `depth` is how many batches may be in flight on it at once; `send(batch, deadline)` returns
+    the batch's future (deadline: monotonic s or None).
+    """
+
+    key: object
+    capacity: int
+    send: Callable[[torch.Tensor, float | None], Future[torch.Tensor]]
+    depth: int = 1
+
+
+Lanes = Callable[[], "list[Lane]"]  # the lanes serving now (read with no batcher lock held)
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """What one look at the queue gave: a batch for a lane (maybe none) and requests to drop."""
+
+    batch: list[_Request]
+    dropped: list[_Request]
+    lane: Lane | None
+
+
+class DynamicBatcher:
+    """Forms batches from single requests and sends them out; two dispatch modes.
+
+    Work-conserving (`lanes` given, the pool's default): each serving instance is a lane that
+    takes its next slice (≤ its plan batch b_k) the moment it is free, so several batches are in
+    flight, one per instance, a partial batch leaves as soon as an instance is idle (no fixed
+    wait), and lone requests go to the instance idle the longest, spreading over all of them.
+    Under load every instance runs full slices back to back: Packrat's split of B, without the
+    lockstep. Lockstep (`lanes=None`): one batch of up to B in flight at a time, sent when B
+    samples wait or the oldest waited `max_delay_s` (`dispatch` splits it over the plan).
+
     A request's future is marked running when its batch is taken: one cancelled before that is
     skipped (never run), and one cannot be cancelled after it, so delivery never meets a
     cancelled future. A queued request that could no longer finish by its deadline even if its
     batch left now (`expect_ms(rows)`: a batch's expected time from dispatch to delivery) is
-    dropped (DeadlineDropped, never run); a batch of requests that all have deadlines is
-    dispatched with the latest one, so the workers drop it too if it cannot start in time.
+    dropped (DeadlineDropped, never run); a batch of requests that all have deadlines is sent
+    with the latest one, so the workers drop it too if it cannot start in time.
     `on_batch(rows, ms)` sees each delivered batch (AIMD, the cycle time `expect_ms` learns
-    from). Futures are settled with no lock held; `expect_ms` must not take pool locks.
+    from). Lock order: `lanes()` is called with no batcher lock held (it takes pool locks, and a
+    pool lock holder may settle a future whose callback takes the batcher's condition); futures
+    are settled with no lock held; `expect_ms` must not take pool locks.
     """
 
     def __init__(
@@ -61,6 +98,7 @@ class DynamicBatcher:
         max_delay_s: float = 0.005,
         *,
         max_in_flight: int = 1,
+        lanes: Lanes | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_batch: BatchObserver | None = None,
         expect_ms: Callable[[int], float] | None = None,
@@ -73,6 +111,7 @@ class DynamicBatcher:
         self._max_batch = max_batch
         self.max_delay_s = max_delay_s
         self.max_in_flight = max_in_flight
+        self._lanes = lanes
         self._clock = clock
         self._on_batch = on_batch
         self._expect_ms = expect_ms
@@ -81,12 +120,20 @@ class DynamicBatcher:
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition()
         self._in_flight = 0
+        self._busy: Counter[object] = Counter()  # batches in flight per lane key
+        self._last_used: dict[object, int] = {}  # lane key -> when it last took a batch (a counter)
+        self._sent = itertools.count()
         self._closed = False
         self._draining = False  # close() under way: no new requests, queued ones leave at once
         self.histogram: Counter[int] = Counter()
         self.activity = threading.Event()  # set by each submit (and close): wakes an idle estimator
         self._thread = threading.Thread(target=self._loop, name="packrat-batcher", daemon=True)
         self._thread.start()
+
+    @property
+    def work_conserving(self) -> bool:
+        """True when each instance takes its next slice as soon as it is free."""
+        return self._lanes is not None
 
     def submit(self, sample: torch.Tensor, *, deadline: float | None = None) -> Future[torch.Tensor]:
         """Queue one sample (no batch dimension); the future gets its output row (drop after `deadline`)."""
@@ -133,40 +180,70 @@ class DynamicBatcher:
                 request.future.set_exception(PoolClosedError("the pool closed before this request ran"))
         self._thread.join(timeout=5)
 
-    def _take(self) -> tuple[list[_Request], list[_Request]] | None:
-        """Wait for a batch to be due and for room in flight: (batch, dropped); None once closed."""
+    def _current_lanes(self) -> list[Lane]:
+        """The lanes to send to now; the whole plan as one lane in lockstep mode or when no worker serves.
+
+        With no serving lane (a degraded or closing pool) batches go to `dispatch`, which fails
+        them with the reason, instead of waiting for a worker that will not come.
+        """
+        lanes = self._lanes() if self._lanes is not None else []
+        if lanes:
+            return lanes
+        return [Lane("plan", max(1, self._max_batch()), self._send_whole, self.max_in_flight)]
+
+    def _send_whole(self, batch: torch.Tensor, deadline: float | None) -> Future[torch.Tensor]:
+        return self._dispatch(batch) if deadline is None else self._dispatch(batch, deadline=deadline)
+
+    def _take(self) -> _Taken | None:
+        """Wait for a batch to be due on a free lane: (batch, lane, dropped); None once closed."""
         dropped: list[_Request] = []
-        with self._cond:
-            while True:
+        while True:
+            lanes = self._current_lanes()  # outside the condition: see the lock order above
+            with self._cond:
                 if self._closed:
                     return None
                 self._drop_expired(dropped, max(1, self._max_batch()))
-                max_batch = max(1, self._max_batch())
-                oldest = self._queue[0].arrival if self._queue else None
-                now = self._clock()
-                due = should_flush(len(self._queue), oldest, now, max_batch, self.max_delay_s)
-                if self._in_flight < self.max_in_flight and (due or (self._draining and self._queue)):
-                    taken = [self._queue.popleft() for _ in range(min(max_batch, len(self._queue)))]
+                lane = self._free_lane(lanes)
+                if lane is not None and self._queue and self._due(lane):
+                    taken = [self._queue.popleft() for _ in range(min(lane.capacity, len(self._queue)))]
                     taken = [r for r in taken if r.future.set_running_or_notify_cancel()]
-                    if not taken:  # all cancelled while queued
-                        if dropped:
-                            return [], dropped
-                        continue
-                    self._in_flight += 1
-                    self.histogram[len(taken)] += 1
-                    return taken, dropped
+                    if taken:
+                        self._in_flight += 1
+                        self._busy[lane.key] += 1
+                        self._last_used[lane.key] = next(self._sent)
+                        self.histogram[len(taken)] += 1
+                        return _Taken(taken, dropped, lane)
+                    continue  # all cancelled while queued: look again
                 if dropped:  # settle them now (outside the lock), then come back
-                    return [], dropped
-                if oldest is None or self._in_flight >= self.max_in_flight:
-                    self._cond.wait()
-                else:
-                    wake = oldest + self.max_delay_s
-                    first_deadline = min(
-                        (r.deadline for r in self._queue if r.deadline is not None), default=None
-                    )
-                    if first_deadline is not None:
-                        wake = min(wake, first_deadline)
-                    self._cond.wait(max(0.0, wake - now))
+                    return _Taken([], dropped, None)
+                self._cond.wait(self._wait_s(lane))
+
+    def _free_lane(self, lanes: list[Lane]) -> Lane | None:
+        """The free lane idle the longest (lone requests spread over instances); caller holds `_cond`."""
+        free = [lane for lane in lanes if self._busy[lane.key] < lane.depth]
+        if len(self._last_used) > 4 * len(lanes) + 8:  # forget lanes of plans long gone
+            keys = {lane.key for lane in lanes}
+            self._last_used = {k: v for k, v in self._last_used.items() if k in keys}
+        return min(free, key=lambda lane: self._last_used.get(lane.key, -1), default=None)
+
+    def _due(self, lane: Lane) -> bool:
+        """Work-conserving: whenever a lane is free. Lockstep: B samples, the delay, or a drain."""
+        if self._lanes is not None or self._draining:
+            return True
+        oldest = self._queue[0].arrival if self._queue else None
+        return should_flush(len(self._queue), oldest, self._clock(), lane.capacity, self.max_delay_s)
+
+    def _wait_s(self, lane: Lane | None) -> float | None:
+        """How long to sleep before looking again (None: until notified); caller holds `_cond`."""
+        if not self._queue:
+            return None
+        now = self._clock()
+        wakes = [r.deadline for r in self._queue if r.deadline is not None]
+        if lane is not None and self._lanes is None:  # lockstep: the oldest sample's delay runs out
+            wakes.append(self._queue[0].arrival + self.max_delay_s)
+        if self._lanes is not None:  # a switch may bring new lanes without a delivery to wake us
+            wakes.append(now + LANE_RECHECK_S)
+        return max(0.0, min(wakes) - now) if wakes else None
 
     def _drop_expired(self, dropped: list[_Request], max_batch: int) -> None:
         """Move queued requests that cannot finish in time (and not cancelled) to `dropped`; caller holds `_cond`."""
@@ -195,28 +272,30 @@ class DynamicBatcher:
             took = self._take()
             if took is None:
                 return
-            taken, dropped = took
-            for request in dropped:
+            for request in took.dropped:
                 late_ms = (self._clock() - (request.deadline or 0.0)) * 1000.0
                 request.future.set_exception(
                     DeadlineDropped(
                         f"dropped before it ran: its deadline passed {late_ms:.1f} ms ago while it was queued"
                     )
                 )
-            if not taken:
+            if took.lane is None or not took.batch:
                 continue
+            taken, lane = took.batch, took.lane
             deadlines = [r.deadline for r in taken]
             latest = None if None in deadlines else max(d for d in deadlines if d is not None)
             batch = torch.stack([r.sample for r in taken])
             sent = self._clock()
             try:
-                future = self._dispatch(batch) if latest is None else self._dispatch(batch, deadline=latest)
+                future = lane.send(batch, latest)
             except Exception as exc:  # noqa: BLE001 - a failed dispatch fails its requests, not the batcher
                 future = Future()
                 future.set_exception(exc)
-            future.add_done_callback(functools.partial(self._deliver, taken=taken, sent=sent))
+            future.add_done_callback(functools.partial(self._deliver, taken=taken, sent=sent, key=lane.key))
 
-    def _deliver(self, future: Future[torch.Tensor], *, taken: list[_Request], sent: float) -> None:
+    def _deliver(
+        self, future: Future[torch.Tensor], *, taken: list[_Request], sent: float, key: object
+    ) -> None:
         try:
             exc = future.exception()
             for row, request in enumerate(taken):
@@ -235,6 +314,9 @@ class DynamicBatcher:
         finally:  # whatever happened above, the batcher must not wedge
             with self._cond:
                 self._in_flight -= 1
+                self._busy[key] -= 1
+                if self._busy[key] <= 0:
+                    del self._busy[key]
                 self._cond.notify_all()
 
     def histogram_snapshot(self) -> dict[int, int]:

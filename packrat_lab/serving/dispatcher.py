@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from packrat_lab.serving.transport import Layout
 
-__all__ = ["Job", "Piece", "proportional_split", "split_rows"]
+__all__ = ["Job", "Piece", "lane_capacity", "proportional_split", "split_rows"]
 
 
 def proportional_split(rows: int, batches: Sequence[int]) -> list[int]:
@@ -32,6 +32,17 @@ def proportional_split(rows: int, batches: Sequence[int]) -> list[int]:
     for k in order[:left]:
         shares[k] += 1
     return shares
+
+
+def lane_capacity(batch: int, limit: int, plan_batch: int) -> int:
+    """Rows one worker of slice `batch` takes at a time when the batcher's max is `limit` of the plan's B.
+
+    The slice scales with the limit (AIMD below B) but never exceeds `batch`: the worker's
+    buffers hold that many rows.
+    """
+    if limit >= plan_batch:
+        return batch
+    return max(1, min(batch, round(batch * limit / plan_batch)))
 
 
 def split_rows(rows: int, batches: Sequence[int]) -> list[tuple[int, int, int]]:

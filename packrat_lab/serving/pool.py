@@ -3,7 +3,10 @@
 Threads and what they own (the lifecycle itself is `supervisor.py`'s, see its docstring):
 - callers (`infer`, `submit`, HTTP handlers): check input, then `_dispatch` reads the serving
   generation under `supervisor.dispatch_lock` and enqueues pieces on its workers' handles;
-- packrat-batcher: forms batches from `submit`ted samples and dispatches them;
+- packrat-batcher: forms batches from `submit`ted samples and dispatches them: work-conserving
+  (default) it sends each worker its next slice (≤ b_k) the moment that worker is free, reading
+  the serving workers (`_lanes`, dispatch_lock) with no batcher lock held; lockstep keeps one
+  batch of B in flight and splits it by the plan;
 - packrat-estimator: samples queue depth; in auto mode asks the supervisor for a switch;
 - packrat-supervisor: the only writer of workers, generations and `state`;
 - packrat-reader-N: one per worker, turns replies into answers and posts worker news;
@@ -45,14 +48,20 @@ from packrat_lab.errors import (
     WorkerFailedError,
 )
 from packrat_lab.plan import Instance, Plan
-from packrat_lab.serving.admission import SlotLoad, predict_infer_ms, predict_submit_ms, refusal
+from packrat_lab.serving.admission import (
+    SlotLoad,
+    predict_conserving_ms,
+    predict_infer_ms,
+    predict_submit_ms,
+    refusal,
+)
 from packrat_lab.serving.aimd import AIMDBatchSize
 from packrat_lab.serving.autoscale import AutoPolicy, optimizer_planner
-from packrat_lab.serving.batcher import DynamicBatcher
+from packrat_lab.serving.batcher import DynamicBatcher, Lane
 from packrat_lab.serving.cache import PredictionCache
 from packrat_lab.serving.channel import ChannelFactory, process_channels
 from packrat_lab.serving.cleanup import shutdown
-from packrat_lab.serving.dispatcher import Job, Piece, split_rows
+from packrat_lab.serving.dispatcher import Job, Piece, lane_capacity, split_rows
 from packrat_lab.serving.estimator import BatchSizeEstimator, floor_pow2
 from packrat_lab.serving.events import Event, EventLog
 from packrat_lab.serving.handle import WorkerHandle
@@ -140,7 +149,11 @@ class Pool:
     `Pool(model, plan)` returns once every instance's worker is loaded and warm. Each worker is a
     spawned process pinned to its own cores from `assign_cores`, with the instance's threads and
     runtime setting. `infer(batch)` splits a batch by the plan; `submit(sample)` goes through the
-    dynamic batcher (max batch = the plan's B, `max_queue_delay_ms`). `reconfigure(plan)` is an
+    dynamic batcher. With `dispatch="work-conserving"` (the default) each instance takes its next
+    slice of up to b_k queued samples as soon as it is free, so no instance idles while samples
+    wait and lone samples spread over instances; under load this is the plan's split of B, with
+    one batch in flight per instance. `dispatch="lockstep"` keeps Packrat's original batcher: one
+    batch of up to B in flight, sent when B wait or after `max_queue_delay_ms`. `reconfigure(plan)` is an
     active-passive switch with nothing lost. With `auto=True` (needs `profile=`), the batch-size
     estimator drives reconfiguration through the optimizer once the estimated B has differed for
     `auto_hysteresis_s` and `auto_min_interval_s` has passed since the last change; a manual
@@ -185,6 +198,7 @@ class Pool:
         batching: Literal["packrat", "aimd"] = "packrat",
         aimd: AIMDBatchSize | None = None,
         cache_size: int = 0,
+        dispatch: Literal["work-conserving", "lockstep"] = "work-conserving",
     ) -> None:
         from packrat_lab.workloads.registry import get_workload
 
@@ -198,6 +212,9 @@ class Pool:
             _check_ms(slo_ms, "slo_ms", "Pool('mlp', '2x1x4', slo_ms=50)")
         if batching not in ("packrat", "aimd"):
             msg = f"batching must be 'packrat' or 'aimd', got {batching!r}; example: Pool('mlp', '2x1x4', batching='aimd', slo_ms=50)"
+            raise ValueError(msg)
+        if dispatch not in ("work-conserving", "lockstep"):
+            msg = f"dispatch must be 'work-conserving' or 'lockstep', got {dispatch!r}; example: Pool('mlp', '2x1x4', dispatch='work-conserving')"
             raise ValueError(msg)
         if batching == "aimd" and slo_ms is None and aimd is None:
             msg = "batching='aimd' needs a latency objective; example: Pool('mlp', '2x1x4', batching='aimd', slo_ms=50)"
@@ -241,10 +258,12 @@ class Pool:
         self._last_answer = time.monotonic()  # when a request was last answered (stale models: see _admit)
         self._cycle = LatencyModel()  # the batcher's dispatch-to-delivery time per batch size
         self._cycle_lock = threading.Lock()
+        self.dispatch = dispatch
         self._batcher = DynamicBatcher(
             self._dispatch,
             self._batch_limit,
             max_queue_delay_ms / 1000.0,
+            lanes=self._lanes if dispatch == "work-conserving" else None,
             on_batch=self._observe_batch,
             expect_ms=self._cycle_ms,
             before_answer=self._cache_answer if self._cache.enabled else None,
@@ -518,6 +537,54 @@ class Pool:
         """The batcher's way in: dispatch and return the batch's future."""
         return self._dispatch_job(batch, deadline=deadline).future
 
+    def _lanes(self) -> list[Lane]:
+        """The batcher's lanes (work-conserving): one per serving worker, taking up to its slice b_k.
+
+        With AIMD on, each slice is scaled by the controller's B over the plan's (never above
+        b_k: a worker's buffers hold b_k rows).
+        """
+        with self._supervisor.dispatch_lock:
+            generation = self._supervisor.active
+            if self._dispatch_closed or generation is None:
+                return []
+            slots = [(slot.handle, slot.instance.batch) for slot in generation.slots if not slot.degraded]
+        plan_batch = sum(batch for _, batch in slots)
+        limit = self._batch_limit()
+        return [
+            Lane(
+                handle,
+                lane_capacity(batch, limit, plan_batch),
+                functools.partial(self._dispatch_to, handle),
+            )
+            for handle, batch in slots
+        ]
+
+    def _dispatch_to(
+        self, handle: WorkerHandle, batch: torch.Tensor, deadline: float | None
+    ) -> Future[torch.Tensor]:
+        """Send a batch to one worker as one piece; split by the plan instead if that worker left the plan."""
+        batch = batch.contiguous()
+        with self._supervisor.dispatch_lock:
+            generation = self._supervisor.active
+            slot = (
+                None
+                if generation is None
+                else next((s for s in generation.slots if s.handle is handle and not s.degraded), None)
+            )
+            if slot is not None and not self._dispatch_closed and int(batch.shape[0]) <= slot.instance.batch:
+                assert self._out_layout is not None
+                job = Job(int(batch.shape[0]), self._out_layout, 1, deadline=deadline)
+                piece = Piece(job, batch, 0)
+                if handle.enqueue(piece):
+                    return job.future
+                refused = handle.refusal()
+            else:
+                refused = None
+        if refused is not None:  # the worker stopped taking work since the lanes were read
+            piece.fail(refused)
+            return job.future
+        return self._dispatch_job(batch, deadline=deadline).future  # a switch moved this slot away
+
     def _dispatch_job(self, batch: torch.Tensor, *, deadline: float | None = None) -> Job:
         """Split one batch over the serving workers; all pieces go to one generation."""
         batch = batch.contiguous()
@@ -604,6 +671,10 @@ class Pool:
         if path == "infer":
             return predict_infer_ms(loads, rows)
         ahead, age_ms, max_batch = self._batcher.backlog()
+        if self._batcher.work_conserving:
+            plan_batch = sum(load.batch for load in loads) or 1
+            capacities = [lane_capacity(load.batch, max_batch, plan_batch) for load in loads]
+            return predict_conserving_ms(loads, ahead=ahead, capacities=capacities)
         return predict_submit_ms(
             loads,
             ahead=ahead,
