@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import Counter, deque
 
-__all__ = ["BatchSizeEstimator", "floor_pow2"]
+__all__ = ["BatchSizeEstimator", "RefusedDemand", "floor_pow2"]
 
 
 def floor_pow2(value: float) -> int:
@@ -99,3 +100,32 @@ class BatchSizeEstimator:
         with self._lock:
             self.ewma = None
             self._recent.clear()
+
+
+class RefusedDemand:
+    """Requests admission refused, counted as queued for as long as they were predicted to wait.
+
+    Packrat's estimator reads demand from queue depth; under an SLO the refused requests never
+    queue, so without this the estimate (and the plan auto mode picks) would follow what was let
+    in, not what was asked. Each refusal holds a place until `now + wait_s`; at most `cap` held.
+    """
+
+    def __init__(self, cap: int = 4096) -> None:
+        self.cap = cap
+        self._until: list[float] = []  # a min-heap of release times
+        self._lock = threading.Lock()  # callers add, the sampler counts
+
+    def add(self, now: float, wait_s: float) -> None:
+        """One refused request that would have waited `wait_s` seconds from `now`."""
+        with self._lock:
+            if len(self._until) >= self.cap:
+                heapq.heappushpop(self._until, now + wait_s)
+            else:
+                heapq.heappush(self._until, now + wait_s)
+
+    def count(self, now: float) -> int:
+        """Refused requests that would still be waiting at `now`."""
+        with self._lock:
+            while self._until and self._until[0] <= now:
+                heapq.heappop(self._until)
+            return len(self._until)

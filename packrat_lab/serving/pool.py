@@ -62,7 +62,7 @@ from packrat_lab.serving.cache import PredictionCache
 from packrat_lab.serving.channel import ChannelFactory, process_channels
 from packrat_lab.serving.cleanup import shutdown
 from packrat_lab.serving.dispatcher import Job, Piece, lane_capacity, split_rows
-from packrat_lab.serving.estimator import BatchSizeEstimator, floor_pow2
+from packrat_lab.serving.estimator import BatchSizeEstimator, RefusedDemand, floor_pow2
 from packrat_lab.serving.events import Event, EventLog
 from packrat_lab.serving.handle import WorkerHandle
 from packrat_lab.serving.inputs import check_input
@@ -269,6 +269,7 @@ class Pool:
             before_answer=self._cache_answer if self._cache.enabled else None,
         )
         self.estimator = estimator or BatchSizeEstimator()
+        self._refused = RefusedDemand()  # refused submits, seen by the estimator as queued demand
         self._policy = (
             AutoPolicy(
                 optimizer_planner(profile), hysteresis_s=auto_hysteresis_s, min_interval_s=auto_min_interval_s
@@ -389,6 +390,9 @@ class Pool:
             predicted, refused = self._admit(1, budget_ms, path="submit")
             if refused is not None:
                 self._stats.end(started, "rejected")
+                if math.isfinite(predicted):  # demand the estimator must still see (RefusedDemand)
+                    self._refused.add(time.monotonic(), predicted / 1000.0)
+                    self._batcher.activity.set()
                 future = Future()
                 future.set_exception(refused)
                 return future
@@ -780,10 +784,11 @@ class Pool:
     # -- estimator and auto mode --------------------------------------------------------------
 
     def _sample_loop(self) -> None:
-        """Sample queue depth every estimator.interval_s; in auto mode, let the policy decide."""
+        """Sample demand (queue depth plus refused requests) every estimator.interval_s; in auto mode, let the policy decide."""
         interval = self.estimator.interval_s
         while not self._stop.is_set():
-            if not self._auto and self._batcher.depth() == 0 and self.estimator.settled:
+            idle = self._batcher.depth() == 0 and self._refused.count(time.monotonic()) == 0
+            if not self._auto and idle and self.estimator.settled:
                 # idle: sleep until the next submit instead of waking every 5 ms (which costs
                 # request latency on small hosts), then apply the zero samples it skipped
                 idle_from = time.monotonic()
@@ -793,7 +798,7 @@ class Pool:
                 continue
             if self._stop.wait(interval):
                 return
-            estimate = self.estimator.update(self._batcher.depth())
+            estimate = self.estimator.update(self._batcher.depth() + self._refused.count(time.monotonic()))
             if self._aimd is not None:  # AIMD's B is the batch the optimizer plans for
                 estimate = floor_pow2(self._aimd.batch)
             if not (self._auto and self._policy is not None and self.state is PoolState.SERVING):

@@ -17,6 +17,7 @@ from packrat_lab.profiling.table import profile_from_latencies
 from packrat_lab.serving.admission import SlotLoad, batch_ms, predict_infer_ms, predict_submit_ms, refusal
 from packrat_lab.serving.aimd import AIMDBatchSize
 from packrat_lab.serving.cache import PredictionCache
+from packrat_lab.serving.estimator import RefusedDemand
 from packrat_lab.serving.prediction import ErrorWindow, LatencyModel, profile_prior
 from packrat_lab.serving.stats import RequestStats
 
@@ -234,6 +235,30 @@ def test_an_overloaded_pool_refuses_at_once_and_never_runs_the_refused() -> None
     assert stats["rejected"] == len(refused) and stats["lost"] == 0
     assert stats["slo_ms"] == 120.0 and stats["admitted"] == 9 - len(refused)  # the first infer too
     assert stats["prediction_error_p50_ms"] is not None
+
+
+def test_refused_demand_counts_as_queued_until_its_predicted_wait_ends() -> None:
+    demand = RefusedDemand(cap=3)
+    demand.add(10.0, 0.5)
+    demand.add(10.0, 0.1)
+    assert demand.count(10.05) == 2
+    assert demand.count(10.2) == 1  # the 0.1 s one would have left the queue by now
+    for _ in range(5):
+        demand.add(11.0, 1.0)
+    assert demand.count(11.5) == 3  # never more than the cap
+
+
+def test_the_estimator_sees_the_demand_admission_refused() -> None:
+    """Refused requests never queue; without counting them B would be planned for what was let in."""
+    world = FakeWorld(run_s=0.05)
+    with fake_pool(world, "1x1x1", slo_ms=60.0) as pool:
+        pool.infer(rows(1.0))  # one measured run: the model learns 50 ms
+        blocker = pool.submit(rows(2.0)[0])  # keeps the worker busy: what follows is predicted late
+        futures = [pool.submit(rows(100.0 + k)[0]) for k in range(40)]
+        refused = sum(1 for f in futures if f.done() and isinstance(f.exception(), Rejected))
+        assert refused >= 30, refused
+        assert wait_for(lambda: pool.estimator.estimate >= 4, timeout=2.0), pool.estimator.recent
+        blocker.result(5)
 
 
 def test_a_queued_infer_past_its_window_is_dropped_and_never_reaches_the_worker() -> None:
