@@ -220,7 +220,7 @@ def fleet_view(
     return {
         **entry.public(),
         "kind": "fleet",
-        "name": "fleet",
+        "name": "",  # the title is the registry's "fleet: a, b"
         "plan": " ".join(f"{m['name']}={m['plan']}" for m in members) or entry.plan,
         "display": "",
         "instances": [],
