@@ -197,3 +197,23 @@ async def test_an_unreachable_fleet_shows_its_announced_core_map(jp_fetch: Any, 
     assert view["state"] == "unreachable"
     assert _core_map(view) == {"a": [0, 1], "b": [2]}
     assert [len(i) for i in _instance_cores(view)["a"]] == [0]  # the plan text, cores unknown
+
+
+def test_a_pools_slo_figures_pass_through_and_are_absent_without_an_objective() -> None:
+    from packrat_lab.jupyter_server.views import pool_view
+
+    entry = registry.PoolEntry(
+        id="1-ab", pid=1, model="mlp", plan="1x1x1", url="http://127.0.0.1:1", token="t", started=0.0
+    )
+    stats = {
+        "slo_ms": 50.0,
+        "slo_attainment": 0.9,
+        "goodput_rps": 3.5,
+        "rejected": 1,
+        "dropped": 0,
+        "late": 2,
+    }
+    assert pool_view(entry, None, {**stats, "throughput_rps": 4.0})["slo"] == stats
+    # no objective: goodput would only repeat the throughput and the counters are all zero
+    none = {**stats, "slo_ms": None, "slo_attainment": None}
+    assert set(pool_view(entry, None, none)["slo"].values()) == {None}
