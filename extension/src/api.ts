@@ -3,7 +3,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { IPool, IProfileView, PlanRequest, errorMessage, parsePools, parseProfileView } from './logic';
+import { IFleetPlans, IPool, IProfileView, PlanRequest, errorMessage, parsePools, parseProfileView } from './logic';
 
 /** Fetch JSON from a /packrat-lab/ route; throws with the server's message on an HTTP error. */
 export async function requestAPI<T = unknown>(endpoint: string, init: RequestInit = {}): Promise<T> {
@@ -43,6 +43,11 @@ export async function stopPool(id: string): Promise<void> {
 /** Switch a pool to a plan text or to the profile's best plan at batch B. */
 export async function switchPlan(id: string, request: PlanRequest): Promise<void> {
   await requestAPI(`pools/${encodeURIComponent(id)}/plan`, { method: 'POST', body: JSON.stringify(request) });
+}
+
+/** Move cores between a fleet's models: one plan per model, switched live by the fleet. */
+export async function moveFleetCores(id: string, request: IFleetPlans): Promise<void> {
+  await requestAPI(`fleets/${encodeURIComponent(id)}/plans`, { method: 'POST', body: JSON.stringify(request) });
 }
 
 /** Surface and plan map of a profile file (path relative to the server root). */

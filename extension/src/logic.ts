@@ -19,9 +19,47 @@ export interface IOwner {
   notebook: string | null;
 }
 
-/** One live pool as `GET /packrat-lab/pools` reports it (never with a token). */
+/**
+ * A pool's latency-objective figures (Pool.stats()); every one null when it has no objective.
+ * `slo_attainment` is a fraction of the requests offered with a deadline; `goodput_rps` counts
+ * answers within their deadline per second.
+ */
+export interface ISlo {
+  slo_ms: number | null;
+  slo_attainment: number | null;
+  goodput_rps: number | null;
+  rejected: number | null;
+  dropped: number | null;
+  late: number | null;
+}
+
+/** One model of a fleet: the host cores it holds, its plan's instances and its own stats. */
+export interface IFleetMember {
+  name: string;
+  model: string;
+  plan: string;
+  state: string;
+  cores: number[];
+  instances: IInstance[];
+  served: number | null;
+  throughput: number | null;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  reconfigurations: number | null;
+  slo: ISlo;
+}
+
+/** A fleet's selection group (Clipper): several members answering as one model name. */
+export interface IFleetGroup {
+  name: string;
+  policy: string;
+  members: string[];
+}
+
+/** One live pool as `GET /packrat-lab/pools` reports it (never with a token); a fleet is one entry too. */
 export interface IPool {
   id: string;
+  kind: 'pool' | 'fleet';
   pid: number;
   model: string;
   name: string;
@@ -38,6 +76,12 @@ export interface IPool {
   auto: boolean | null;
   estimated_batch: number | null;
   reconfigurations: number | null;
+  slo: ISlo;
+  /** A fleet's models (empty for a one-model pool). */
+  members: IFleetMember[];
+  groups: IFleetGroup[];
+  /** A fleet's host cores, the width of every member's core map. */
+  host_cores: number[];
   reachable: boolean;
   error: string | null;
   owner: IOwner;
@@ -221,6 +265,10 @@ function asRecord(value: unknown): Record<string, unknown> {
   return (value && typeof value === 'object' ? value : {}) as Record<string, unknown>;
 }
 
+function asNumbers(value: unknown): number[] {
+  return Array.isArray(value) ? value.filter((c): c is number => typeof c === 'number' && Number.isFinite(c)) : [];
+}
+
 function parseInstance(raw: unknown): IInstance | null {
   if (!raw || typeof raw !== 'object') {
     return null;
@@ -231,8 +279,54 @@ function parseInstance(raw: unknown): IInstance | null {
   if (threads === null || batch === null) {
     return null;
   }
-  const cores = Array.isArray(r.cores) ? r.cores.filter((c): c is number => typeof c === 'number') : [];
-  return { threads, batch, cores, setting: asString(r.setting, 'default') };
+  return { threads, batch, cores: asNumbers(r.cores), setting: asString(r.setting, 'default') };
+}
+
+function parseInstances(value: unknown): IInstance[] {
+  return Array.isArray(value) ? value.map(parseInstance).filter((i): i is IInstance => i !== null) : [];
+}
+
+/** The SLO figures the server extension reports (missing ones are null). */
+export function parseSlo(raw: unknown): ISlo {
+  const r = asRecord(raw);
+  return {
+    slo_ms: asNumber(r.slo_ms),
+    slo_attainment: asNumber(r.slo_attainment),
+    goodput_rps: asNumber(r.goodput_rps),
+    rejected: asNumber(r.rejected),
+    dropped: asNumber(r.dropped),
+    late: asNumber(r.late)
+  };
+}
+
+function parseMember(raw: unknown): IFleetMember | null {
+  const r = asRecord(raw);
+  if (typeof r.name !== 'string' || !r.name) {
+    return null;
+  }
+  return {
+    name: r.name,
+    model: asString(r.model, r.name),
+    plan: asString(r.plan),
+    state: asString(r.state, 'unknown'),
+    cores: asNumbers(r.cores),
+    instances: parseInstances(r.instances),
+    served: asNumber(r.served),
+    throughput: asNumber(r.throughput),
+    p50_ms: asNumber(r.p50_ms),
+    p99_ms: asNumber(r.p99_ms),
+    reconfigurations: asNumber(r.reconfigurations),
+    slo: parseSlo(r.slo)
+  };
+}
+
+function parseGroup(raw: unknown): IFleetGroup | null {
+  const r = asRecord(raw);
+  if (typeof r.name !== 'string' || !r.name) {
+    return null;
+  }
+  const members = Array.isArray(r.members) ? r.members.filter((m): m is string => typeof m === 'string') : [];
+  return { name: r.name, policy: asString(r.policy), members };
 }
 
 /** The server's error text from a JSON body like {"message": ...}, or the fallback when it has none. */
@@ -292,6 +386,155 @@ export function stopConfirmation(pool: Pick<IPool, 'model' | 'plan' | 'url' | 'o
   return `${what} This Jupyter server did not start it: it is owned by ${pool.owner.label} at ${pool.url}.`;
 }
 
+/** A fraction as a percent: `97.3 %`, `—` when unknown. */
+export function formatPercent(fraction: number | null | undefined): string {
+  if (fraction === null || fraction === undefined || !Number.isFinite(fraction)) {
+    return '—';
+  }
+  return `${(fraction * 100).toFixed(1)} %`;
+}
+
+/** True when the pool has a latency objective: a default `slo_ms`, or requests offered with a deadline. */
+export function hasSlo(slo: ISlo): boolean {
+  return slo.slo_ms !== null || slo.slo_attainment !== null;
+}
+
+/** One labelled SLO figure of a card, with a tooltip saying exactly what it counts. */
+export interface ISloFigure {
+  key: keyof ISlo;
+  label: string;
+  value: string;
+  title: string;
+}
+
+function formatCount(value: number | null): string {
+  return value === null ? '—' : String(Math.round(value));
+}
+
+/**
+ * The SLO row of a card: objective, attainment (percent of offered), goodput (req/s) and the
+ * misses by kind; every value `—` when there is no objective.
+ */
+export function sloFigures(slo: ISlo): ISloFigure[] {
+  const on = hasSlo(slo);
+  const shown = (text: string) => (on ? text : '—');
+  return [
+    {
+      key: 'slo_ms',
+      label: 'SLO',
+      value: on ? (slo.slo_ms === null ? 'per request' : formatMs(slo.slo_ms)) : '—',
+      title: 'latency objective: the pool default, or deadlines set per request'
+    },
+    {
+      key: 'slo_attainment',
+      label: 'attained',
+      value: shown(formatPercent(slo.slo_attainment)),
+      title: 'answered within the deadline, as a percent of the requests offered with a deadline'
+    },
+    {
+      key: 'goodput_rps',
+      label: 'goodput',
+      value: shown(formatRate(slo.goodput_rps)),
+      title: 'answers within their deadline per second (recent window)'
+    },
+    { key: 'rejected', label: 'rejected', value: shown(formatCount(slo.rejected)), title: 'refused at admission: predicted to miss' },
+    {
+      key: 'dropped',
+      label: 'dropped',
+      value: shown(formatCount(slo.dropped)),
+      title: 'admitted, deadline passed before it started: never run'
+    },
+    { key: 'late', label: 'late', value: shown(formatCount(slo.late)), title: 'answered after its deadline' }
+  ];
+}
+
+/** A fleet member's stats line: `12 served · 41.2 req/s · p50 4.1 ms · p99 9.2 ms`. */
+export function describeMember(member: Pick<IFleetMember, 'served' | 'throughput' | 'p50_ms' | 'p99_ms'>): string {
+  return `${formatCount(member.served)} served · ${formatRate(member.throughput)} · p50 ${formatMs(member.p50_ms)} · p99 ${formatMs(member.p99_ms)}`;
+}
+
+/** One host core in a fleet member's map: held by this member (with its instance), by another member, or idle. */
+export interface IFleetCoreCell {
+  core: number;
+  /** the member holding the core, null when idle */
+  owner: string | null;
+  /** index of this member's instance pinned there; -1 when another member holds the core or none is pinned */
+  instance: number;
+}
+
+/**
+ * One member's core map over the fleet's host cores (ids as the OS numbers them): which cores it
+ * holds, coloured by its instance, and which the other members hold. Instances reported without
+ * cores (an unreachable fleet) are laid on the member's cores in order.
+ */
+export function fleetCoreMap(hostCores: number[], members: IFleetMember[], name: string): IFleetCoreCell[] {
+  const holder = new Map<number, string>();
+  for (const m of members) {
+    for (const core of m.cores) {
+      holder.set(core, m.name);
+    }
+  }
+  const member = members.find(m => m.name === name);
+  const instanceOf = new Map<number, number>();
+  if (member) {
+    const free = [...member.cores];
+    member.instances.forEach((inst, index) => {
+      const cores = inst.cores.length ? inst.cores : free.splice(0, inst.threads);
+      for (const core of cores) {
+        instanceOf.set(core, index);
+      }
+    });
+  }
+  const all = [...hostCores];
+  for (const core of [...holder.keys()].sort((a, b) => a - b)) {
+    if (!all.includes(core)) {
+      all.push(core); // a member core the host list lacks: still shown
+    }
+  }
+  return all.map(core => {
+    const owner = holder.get(core) ?? null;
+    return { core, owner, instance: owner === name ? (instanceOf.get(core) ?? -1) : -1 };
+  });
+}
+
+/** What the fleet's move box asked for: a plan per model name. */
+export interface IFleetPlans {
+  plans: Record<string, string>;
+}
+
+const FLEET_EXAMPLE = 'example: a=1x1x4 b=1x3x8';
+
+/**
+ * Parse the fleet's move box, `a=1x1x4 b=1x3x8` (spaces or commas between models); every name must
+ * be one of the fleet's models and every plan IxTxB(+IxTxB)*; anything else throws.
+ */
+export function parseFleetPlansInput(text: string, names: string[]): IFleetPlans {
+  const parts = text
+    .trim()
+    .split(/[\s,;]+(?=[^=+\s,;]+\s*=)/)
+    .map(p => p.trim())
+    .filter(p => p);
+  if (!parts.length) {
+    throw new Error(`no plans in '${text}'; ${FLEET_EXAMPLE}`);
+  }
+  const plans: Record<string, string> = {};
+  for (const part of parts) {
+    const match = /^([^=\s]+)\s*=\s*(.+)$/.exec(part);
+    if (!match) {
+      throw new Error(`'${part}' is not NAME=PLAN; ${FLEET_EXAMPLE}`);
+    }
+    const [, name, plan] = match;
+    if (!names.includes(name)) {
+      throw new Error(`'${name}' is not a model of this fleet (${names.join(', ')}); ${FLEET_EXAMPLE}`);
+    }
+    if (!plan.split('+').every(p => PLAN_PART.test(p))) {
+      throw new Error(`'${plan}' is not a plan for ${name}; ${FLEET_EXAMPLE}`);
+    }
+    plans[name] = plan.replace(/\s+/g, '');
+  }
+  return { plans };
+}
+
 /** Validate `GET /packrat-lab/pools`; malformed pools are dropped, a malformed body throws. */
 export function parsePools(body: unknown): IPool[] {
   if (!body || typeof body !== 'object' || !Array.isArray((body as { pools?: unknown }).pools)) {
@@ -306,9 +549,11 @@ export function parsePools(body: unknown): IPool[] {
     if (typeof r.id !== 'string') {
       continue;
     }
-    const instances = Array.isArray(r.instances) ? r.instances.map(parseInstance).filter((i): i is IInstance => i !== null) : [];
+    const members = Array.isArray(r.members) ? r.members.map(parseMember).filter((m): m is IFleetMember => m !== null) : [];
+    const groups = Array.isArray(r.groups) ? r.groups.map(parseGroup).filter((g): g is IFleetGroup => g !== null) : [];
     pools.push({
       id: r.id,
+      kind: r.kind === 'fleet' ? 'fleet' : 'pool',
       pid: asNumber(r.pid) ?? 0,
       model: asString(r.model, 'model'),
       name: asString(r.name),
@@ -316,7 +561,7 @@ export function parsePools(body: unknown): IPool[] {
       started: asNumber(r.started) ?? 0,
       plan: asString(r.plan),
       display: asString(r.display),
-      instances,
+      instances: parseInstances(r.instances),
       state: asString(r.state, 'unknown'),
       throughput: asNumber(r.throughput),
       p50_ms: asNumber(r.p50_ms),
@@ -325,6 +570,10 @@ export function parsePools(body: unknown): IPool[] {
       auto: typeof r.auto === 'boolean' ? r.auto : null,
       estimated_batch: asNumber(r.estimated_batch),
       reconfigurations: asNumber(r.reconfigurations),
+      slo: parseSlo(r.slo),
+      members: r.kind === 'fleet' ? members : [],
+      groups: r.kind === 'fleet' ? groups : [],
+      host_cores: asNumbers(r.host_cores),
       reachable: r.reachable !== false,
       error: typeof r.error === 'string' ? r.error : null,
       owner: parseOwner(r.owner, asNumber(r.pid) ?? 0)

@@ -1,21 +1,27 @@
-/** The "Packrat" right-sidebar panel: live pools on this host, polled with backoff while visible. */
+/** The "Packrat" right-sidebar panel: live pools and fleets on this host, polled with backoff while visible. */
 
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { listPools, stopPool, switchPlan } from './api';
+import { listPools, moveFleetCores, stopPool, switchPlan } from './api';
 import {
   Backoff,
+  IFleetMember,
   IPool,
+  ISlo,
   coreMap,
   describeControl,
+  describeMember,
   distinctTitles,
   formatMs,
   formatPlan,
   formatRate,
+  fleetCoreMap,
   groupPools,
+  parseFleetPlansInput,
   parsePlanInput,
+  sloFigures,
   stopConfirmation
 } from './logic';
 
@@ -30,7 +36,63 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string, te
   return node;
 }
 
-/** One pool's card; kept across polls so the switch box keeps its text and focus. */
+function instanceColour(instance: number): string {
+  return INSTANCE_COLOURS[instance % INSTANCE_COLOURS.length];
+}
+
+/** The SLO row: objective, attainment, goodput and misses, each `—` without an objective. */
+function renderSlo(node: HTMLElement, slo: ISlo): void {
+  node.replaceChildren(
+    ...sloFigures(slo).map(figure => {
+      const item = el('span', 'jp-PackratSlo-figure');
+      item.dataset.key = figure.key;
+      item.title = figure.title;
+      item.append(el('span', 'jp-PackratSlo-label', figure.label), ' ', el('span', 'jp-PackratSlo-value', figure.value));
+      return item;
+    })
+  );
+}
+
+/** One model of a fleet: name and state, its plan, its core map over the host, its stats and SLO. */
+function memberNode(pool: IPool, member: IFleetMember): HTMLElement {
+  const node = el('div', 'jp-PackratFleet-member');
+  node.dataset.member = member.name;
+  const header = el('div', 'jp-PackratPool-header');
+  const title = el('span', 'jp-PackratFleet-name', member.model === member.name ? member.name : `${member.name} · ${member.model}`);
+  const state = el('span', 'jp-PackratPool-state', member.state);
+  state.dataset.state = member.state;
+  header.append(title, state);
+  const plan = el('div', 'jp-PackratPool-plan', member.instances.length ? formatPlan(member.instances) : member.plan);
+  plan.title = member.plan;
+  plan.dataset.plan = member.plan;
+  const cores = el('div', 'jp-PackratPool-cores');
+  cores.dataset.cores = member.cores.join(',');
+  cores.append(
+    ...fleetCoreMap(pool.host_cores, pool.members, member.name).map(cell => {
+      const core = el('span', 'jp-PackratPool-core');
+      core.dataset.core = String(cell.core);
+      core.dataset.owner = cell.owner ?? '';
+      if (cell.owner === member.name) {
+        core.style.background = instanceColour(Math.max(0, cell.instance));
+        core.title = `core ${cell.core}: ${member.name}${cell.instance >= 0 ? `, instance ${cell.instance + 1}` : ''}`;
+      } else if (cell.owner) {
+        core.classList.add('jp-mod-other');
+        core.title = `core ${cell.core}: held by ${cell.owner}`;
+      } else {
+        core.style.background = 'var(--jp-layout-color3)';
+        core.title = `core ${cell.core}: idle`;
+      }
+      return core;
+    })
+  );
+  const metrics = el('div', 'jp-PackratPool-metrics', describeMember(member));
+  const slo = el('div', 'jp-PackratSlo');
+  renderSlo(slo, member.slo);
+  node.append(header, plan, cores, metrics, slo);
+  return node;
+}
+
+/** One pool's (or fleet's) card; kept across polls so the switch box keeps its text and focus. */
 class PoolCard {
   readonly node = el('div', 'jp-PackratPool');
 
@@ -54,7 +116,19 @@ class PoolCard {
     const stopButton = el('button', 'jp-Button jp-mod-styled jp-mod-warn jp-PackratPool-stop', 'Stop');
     stopButton.addEventListener('click', () => void this._stop());
     actions.append(this._input, switchButton, stopButton);
-    this.node.append(header, this._owner, this._plan, this._cores, this._metrics, this._control, actions, this._message);
+    this.node.append(
+      header,
+      this._owner,
+      this._plan,
+      this._cores,
+      this._metrics,
+      this._slo,
+      this._members,
+      this._groups,
+      this._control,
+      actions,
+      this._message
+    );
   }
 
   update(pool: IPool, title: string): void {
@@ -66,17 +140,33 @@ class PoolCard {
     this._owner.textContent = `${pool.owner.label} · ${pool.url}`;
     this._state.textContent = pool.state;
     this._state.dataset.state = pool.state;
-    this._plan.textContent = pool.instances.length ? formatPlan(pool.instances) : pool.display || pool.plan;
-    this._plan.title = pool.plan;
-    this._cores.replaceChildren(
-      ...coreMap(pool.instances, pool.cores).map(cell => {
-        const node = el('span', 'jp-PackratPool-core');
-        node.style.background = cell.instance < 0 ? 'var(--jp-layout-color3)' : INSTANCE_COLOURS[cell.instance % INSTANCE_COLOURS.length];
-        node.title = cell.instance < 0 ? `core ${cell.core}: idle` : `core ${cell.core}: instance ${cell.instance + 1}`;
-        return node;
-      })
-    );
-    this._metrics.textContent = `${formatRate(pool.throughput)} · p50 ${formatMs(pool.p50_ms)} · p99 ${formatMs(pool.p99_ms)}`;
+    const fleet = pool.kind === 'fleet';
+    this.node.dataset.kind = pool.kind;
+    this.node.classList.toggle('jp-PackratFleet', fleet);
+    this._plan.hidden = this._cores.hidden = this._slo.hidden = fleet;
+    this._members.hidden = this._groups.hidden = !fleet;
+    this._input.placeholder = fleet ? 'move cores: a=1x1x4 b=1x3x8' : 'plan 2x1x4 or batch B';
+    this._input.title = fleet
+      ? `A plan per model (${pool.members.map(m => m.name).join(', ')}), e.g. a=1x1x4 b=1x3x8: cores move between them live`
+      : 'A plan like 2x1x4 or 1x2x8+2x1x4, or a total batch B (the best plan from the pool profile)';
+    if (fleet) {
+      this._metrics.textContent = `fleet: ${formatRate(pool.throughput)} in all · worst p99 ${formatMs(pool.p99_ms)}`;
+      this._members.replaceChildren(...pool.members.map(member => memberNode(pool, member)));
+      this._groups.textContent = pool.groups.map(g => `${g.name}: ${g.policy} over ${g.members.join(', ')}`).join(' · ');
+    } else {
+      this._plan.textContent = pool.instances.length ? formatPlan(pool.instances) : pool.display || pool.plan;
+      this._plan.title = pool.plan;
+      this._cores.replaceChildren(
+        ...coreMap(pool.instances, pool.cores).map(cell => {
+          const node = el('span', 'jp-PackratPool-core');
+          node.style.background = cell.instance < 0 ? 'var(--jp-layout-color3)' : instanceColour(cell.instance);
+          node.title = cell.instance < 0 ? `core ${cell.core}: idle` : `core ${cell.core}: instance ${cell.instance + 1}`;
+          return node;
+        })
+      );
+      this._metrics.textContent = `${formatRate(pool.throughput)} · p50 ${formatMs(pool.p50_ms)} · p99 ${formatMs(pool.p99_ms)}`;
+      renderSlo(this._slo, pool.slo);
+    }
     this._control.textContent = describeControl(pool);
     if (pool.error && !this._busy) {
       this._say(pool.error, true);
@@ -84,6 +174,10 @@ class PoolCard {
   }
 
   private async _switch(): Promise<void> {
+    if (this._pool?.kind === 'fleet') {
+      await this._move(this._pool);
+      return;
+    }
     let request;
     try {
       request = parsePlanInput(this._input.value);
@@ -103,10 +197,29 @@ class PoolCard {
     }
   }
 
+  private async _move(fleet: IPool): Promise<void> {
+    let request;
+    try {
+      request = parseFleetPlansInput(
+        this._input.value,
+        fleet.members.map(m => m.name)
+      );
+    } catch (error) {
+      this._say((error as Error).message, true);
+      return;
+    }
+    const what = Object.entries(request.plans)
+      .map(([name, plan]) => `${name}=${plan}`)
+      .join(' ');
+    if (await this._act(`moving cores: ${what}…`, () => moveFleetCores(this.id, request))) {
+      this._input.value = '';
+    }
+  }
+
   private async _stop(): Promise<void> {
     const pool = this._pool;
     const answer = await showDialog({
-      title: pool?.owner.group === 'kernel' ? 'Stop pool?' : 'Stop a pool this server did not start?',
+      title: `Stop ${pool?.kind === 'fleet' ? 'fleet' : 'pool'}${pool?.owner.group === 'kernel' ? '' : ' this server did not start'}?`,
       body: pool ? stopConfirmation(pool) : `Stop pool ${this.id}?`,
       buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop' })]
     });
@@ -144,6 +257,9 @@ class PoolCard {
   private readonly _plan = el('div', 'jp-PackratPool-plan');
   private readonly _cores = el('div', 'jp-PackratPool-cores');
   private readonly _metrics = el('div', 'jp-PackratPool-metrics');
+  private readonly _slo = el('div', 'jp-PackratSlo');
+  private readonly _members = el('div', 'jp-PackratFleet-members');
+  private readonly _groups = el('div', 'jp-PackratFleet-groups');
   private readonly _control = el('div', 'jp-PackratPool-control');
   private readonly _input = el('input', 'jp-PackratPool-input');
   private readonly _message = el('div', 'jp-PackratPool-message');

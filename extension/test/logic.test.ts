@@ -7,18 +7,25 @@ import {
   Backoff,
   coreMap,
   describeControl,
+  describeMember,
   distinctTitles,
   errorMessage,
   formatMs,
   formatPlan,
+  formatPercent,
   formatRate,
+  fleetCoreMap,
   gridRange,
   groupPools,
+  hasSlo,
   heatColour,
+  parseFleetPlansInput,
   parsePlanInput,
   parsePools,
+  parseSlo,
   parseProfileView,
   poolTitle,
+  sloFigures,
   stopConfirmation
 } from '../src/logic';
 
@@ -252,5 +259,146 @@ describe('pool owners', () => {
     const [p] = parsePools({ pools: [{ id: 'x', pid: 3, model: 'mlp' }] });
     assert.equal(p.owner.group, 'other');
     assert.equal(p.owner.label, 'pid 3');
+  });
+});
+
+describe('SLO figures', () => {
+  const values = (raw: unknown) => sloFigures(parseSlo(raw)).map(f => `${f.label} ${f.value}`);
+
+  it('shows attainment as a percent of offered and goodput in req/s', () => {
+    const slo = { slo_ms: 50, slo_attainment: 0.9734, goodput_rps: 41.24, rejected: 3, dropped: 1, late: 2 };
+    assert.deepEqual(values(slo), ['SLO 50.0 ms', 'attained 97.3 %', 'goodput 41.2 req/s', 'rejected 3', 'dropped 1', 'late 2']);
+    assert.match(sloFigures(parseSlo(slo))[1].title, /percent of the requests offered with a deadline/);
+  });
+
+  it('shows a dash for every figure when there is no objective', () => {
+    const none = { slo_ms: null, slo_attainment: null, goodput_rps: 12.5, rejected: 0, dropped: 0, late: 0 };
+    assert.equal(hasSlo(parseSlo(none)), false);
+    assert.deepEqual(values(none), ['SLO —', 'attained —', 'goodput —', 'rejected —', 'dropped —', 'late —']);
+    assert.deepEqual(values(undefined), values(none));
+  });
+
+  it('counts deadlines set per request as an objective, and zero attainment is a value', () => {
+    const perRequest = { slo_ms: null, slo_attainment: 0, goodput_rps: 0, rejected: 2, dropped: 0, late: 1 };
+    assert.equal(hasSlo(parseSlo(perRequest)), true);
+    assert.deepEqual(values(perRequest).slice(0, 3), ['SLO per request', 'attained 0.0 %', 'goodput 0.0 req/s']);
+    assert.deepEqual(values({ slo_ms: 20, slo_attainment: null })[1], 'attained —'); // nothing offered yet
+  });
+
+  it('formats fractions as percents', () => {
+    assert.equal(formatPercent(1), '100.0 %');
+    assert.equal(formatPercent(0.5), '50.0 %');
+    assert.equal(formatPercent(null), '—');
+  });
+});
+
+describe('fleets', () => {
+  const slo = parseSlo(null);
+  const member = (name: string, cores: number[], instances: ReturnType<typeof inst>[]) => ({
+    name,
+    model: 'mlp',
+    plan: '',
+    state: 'serving',
+    cores,
+    instances,
+    served: 3,
+    throughput: 2.5,
+    p50_ms: 4,
+    p99_ms: 9,
+    reconfigurations: 0,
+    slo
+  });
+  const host = [0, 1, 2, 3, 4, 5, 6, 7];
+
+  it('maps which host cores each model holds, coloured by its own instances', () => {
+    const members = [member('a', [0, 1], [inst(1, 2, [0]), inst(1, 2, [1])]), member('b', [2, 3, 4], [inst(3, 4, [2, 3, 4])])];
+    const a = fleetCoreMap(host, members, 'a');
+    assert.deepEqual(
+      a.map(c => c.owner),
+      ['a', 'a', 'b', 'b', 'b', null, null, null]
+    );
+    assert.deepEqual(
+      a.map(c => c.instance),
+      [0, 1, -1, -1, -1, -1, -1, -1]
+    );
+    assert.deepEqual(
+      fleetCoreMap(host, members, 'b').map(c => c.instance),
+      [-1, -1, 0, 0, 0, -1, -1, -1]
+    );
+  });
+
+  it('shows the new map after cores moved', () => {
+    const before = [member('a', [0, 1], [inst(2, 2, [0, 1])]), member('b', [2, 3, 4], [inst(3, 4, [2, 3, 4])])];
+    const after = [member('a', [0], [inst(1, 2, [0])]), member('b', [2, 3, 4, 1, 5], [inst(5, 4, [2, 3, 4, 1, 5])])];
+    const owners = (members: typeof before) => fleetCoreMap(host, members, 'a').map(c => c.owner);
+    assert.deepEqual(owners(before), ['a', 'a', 'b', 'b', 'b', null, null, null]);
+    assert.deepEqual(owners(after), ['a', 'b', 'b', 'b', 'b', 'b', null, null]);
+  });
+
+  it('follows the host core ids and lays unpinned instances on the model cores in order', () => {
+    const members = [member('a', [5, 7, 3], [inst(1, 2), inst(2, 2)])];
+    const cells = fleetCoreMap([3, 5, 7], members, 'a');
+    assert.deepEqual(
+      cells.map(c => [c.core, c.instance]),
+      [
+        [3, 1],
+        [5, 0],
+        [7, 1]
+      ]
+    );
+    // a core the host list lacks is still shown, not silently dropped
+    assert.deepEqual(
+      fleetCoreMap([0], [member('a', [0, 9], [])], 'a').map(c => c.core),
+      [0, 9]
+    );
+  });
+
+  it('reads the move box as one plan per fleet model', () => {
+    assert.deepEqual(parseFleetPlansInput('a=1x1x4 b=1x3x8', ['a', 'b']), { plans: { a: '1x1x4', b: '1x3x8' } });
+    assert.deepEqual(parseFleetPlansInput(' a = 1 x 2 x 4 + 1x1x2, b=1x1x8@passive ', ['a', 'b']), {
+      plans: { a: '1x2x4+1x1x2', b: '1x1x8@passive' }
+    });
+  });
+
+  it('refuses unknown models and bad plans with an example', () => {
+    assert.throws(() => parseFleetPlansInput('c=1x1x1', ['a', 'b']), /'c' is not a model of this fleet \(a, b\); example: a=1x1x4/);
+    for (const bad of ['', 'a=2x1', 'a 1x1x4', 'a=']) {
+      assert.throws(() => parseFleetPlansInput(bad, ['a', 'b']), /example: a=1x1x4 b=1x3x8/, bad);
+    }
+  });
+
+  it('parses a fleet entry with its members and groups; a pool has none', () => {
+    const [fleet, pool] = parsePools({
+      pools: [
+        {
+          id: 'f',
+          kind: 'fleet',
+          model: 'fleet: a, b',
+          host_cores: [0, 1, 2],
+          members: [
+            { name: 'a', model: 'mlp', cores: [0], instances: [{ threads: 1, batch: 2, cores: [0] }], served: 5, slo: { slo_ms: 40 } },
+            { model: 'nameless' }
+          ],
+          groups: [{ name: 'g', policy: 'exp3', members: ['a', 7] }]
+        },
+        { id: 'p', members: [{ name: 'x' }] }
+      ]
+    });
+    assert.equal(fleet.kind, 'fleet');
+    assert.deepEqual(fleet.host_cores, [0, 1, 2]);
+    assert.deepEqual(
+      fleet.members.map(m => [m.name, m.cores, m.served, m.slo.slo_ms, m.p99_ms]),
+      [['a', [0], 5, 40, null]]
+    );
+    assert.deepEqual(fleet.groups, [{ name: 'g', policy: 'exp3', members: ['a'] }]);
+    assert.equal(pool.kind, 'pool');
+    assert.deepEqual(pool.members, []);
+  });
+
+  it('describes a member by its own stats', () => {
+    assert.equal(
+      describeMember({ served: 12, throughput: 41.24, p50_ms: 4.1, p99_ms: null }),
+      '12 served · 41.2 req/s · p50 4.1 ms · p99 —'
+    );
   });
 });

@@ -1,4 +1,4 @@
-"""Tornado handlers under /packrat-lab/: list live pools, stop or re-plan one, read a profile for the viewer."""
+"""Tornado handlers under /packrat-lab/: list live pools and fleets, stop or re-plan one, read a profile for the viewer."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import tornado.httpclient
 import tornado.web
@@ -14,13 +15,14 @@ from jupyter_server.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from packrat_lab import registry
-from packrat_lab.jupyter_server.views import pool_view, profile_view, strip_secrets
+from packrat_lab.jupyter_server.views import fleet_view, pool_view, profile_view, strip_secrets
 
 __all__ = ["setup_handlers"]
 
 READ_TIMEOUT_S = 3.0  # status reads: a pool that cannot answer this fast is shown as unreachable
 SWITCH_TIMEOUT_S = 300.0  # a plan switch answers once the new workers are warm (seconds on big models)
 _PLAN_EXAMPLE = '{"plan": "2x1x4"} or {"batch": 8}'
+_FLEET_EXAMPLE = '{"plans": {"a": "1x1x4", "b": "1x3x8"}}'
 
 
 async def _call(
@@ -78,6 +80,28 @@ def _host_cores() -> int | None:
         return None
 
 
+async def _fleet(entry: registry.PoolEntry) -> dict[str, Any]:
+    """A fleet's sidebar view from its server's fleet routes: core map, plans and stats per model."""
+    (_, fleet, fleet_err), (_, stats, stats_err) = await asyncio.gather(
+        _call(entry, "GET", "/packrat/fleet"), _call(entry, "GET", "/packrat/fleet/stats")
+    )
+    models = fleet.get("models") if isinstance(fleet, dict) and not fleet_err else None
+    names = [str(n) for n in models] if isinstance(models, dict) else []
+    answers = await asyncio.gather(
+        *(_call(entry, "GET", f"/packrat/models/{quote(n, safe='')}/plan") for n in names)
+    )
+    plans = {
+        n: (data if isinstance(data, dict) and not err else None) for n, (_, data, err) in zip(names, answers)
+    }
+    return fleet_view(
+        entry,
+        None if fleet_err else fleet,
+        None if stats_err else stats,
+        plans,
+        fleet_err or stats_err,
+    )
+
+
 class _PoolsBase(APIHandler):
     """Shared lookup of a registered pool by id (404 with a hint if it is gone)."""
 
@@ -111,6 +135,10 @@ class PoolsHandler(_PoolsBase):
             notebooks = {}
 
         async def one(entry: registry.PoolEntry) -> dict[str, Any]:
+            if entry.kind == "fleet":
+                view = await _fleet(entry)
+                view["owner"] = owner_view(entry.pid, kernels, notebooks)
+                return view
             (_, plan, plan_err), (_, stats, stats_err) = await asyncio.gather(
                 _call(entry, "GET", "/packrat/plan"), _call(entry, "GET", "/packrat/stats")
             )
@@ -142,6 +170,11 @@ class PoolPlanHandler(_PoolsBase):
     @tornado.web.authenticated
     async def post(self, pool_id: str) -> None:
         entry = self.entry(pool_id)
+        if entry.kind == "fleet":
+            raise tornado.web.HTTPError(
+                400,
+                f"pool {entry.id} is a fleet; move its cores with POST /packrat-lab/fleets/{entry.id}/plans {_FLEET_EXAMPLE}",
+            )
         body = self._body()
         # manual beats auto: pause the pool's estimator first, or it would undo this switch within seconds
         _, stats, _ = await _call(entry, "GET", "/packrat/stats")
@@ -178,6 +211,66 @@ class PoolPlanHandler(_PoolsBase):
         raise tornado.web.HTTPError(
             400, f"body {body!r} needs a plan or a positive batch; example: {_PLAN_EXAMPLE}"
         )
+
+
+class _FleetBase(_PoolsBase):
+    """A registered fleet by id (400 when the id names a one-model pool)."""
+
+    def fleet_entry(self, pool_id: str) -> registry.PoolEntry:
+        entry = self.entry(pool_id)
+        if entry.kind != "fleet":
+            raise tornado.web.HTTPError(
+                400,
+                f"pool {entry.id} is a one-model pool, not a fleet; its routes are /packrat-lab/pools/{entry.id}/…",
+            )
+        return entry
+
+
+class FleetHandler(_FleetBase):
+    """GET: one fleet's view: per model its cores, plan with pinned instances, stats and SLO figures."""
+
+    @tornado.web.authenticated
+    async def get(self, pool_id: str) -> None:
+        from packrat_lab.jupyter_server.owners import kernel_pids, owner_view
+
+        entry = self.fleet_entry(pool_id)
+        view = await _fleet(entry)
+        view["owner"] = owner_view(entry.pid, kernel_pids(self.kernel_manager), {})
+        self.reply(200, view)
+
+
+class FleetPlansHandler(_FleetBase):
+    """POST {"plans": {"a": "1x1x4", "b": "1x3x8"}}: move cores between the fleet's models (live)."""
+
+    @tornado.web.authenticated
+    async def post(self, pool_id: str) -> None:
+        entry = self.fleet_entry(pool_id)
+        body = self._plans()
+        status, data, error = await _call(entry, "PUT", "/packrat/fleet", body, timeout=SWITCH_TIMEOUT_S)
+        if error:
+            self.reply(status, {"message": error})
+            return
+        self.reply(200, {"id": entry.id, "fleet": data})
+
+    def _plans(self) -> dict[str, Any]:
+        from packrat_lab.plan import Plan
+
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise tornado.web.HTTPError(400, f"body is not JSON; example: {_FLEET_EXAMPLE}") from exc
+        plans = body.get("plans") if isinstance(body, dict) else None
+        if not isinstance(plans, dict) or not plans:
+            raise tornado.web.HTTPError(
+                400, f"body {str(body)[:80]!r} needs a non-empty plans object; example: {_FLEET_EXAMPLE}"
+            )
+        out = {}
+        for name, text in plans.items():
+            try:
+                out[str(name)] = Plan.parse(str(text)).text
+            except ValueError as exc:
+                raise tornado.web.HTTPError(400, f"model {str(name)[:40]!r}: {exc}") from exc
+        return {"plans": out}
 
 
 class ProfileHandler(APIHandler):
@@ -219,6 +312,8 @@ def setup_handlers(web_app: tornado.web.Application) -> None:
             (url_path_join(base, "pools"), PoolsHandler),
             (url_path_join(base, "pools", pool_id, "stop"), PoolStopHandler),
             (url_path_join(base, "pools", pool_id, "plan"), PoolPlanHandler),
+            (url_path_join(base, "fleets", pool_id), FleetHandler),
+            (url_path_join(base, "fleets", pool_id, "plans"), FleetPlansHandler),
             (url_path_join(base, "profile"), ProfileHandler),
         ],
     )

@@ -1,4 +1,4 @@
-"""Plain JSON views for the sidebar and the profile viewer: a pool's status, a profile's surface and plan map."""
+"""Plain JSON views for the sidebar and the profile viewer: a pool's or fleet's status, a profile's surface and plan map."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from packrat_lab.registry import PoolEntry
 if TYPE_CHECKING:
     from packrat_lab.profiling.table import Profile
 
-__all__ = ["pool_view", "profile_view", "strip_secrets"]
+__all__ = ["fleet_view", "pool_view", "profile_view", "slo_view", "strip_secrets"]
 
 _SECRET_KEYS = frozenset({"token", "authorization", "auth", "secret"})
 
@@ -117,9 +117,127 @@ def pool_view(
         "auto": stats.get("auto") if isinstance(stats.get("auto"), bool) else None,
         "estimated_batch": _number(stats, "estimated_batch"),
         "reconfigurations": _number(stats, "reconfigurations"),
+        "slo": slo_view(stats),
         "reachable": error is None,
         "error": error,
         "stats": strip_secrets(dict(stats)),
+    }
+
+
+_SLO_KEYS = ("slo_ms", "slo_attainment", "goodput_rps", "rejected", "dropped", "late")
+
+
+def slo_view(stats: Mapping[str, Any]) -> dict[str, float | None]:
+    """The latency-objective figures of Pool.stats() (attainment a fraction of offered, goodput in req/s).
+
+    All None when the pool has no objective: no default `slo_ms` and no request offered with a
+    deadline (goodput would then just be the throughput, and the counters mean nothing).
+    """
+    if _number(stats, "slo_ms") is None and _number(stats, "slo_attainment") is None:
+        return dict.fromkeys(_SLO_KEYS)
+    return {key: _number(stats, key) for key in _SLO_KEYS}
+
+
+def _member_instances(plan_json: Mapping[str, Any] | None, text: str) -> list[dict[str, Any]]:
+    """A fleet member's instances with their cores (from its plan route), else from its plan text."""
+    instances = _instances(_plan_object(plan_json))
+    if instances:
+        return instances
+    try:
+        from packrat_lab.plan import Plan
+
+        return _instances(Plan.parse(text).to_dict())
+    except ValueError:
+        return []
+
+
+def _cores(value: Any) -> list[int]:
+    return (
+        [int(c) for c in value if isinstance(c, int) and not isinstance(c, bool)]
+        if isinstance(value, list)
+        else []
+    )
+
+
+def fleet_view(
+    entry: PoolEntry,
+    fleet_json: Mapping[str, Any] | None,
+    stats_json: Mapping[str, Any] | None,
+    plans: Mapping[str, Mapping[str, Any] | None],
+    error: str | None = None,
+) -> dict[str, Any]:
+    """What the sidebar shows for a fleet: one card, a core map and stats per member model.
+
+    `fleet_json` is `GET /packrat/fleet`, `stats_json` `GET /packrat/fleet/stats`, `plans` each
+    model's `GET /packrat/models/{m}/plan`; unreachable, the registry's last core map stands in.
+    """
+    models = (fleet_json or {}).get("models")
+    if not isinstance(models, Mapping):  # fleet not reachable: the announcement's core map
+        models = {str(m.get("name")): m for m in entry.members if isinstance(m, Mapping) and m.get("name")}
+    stats_all = stats_json or {}
+    members: list[dict[str, Any]] = []
+    for name, info in models.items():
+        info = info if isinstance(info, Mapping) else {}
+        stats = stats_all.get(name)
+        stats = stats if isinstance(stats, Mapping) else {}
+        text = str(info.get("plan") or stats.get("plan") or "")
+        cores = _cores(info.get("cores")) or _cores(stats.get("cores"))
+        members.append(
+            {
+                "name": str(name),
+                "model": str(info.get("model") or stats.get("model") or name),
+                "plan": text,
+                "state": "unreachable"
+                if fleet_json is None  # the announced states are stale
+                else str(stats.get("state") or info.get("state") or "unknown"),
+                "cores": cores,
+                "instances": _member_instances(plans.get(str(name)), text),
+                "served": _number(stats, "served"),
+                "throughput": _number(stats, "throughput_rps"),
+                "p50_ms": _number(stats, "p50_ms"),
+                "p99_ms": _number(stats, "p99_ms"),
+                "reconfigurations": _number(stats, "reconfigurations"),
+                "slo": slo_view(stats),
+            }
+        )
+    groups_raw = (fleet_json or {}).get("groups")
+    groups = [
+        {
+            "name": str(n),
+            "policy": str(g.get("policy", "")),
+            "members": [str(m) for m in g.get("members", [])],
+        }
+        for n, g in (groups_raw.items() if isinstance(groups_raw, Mapping) else ())
+        if isinstance(g, Mapping)
+    ]
+    host_cores = _cores((fleet_json or {}).get("host_cores")) or sorted(
+        {c for m in members for c in m["cores"]}
+    )
+    throughputs = [m["throughput"] for m in members if m["throughput"] is not None]
+    p99s = [m["p99_ms"] for m in members if m["p99_ms"] is not None]
+    states = [m["state"] for m in members]
+    state = next((s for s in states if s not in ("serving", "switching")), "serving") if states else "unknown"
+    return {
+        **entry.public(),
+        "kind": "fleet",
+        "name": "",  # the title is the registry's "fleet: a, b"
+        "plan": " ".join(f"{m['name']}={m['plan']}" for m in members) or entry.plan,
+        "display": "",
+        "instances": [],
+        "state": "unreachable" if fleet_json is None else state,
+        "throughput": sum(throughputs) if throughputs else None,
+        "p50_ms": None,
+        "p99_ms": max(p99s) if p99s else None,
+        "cores": len(host_cores) or None,
+        "auto": None,
+        "estimated_batch": None,
+        "reconfigurations": sum(m["reconfigurations"] or 0 for m in members),
+        "slo": dict.fromkeys(_SLO_KEYS),
+        "members": members,
+        "groups": groups,
+        "host_cores": host_cores,
+        "reachable": error is None,
+        "error": error,
     }
 
 

@@ -2,7 +2,9 @@
 
 A notebook kernel starts a Pool; the Packrat sidebar lists it, switches its plan (by plan text and
 by a batch B planned from its profile) and stops it; the kernel then sees its pool closed. A saved
-profile opens in the profile viewer, and the launcher creates a tuning notebook.
+profile opens in the profile viewer, and the launcher creates a tuning notebook. A Fleet (its real
+HTTP server, fake workers on a fake 8-core host) shows as one card with a core map per model, and
+its cores move from the card.
 """
 
 from __future__ import annotations
@@ -148,8 +150,44 @@ def test_sidebar_controls_a_pool_started_by_a_notebook(
     assert pool_id not in [p["id"] for p in json.loads(lab_root.api("packrat-lab/pools"))["pools"]]
 
 
+@pytest.fixture
+def fake_fleet(lab_root: LabServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A Fleet announced in the Lab server's registry: real fleet HTTP server, fake in-process workers."""
+    from fake_workers import FakeWorld
+
+    from packrat_lab.fleet import Fleet
+    from packrat_lab.host import HostInfo
+    from packrat_lab.serving.lifecycle import FailurePolicy
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(lab_root.log.parent / "runtime"))  # the server's own
+    monkeypatch.setenv("PACKRAT_LAB_ANNOUNCE", "1")
+    world = FakeWorld(run_s=0.002)
+    with Fleet(
+        {"a": ("mlp", "2x1x2"), "b": ("mlp", "1x3x4")},
+        host=HostInfo("fake 8-core", tuple(range(8)), None),
+        channels=world.factory,
+        warmup=0,
+        policy=FailurePolicy(tick_s=0.01, backoff_s=0.02, max_backoff_s=0.1),
+    ) as fleet:
+        x = fleet.pools["a"].workload.example_input(1).abs() + 0.1  # fake workers die on negative rows
+        for _ in range(3):
+            fleet.pools["a"].infer(x, deadline_ms=60_000)  # offered with a deadline, answered in time
+            fleet.infer("b", x)
+        yield fleet
+
+
+def _fleet_core_map(card: Locator) -> dict[str, list[int]]:
+    """Which cores each member's map marks as its own (in host order), read from the page."""
+    owned: dict[str, list[int]] = {}
+    for member in card.locator(".jp-PackratFleet-member").all():
+        name = member.get_attribute("data-member") or ""
+        cells = member.locator(f'.jp-PackratPool-core[data-owner="{name}"]').all()
+        owned[name] = [int(c.get_attribute("data-core") or -1) for c in cells]
+    return owned
+
+
 def test_profile_opens_in_the_viewer_and_launcher_makes_a_tuning_notebook(
-    lab_root: LabServer, page: Page, screenshot: Callable[..., Any]
+    lab_root: LabServer, page: Page, screenshot: Callable[..., Any], fake_fleet: Any
 ) -> None:
     from playwright.sync_api import expect
 
@@ -166,8 +204,35 @@ def test_profile_opens_in_the_viewer_and_launcher_makes_a_tuning_notebook(
     expect(row_b4.locator("th")).to_have_text("4")
     screenshot(page, "profile-viewer")
 
+    # a fleet is one card: per model its own core map over the host, plan, stats and SLO figures
+    panel = _open_sidebar(page)
+    card = panel.locator('.jp-PackratPool[data-kind="fleet"]')
+    expect(card).to_have_count(1, timeout=30_000)
+    expect(card.locator(".jp-PackratFleet-member")).to_have_count(2)
+    expect(card.locator(".jp-PackratPool-core")).to_have_count(16)  # 8 host cores in each model's map
+    assert _fleet_core_map(card) == {n: sorted(c) for n, c in fake_fleet.shares.items()}
+    a = card.locator('.jp-PackratFleet-member[data-member="a"]')
+    expect(a.locator(".jp-PackratPool-plan")).to_have_text("⟨2,1,2⟩")
+    expect(a.locator(".jp-PackratPool-metrics")).to_contain_text("3 served")
+    expect(a.locator('.jp-PackratSlo-figure[data-key="slo_attainment"]')).to_have_text("attained 100.0 %")
+    b = card.locator('.jp-PackratFleet-member[data-member="b"]')
+    expect(b.locator('.jp-PackratSlo-figure[data-key="slo_attainment"]')).to_have_text("attained —")
+    screenshot(page, "fleet-listed", locator=card)
+
+    # moving cores from the card: the fleet switches live and the next refresh shows the new map
+    card.locator(".jp-PackratPool-input").fill("a=1x3x2 b=1x2x4")
+    card.locator(".jp-PackratPool-switch").click()
+    expect(a.locator(".jp-PackratPool-plan")).to_have_text("⟨1,3,2⟩", timeout=30_000)
+    expect(card.locator(".jp-PackratPool-message")).to_have_text("")
+    assert {n: p.text for n, p in fake_fleet.plans.items()} == {"a": "1x3x2", "b": "1x2x4"}
+    expect(a.locator('.jp-PackratPool-core[data-owner="a"]')).to_have_count(3)
+    assert _fleet_core_map(card) == {n: sorted(c) for n, c in fake_fleet.shares.items()}
+    card.locator(".jp-PackratPool-input").fill("c=1x1x1")  # not a model of this fleet: refused in the panel
+    card.locator(".jp-PackratPool-switch").click()
+    expect(card.locator(".jp-PackratPool-message")).to_contain_text("'c' is not a model of this fleet")
+    screenshot(page, "fleet-moved", locator=card)
+
     # the pools panel polls only while it is shown
-    _open_sidebar(page)
     page.wait_for_timeout(2_500)
     assert len(polls) >= 2, polls
     page.locator('.jp-SideBar.jp-mod-right li[data-id="packrat-lab-pools"]').click()  # hide it
