@@ -57,7 +57,8 @@ class Fleet:
     other names (Clipper's model selection: exp3 or ensemble). `reconfigure({name: plan})` moves
     cores between models live; `stats()` is per model. Pool options (warmup, max_queue_delay_ms,
     policy, channels...) go to every pool; `profiles={name: Profile}` lets pools and auto mode plan.
-    With `auto=True` (needs profiles, `slo_ms`) the fleet re-plans from measured arrival rates
+    `slo_ms` (one for all, or per name) is each member pool's latency objective (admission,
+    drops, attainment in its stats). With `auto=True` (needs profiles, `slo_ms`) the fleet re-plans from measured arrival rates
     with `optimize_fleet` and moves cores when the new split has held for `auto_hysteresis_s`.
     """
 
@@ -83,6 +84,7 @@ class Fleet:
         self.host = host or detect_host()
         self.profiles = dict(profiles or {})
         self._pool_options = pool_options
+        self._slo = slo_ms
         self.events_log = EventLog()
         self.switch_lock = threading.RLock()
         self._closed = False
@@ -142,6 +144,9 @@ class Fleet:
             model, plan = plans[name]
             placed = place_in(plan, self._shares[name], self.host)
             options = {"announce": False, **self._pool_options}
+            objective = self._slo.get(name) if isinstance(self._slo, Mapping) else self._slo
+            if objective is not None:  # each member admits and drops by its own objective
+                options.setdefault("slo_ms", objective)
             return Pool(model, placed, profile=self.profiles.get(name), name=name, **options)
 
         with ThreadPoolExecutor(

@@ -260,3 +260,14 @@ def test_many_concurrent_ensemble_batches_do_not_starve_their_members(world: Fak
             t.join(30)
         assert len(outs) == 48
         assert all(torch.allclose(o, fake_model(x)) for o in outs)
+
+
+def test_the_fleet_objective_is_each_member_pool_objective(world: FakeWorld) -> None:
+    """slo_ms reaches every member (one for all, or per name): admission, drops and attainment per model."""
+    with fleet_of(world, {"a": ("mlp", "1x1x2"), "b": ("mlp", "1x1x2")}, slo_ms={"a": 80.0}) as fleet:
+        assert fleet.pools["a"].slo_ms == 80.0
+        assert fleet.pools["b"].slo_ms is None
+        fleet.infer("a", rows(2))
+        assert fleet.stats()["a"]["slo_attainment"] == 1.0
+    with fleet_of(world, {"a": ("mlp", "1x1x2")}, slo_ms=50.0) as fleet:
+        assert fleet.pools["a"].slo_ms == 50.0
