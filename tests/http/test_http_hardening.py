@@ -579,3 +579,33 @@ def test_big_json_is_decoded_in_the_helper_process_with_the_same_answers(
     assert status == 400
     assert "string value 'x' that is not FP32" in json.loads(raw)["error"]
     good_infer(server)
+
+
+def test_small_bodies_are_coded_on_the_loop_with_the_same_answers(pool: FakePool) -> None:
+    """Below Limits.inline_codec_bytes no thread hop (decode, encode); above it, and with 0, the executor."""
+    from packrat_lab.serving.http.limits import Limits
+
+    answers: dict[str, list[Any]] = {}
+    hops: dict[str, int] = {}
+    for name, limits in (("inline", Limits()), ("executor", Limits(inline_codec_bytes=0))):
+        server = serve_pool(pool, token=TOKEN, limits=limits)
+        used = [0]
+        real_submit = server.service.codec_executor.submit
+
+        def counting(fn: Any, *args: Any, used: list[int] = used, real: Any = real_submit) -> Any:
+            used[0] += 1
+            return real(fn, *args)
+
+        server.service.codec_executor.submit = counting  # type: ignore[method-assign]
+        try:
+            status, _, raw = call(f"{server.url}/v2/models/mlp/infer", "POST", _body(rows=3))
+            assert status == 200, raw
+            answers[name] = json.loads(raw)["outputs"][0]["data"]
+            hops[name] = used[0]
+            big_status, _, _ = call(f"{server.url}/v2/models/mlp/infer", "POST", _body(rows=1000))
+            assert big_status == 200
+            hops[name + "+big"] = used[0] - hops[name]
+        finally:
+            server.stop()
+    assert answers["inline"] == answers["executor"]
+    assert hops == {"inline": 0, "inline+big": 1, "executor": 2, "executor+big": 2}

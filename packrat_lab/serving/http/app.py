@@ -234,9 +234,11 @@ class InferHandler(BaseHandler):
     async def _infer(self, model: str, version: str | None, arrived: float) -> None:
         service = self.service
         headers = self.request.headers
-        try:  # decode, inflate and validate off the event loop
-            request, array = await service.run_blocking(
-                service.codec_executor,
+        inline = service.limits.inline_codec_bytes
+        small_body = len(self.body) <= inline and not headers.get("Content-Encoding")
+        try:  # decode, inflate and validate (off the event loop unless the body is small)
+            request, array = await service.run_codec(
+                small_body,
                 service.decode_request,
                 self.body,
                 headers.get(HEADER_LENGTH),
@@ -269,9 +271,10 @@ class InferHandler(BaseHandler):
             self.fail(500, f"inference failed: {type(exc).__name__}: {exc}")
             return
         accepted = headers.get("Accept-Encoding", "")
+        small_answer = out.nbytes <= inline and "gzip" not in accepted and "deflate" not in accepted
         try:
-            body, header_length, encoding = await service.run_blocking(
-                service.codec_executor, _encode, service, request, out, version, accepted
+            body, header_length, encoding = await service.run_codec(
+                small_answer, _encode, service, request, out, version, accepted
             )
         except ProtocolError as exc:
             self.fail(exc.status, str(exc))

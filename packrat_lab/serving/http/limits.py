@@ -26,6 +26,9 @@ class Limits:
         bounds how many bodies are buffered.
     max_batch: largest plan total batch the management route accepts (None: derived, see
         default_max_batch).
+    inline_codec_bytes: bodies (uncompressed) and answers up to this size are decoded and encoded
+        on the event loop itself: for a small tensor the two thread hops to the codec executor and
+        back cost more than the work (0: always use the executor).
     """
 
     max_body_bytes: int = 100 * MIB
@@ -34,6 +37,7 @@ class Limits:
     idle_timeout_s: float = 60.0
     max_in_flight: int = 256
     max_batch: int | None = None
+    inline_codec_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_json_bytes", "max_in_flight"):
@@ -46,6 +50,13 @@ class Limits:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 msg = f"Limits.{name} must be positive seconds, got {value!r}; example: Limits({name}=30)"
                 raise ValueError(msg)
+        if (
+            not isinstance(self.inline_codec_bytes, int)
+            or isinstance(self.inline_codec_bytes, bool)
+            or self.inline_codec_bytes < 0
+        ):
+            msg = f"Limits.inline_codec_bytes must be an integer ≥ 0, got {self.inline_codec_bytes!r}; example: Limits(inline_codec_bytes=65536)"
+            raise ValueError(msg)
         if self.max_batch is not None and (
             not isinstance(self.max_batch, int) or isinstance(self.max_batch, bool) or self.max_batch < 1
         ):

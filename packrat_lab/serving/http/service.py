@@ -363,6 +363,14 @@ class PoolService:
 
         return _to_numpy(await self.run_blocking(self.executor, run))
 
+    async def run_codec(self, small: bool, fn: Callable[..., Any], *args: Any) -> Any:
+        """Decode or encode: on the loop when `small` (a thread hop costs more), else in `codec_executor`."""
+        if not small:
+            return await self.run_blocking(self.codec_executor, fn, *args)
+        if self._stopping:
+            raise ServerStopping("server is stopping")
+        return fn(*args)
+
     async def run_blocking(
         self, executor: concurrent.futures.Executor, fn: Callable[..., Any], *args: Any
     ) -> Any:
