@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 import torch
 from fake_workers import FakeWorld, fake_model
+from proc_utils import wait_for
 
 from packrat_lab import FailurePolicy, Pool, Rejected
 from packrat_lab.errors import DeadlineDropped, PackratError
@@ -22,15 +22,6 @@ from packrat_lab.serving.prediction import ErrorWindow, LatencyModel, profile_pr
 from packrat_lab.serving.stats import RequestStats
 
 POLICY = FailurePolicy(tick_s=0.01, backoff_s=0.01, max_backoff_s=0.05, drain_timeout_s=2.0)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def rows(*uids: float) -> torch.Tensor:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 
 import pytest
 import torch
 from fake_workers import FakeWorld, fake_model
+from proc_utils import wait_for
 
 from packrat_lab import FailurePolicy, Pool
 from packrat_lab.errors import WorkerFailedError
@@ -23,15 +23,6 @@ from packrat_lab.serving.dispatcher import lane_capacity
 POLICY = FailurePolicy(
     tick_s=0.01, backoff_s=0.01, max_backoff_s=0.05, drain_timeout_s=2.0, hang_timeout_s=30.0
 )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 class FakeLane:
