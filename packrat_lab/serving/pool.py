@@ -268,7 +268,7 @@ class Pool:
             expect_ms=self._cycle_ms,
             before_answer=self._cache_answer if self._cache.enabled else None,
         )
-        self.estimator = estimator or BatchSizeEstimator()
+        self.estimator = estimator or BatchSizeEstimator(max_batch=_plannable_batch(profile))
         self._refused = RefusedDemand()  # refused submits, seen by the estimator as queued demand
         self._policy = (
             AutoPolicy(
@@ -807,6 +807,7 @@ class Pool:
                 target = self._policy.step(self.plan.total_batch, estimate)
             except Exception as exc:  # noqa: BLE001 - a planner failure is an event, not a crash
                 self._events.record("auto-failed", self.plan.text, error=f"{type(exc).__name__}: {exc}")
+                self._policy.mark_changed()  # try again after the minimum interval, not every sample
                 continue
             if target is not None:
                 self._events.record("auto-reconfigure", target.text, estimated_batch=estimate)
@@ -851,6 +852,14 @@ def _known_settings(
         known.update(getattr(profile, "settings", None) or {})
     known.update(extra or {})
     return known
+
+
+def _plannable_batch(profile: Profile | None) -> int | None:
+    """The largest B the optimizer can plan from `profile` on this host: its largest batch on every core."""
+    from packrat_lab.host import usable_core_count
+
+    largest = _profile_max_batch(profile)
+    return None if largest is None else largest * usable_core_count()
 
 
 def _profile_max_batch(profile: Profile | None) -> int | None:

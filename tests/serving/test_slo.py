@@ -393,3 +393,22 @@ def test_an_idle_pool_on_stale_numbers_forgets_them_instead_of_refusing_for_ever
         events = [e.kind for e in pool.events()]
     assert stats["rejected"] == 1 and stats["dropped"] == 0 and world.runs[2.0] == 0
     assert "slo-models-reset" in events
+
+
+def test_auto_mode_never_asks_for_a_batch_the_profile_cannot_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deep queue once made the estimate 256 on a profile measured to b=4: 'auto-failed' every 5 ms."""
+    monkeypatch.setattr("packrat_lab.host.usable_core_count", lambda: 2)
+    prof = profile_from_latencies("mlp", {(t, b): b / t + 0.5 for t in (1, 2) for b in (1, 2, 4)})
+    world = FakeWorld(run_s=0.01)
+    pool = fake_pool(world, "1x1x1", profile=prof, auto=True, auto_hysteresis_s=0.05, auto_min_interval_s=0.0)
+    with pool:
+        assert pool.estimator.max_batch == 8  # b=4 on each of 2 cores
+        world.channels[0].pause()
+        futures = [pool.submit(rows(float(k))[0]) for k in range(200)]
+        assert wait_for(lambda: pool.estimator.estimate == 8, timeout=5.0), pool.estimator.recent
+        time.sleep(0.3)
+        assert not [e for e in pool.events() if e.kind == "auto-failed"]
+        for channel in world.channels:
+            channel.resume()
+        for k, future in enumerate(futures):
+            assert torch.equal(future.result(10), fake_model(rows(float(k)))[0])
