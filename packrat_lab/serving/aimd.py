@@ -58,8 +58,12 @@ class AIMDBatchSize:
         with self._lock:
             return self._batch
 
-    def observe(self, rows: int, latency_ms: float) -> int:
-        """Feed one batch's size and latency; returns B after it."""
+    def observe(self, rows: int, latency_ms: float, *, full: bool | None = None) -> int:
+        """Feed one batch's size and latency; returns B after it.
+
+        `full` says whether the batch was as large as allowed (default: rows ≥ B); with
+        work-conserving dispatch each instance takes its share of B, so the batcher says it.
+        """
         now = self._clock()
         with self._lock:
             if self._changed_at is not None and now - self._changed_at < self.interval_s:
@@ -67,7 +71,7 @@ class AIMDBatchSize:
             old = self._batch
             if latency_ms > self.target_ms:
                 self._batch = max(self.min_batch, min(old - 1, math.floor(old * self.backoff)))
-            elif rows >= old:
+            elif (rows >= old) if full is None else full:
                 self._batch = min(self.max_batch, old + self.step)
             if self._batch != old:
                 self._changed_at = now

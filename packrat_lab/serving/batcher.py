@@ -22,7 +22,7 @@ __all__ = ["DynamicBatcher", "Lane", "should_flush"]
 LANE_RECHECK_S = 0.05  # work-conserving: look at the serving lanes again this often while all are busy
 
 Dispatch = Callable[..., "Future[torch.Tensor]"]  # dispatch(batch) or dispatch(batch, deadline=s)
-BatchObserver = Callable[[int, float], None]  # (rows, ms from dispatch to answer) per answered batch
+BatchObserver = Callable[[int, float, bool], None]  # (rows, ms dispatch to answer, filled its lane) per batch
 
 
 def should_flush(
@@ -85,8 +85,8 @@ class DynamicBatcher:
     batch left now (`expect_ms(rows)`: a batch's expected time from dispatch to delivery) is
     dropped (DeadlineDropped, never run); a batch of requests that all have deadlines is sent
     with the latest one, so the workers drop it too if it cannot start in time.
-    `on_batch(rows, ms)` sees each delivered batch (AIMD, the cycle time `expect_ms` learns
-    from). Lock order: `lanes()` is called with no batcher lock held (it takes pool locks, and a
+    `on_batch(rows, ms, full)` sees each delivered batch (AIMD, the cycle time `expect_ms` learns
+    from); `full` says it filled its lane's capacity (so the batch limit was what held it back). Lock order: `lanes()` is called with no batcher lock held (it takes pool locks, and a
     pool lock holder may settle a future whose callback takes the batcher's condition); futures
     are settled with no lock held; `expect_ms` must not take pool locks.
     """
@@ -291,10 +291,20 @@ class DynamicBatcher:
             except Exception as exc:  # noqa: BLE001 - a failed dispatch fails its requests, not the batcher
                 future = Future()
                 future.set_exception(exc)
-            future.add_done_callback(functools.partial(self._deliver, taken=taken, sent=sent, key=lane.key))
+            future.add_done_callback(
+                functools.partial(
+                    self._deliver, taken=taken, sent=sent, key=lane.key, full=len(taken) >= lane.capacity
+                )
+            )
 
     def _deliver(
-        self, future: Future[torch.Tensor], *, taken: list[_Request], sent: float, key: object
+        self,
+        future: Future[torch.Tensor],
+        *,
+        taken: list[_Request],
+        sent: float,
+        key: object,
+        full: bool,
     ) -> None:
         try:
             exc = future.exception()
@@ -308,7 +318,7 @@ class DynamicBatcher:
                     request.future.set_exception(exc)
             if self._on_batch is not None and exc is None:  # the whole cycle, delivery included
                 try:
-                    self._on_batch(len(taken), (self._clock() - sent) * 1000.0)
+                    self._on_batch(len(taken), (self._clock() - sent) * 1000.0, full)
                 except Exception:  # noqa: BLE001, S110 - an observer's bug must not lose answers
                     pass
         finally:  # whatever happened above, the batcher must not wedge

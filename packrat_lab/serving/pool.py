@@ -715,14 +715,14 @@ class Pool:
         """The batcher's max batch: the AIMD controller's B, else the plan's B."""
         return self._aimd.batch if self._aimd is not None else self.plan.total_batch
 
-    def _observe_batch(self, rows: int, latency_ms: float) -> None:
+    def _observe_batch(self, rows: int, latency_ms: float, full: bool) -> None:
         """Each delivered batch: the cycle model learns; AIMD (if on) steps, and the timeline gets its B at powers of two."""
         with self._cycle_lock:
             self._cycle.observe(rows, latency_ms)
         if self._aimd is None:
             return
         before = self._aimd.batch
-        after = self._aimd.observe(rows, latency_ms)
+        after = self._aimd.observe(rows, latency_ms, full=full)
         if floor_pow2(after) != floor_pow2(before):
             self._events.record(
                 "aimd-batch", self.plan.text, batch=after, previous=before, latency_ms=round(latency_ms, 3)

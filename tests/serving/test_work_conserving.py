@@ -243,3 +243,16 @@ def test_requests_keep_their_answers_across_a_live_switch() -> None:
             sender.join()
         for value, future in enumerate(futures):
             assert torch.equal(future.result(timeout=10), fake_model(row(float(value))))
+
+
+def test_aimd_grows_when_every_instance_fills_its_share() -> None:
+    """Each instance takes only its share of AIMD's B, so 'full' must mean a full share, not rows ≥ B."""
+    from packrat_lab.serving.aimd import AIMDBatchSize
+
+    world = FakeWorld(run_s=0.002)
+    aimd = AIMDBatchSize(100.0, start=2, max_batch=8)
+    with fake_pool(world, "2x1x4", batching="aimd", aimd=aimd) as pool:
+        futures = [pool.submit(row(float(v))) for v in range(400)]
+        for value, future in enumerate(futures):
+            assert torch.equal(future.result(timeout=10), fake_model(row(float(value))))
+        assert aimd.batch == 8, (aimd.batch, aimd.increases, aimd.decreases)
