@@ -273,12 +273,7 @@ class DynamicBatcher:
             if took is None:
                 return
             for request in took.dropped:
-                late_ms = (self._clock() - (request.deadline or 0.0)) * 1000.0
-                request.future.set_exception(
-                    DeadlineDropped(
-                        f"dropped before it ran: its deadline passed {late_ms:.1f} ms ago while it was queued"
-                    )
-                )
+                request.future.set_exception(DeadlineDropped(_drop_reason(request, self._clock())))
             if took.lane is None or not took.batch:
                 continue
             taken, lane = took.batch, took.lane
@@ -333,3 +328,11 @@ class DynamicBatcher:
         """Batch sizes sent so far (a copy, safe to read while the batcher runs)."""
         with self._cond:
             return dict(sorted(self.histogram.items()))
+
+
+def _drop_reason(request: _Request, now: float) -> str:
+    """Why a queued request was dropped: its deadline passed, or is too near for a batch to finish."""
+    left_ms = ((request.deadline or now) - now) * 1000.0
+    if left_ms <= 0:
+        return f"dropped before it ran: its deadline passed {-left_ms:.1f} ms ago while it was queued"
+    return f"dropped before it ran: its deadline was {left_ms:.1f} ms away, too near for a batch to finish"
