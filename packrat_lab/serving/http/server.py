@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from typing import Any
 
 from packrat_lab.serving.http.limits import Limits
+from packrat_lab.serving.loop_thread import LoopThread, host_port
 
 __all__ = ["Limits", "Server", "serve_pool"]
 
 
-class Server:
+class Server(LoopThread):
     """A running HTTP server for one pool: `.url`, `.port`, `.token`, `.stop()`; a context manager."""
 
     def __init__(self, service: Any, sockets: list[socket.socket], host: str) -> None:
@@ -26,11 +26,7 @@ class Server:
         self.host = host
         self.port = int(sockets[0].getsockname()[1])
         self._sockets = sockets
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"packrat-http-{self.port}", daemon=True)
+        super().__init__(f"packrat-http-{self.port}")
         service.on_stop = self._request_stop
         from packrat_lab.serving.http.hosts import allowed_hosts, is_loopback
 
@@ -39,33 +35,18 @@ class Server:
     @property
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:8000."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{host_port(self.host, self.port)}"
 
     @property
     def token(self) -> str:
         """The token mutating management routes require."""
         return str(self.service.token)
 
-    @property
-    def running(self) -> bool:
-        """Whether the server thread still serves."""
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - surfaced by start()
-            self._error = exc
-            self._started.set()
-
     async def _main(self) -> None:
         from tornado.httpserver import HTTPServer
 
         from packrat_lab.serving.http.app import make_app
 
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
         limits: Limits = self.service.limits
         server = HTTPServer(
             make_app(self.service),
@@ -75,8 +56,7 @@ class Server:
             idle_connection_timeout=limits.idle_timeout_s,
         )
         server.add_sockets(self._sockets)
-        self._started.set()
-        await self._stop_event.wait()
+        await self._serve_until_stopped()
         server.stop()
         self.service.stop_waiting()
         handlers = [t for t in self.service.tasks if not t.done() and t is not asyncio.current_task()]
@@ -87,24 +67,9 @@ class Server:
         except asyncio.TimeoutError:
             pass
 
-    def start(self) -> Server:
-        """Start serving in the background; returns once the socket accepts connections."""
-        self._thread.start()
-        self._started.wait(10.0)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def _request_stop(self) -> None:
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(event.set)
-
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and free the port (the pool stays open: it belongs to the caller)."""
-        self._request_stop()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        super().stop(timeout)
         self.service.close()
 
     def wait(self) -> None:
@@ -115,12 +80,6 @@ class Server:
         except KeyboardInterrupt:
             self.stop()
             raise
-
-    def __enter__(self) -> Server:  # noqa: PYI034 - typing_extensions is not a dependency
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
