@@ -82,3 +82,11 @@ class LoopThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _describe(self) -> str:
+        """Where it serves and what, for repr (e.g. "http://127.0.0.1:8000 model='resnet50'")."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<packrat_lab {type(self).__name__} {self._describe()} {state}>"

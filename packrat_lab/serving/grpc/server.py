@@ -245,9 +245,8 @@ class GrpcServer(LoopThread):
         await self._serve_until_stopped()
         await server.stop(grace=1.0)
 
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<packrat_lab GrpcServer {self.address} model={self.service.model_name!r} {state}>"
+    def _describe(self) -> str:
+        return f"{self.address} model={self.service.model_name!r}"
 
 
 def serve_grpc(

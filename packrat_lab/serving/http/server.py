@@ -81,9 +81,8 @@ class Server(LoopThread):
             self.stop()
             raise
 
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<packrat_lab Server {self.url} model={self.service.model_name!r} {state}>"
+    def _describe(self) -> str:
+        return f"{self.url} model={self.service.model_name!r}"
 
 
 def serve_pool(
