@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from packrat_lab.serving.http.limits import Limits
 from packrat_lab.serving.loop_thread import LoopThread, host_port
 
-__all__ = ["Limits", "Server", "serve_pool"]
+__all__ = ["Limits", "Server", "serve_pool", "serve_service"]
 
 
 class Server(LoopThread):
@@ -102,10 +103,21 @@ def serve_pool(
     loopback is warned about loudly (stderr and logging); a loopback bind answers only loopback
     Host headers. `limits` sets body/JSON caps, timeouts, requests in flight and the plan batch bound.
     """
+    from packrat_lab.serving.http.service import PoolService
+
+    return serve_service(
+        lambda: PoolService(pool, token=token, profile=profile, limits=limits), host, port, background
+    )
+
+
+def serve_service(make_service: Callable[[], Any], host: str, port: int, background: bool) -> Server:
+    """Bind host:port, then serve the service `make_service` builds (a pool's or a fleet's) on it.
+
+    The port is checked and bound first, so a bad or busy port fails before any service exists.
+    """
     from tornado.netutil import bind_sockets
 
     from packrat_lab.serving.http.hosts import warn_if_exposed
-    from packrat_lab.serving.http.service import PoolService
 
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         msg = f"port must be 0..65535, got {port!r}; example: 8000 (0 picks a free port)"
@@ -115,8 +127,7 @@ def serve_pool(
     except OSError as exc:
         msg = f"cannot listen on {host}:{port} ({exc.strerror}); example: --port 0 for a free port"
         raise ValueError(msg) from None
-    service = PoolService(pool, token=token, profile=profile, limits=limits)
-    server = Server(service, sockets[:1], host).start()
+    server = Server(make_service(), sockets[:1], host).start()
     warn_if_exposed(host, server.port)
     for extra in sockets[1:]:
         extra.close()
