@@ -10,7 +10,7 @@ from typing import Any
 
 from packrat_lab.cli.args import positive_float, positive_int
 from packrat_lab.cli.model_args import MODEL_HELP, add_model_arguments, model_options
-from packrat_lab.cli.stop_signals import until_stopped
+from packrat_lab.cli.stop_signals import serve_in_foreground, until_stopped
 
 __all__ = ["register", "run"]
 
@@ -184,11 +184,8 @@ def run(args: argparse.Namespace) -> int:
             closers.callback(grpc_server.stop)
             print(f"grpc  {grpc_server.address}", flush=True)
         print(f"serving {pool.workload.name} with plan {pool.plan.text} ({pool.plan})", flush=True)
-        print(f"url   {server.url}", flush=True)
         given = f"from {args.token_file}" if args.token_file else f"from ${TOKEN_ENV}"
-        print(f"token {server.token if token is None else given}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        server.wait()
+        serve_in_foreground(server, server.token if token is None else given)
     if server is not None:
         print(f"stopped: {server.service.summary()}", flush=True)
     return 0

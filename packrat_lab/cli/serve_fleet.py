@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from packrat_lab.cli.stop_signals import until_stopped
+from packrat_lab.cli.stop_signals import serve_in_foreground, until_stopped
 
 __all__ = ["run_fleet"]
 
@@ -51,10 +51,7 @@ def run_fleet(args: argparse.Namespace, token: str | None, limits: Any) -> int:
             print(f"serving {name}: {plan.text} on cores {list(fleet.shares[name])}", flush=True)
         for name, (spec, _) in fleet.groups.items():
             print(f"group   {name}: {spec.policy} over {', '.join(spec.members)}", flush=True)
-        print(f"url   {server.url}", flush=True)
-        print(f"token {server.token if token is None else 'as given'}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        server.wait()
+        serve_in_foreground(server, server.token if token is None else "as given")
     if server is not None:
         print(f"stopped: {server.service.summary()}", flush=True)
     return 0

@@ -7,13 +7,21 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-__all__ = ["until_stopped"]
+__all__ = ["serve_in_foreground", "until_stopped"]
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def serve_in_foreground(server: Any, token_shown: str) -> None:
+    """Print the URL and where the token comes from, then block until the server stops."""
+    print(f"url   {server.url}", flush=True)
+    print(f"token {token_shown}", flush=True)
+    print("Ctrl-C to stop", flush=True)
+    server.wait()
 
 
 @contextmanager
