@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from markdown_report import add_profile_arguments, emit, head, load_line, this_command
+from markdown_report import emit, head, load_line, profile_parser, this_command
 
 import packrat_lab
 from packrat_lab.optimizer import optimize
@@ -136,12 +136,12 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[str], list[tu
 
 def main() -> None:
     """Run every model and print (and optionally save) the Markdown report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_profile_arguments(parser, models="resnet50,bert,convmix", batches="1,2,4,8", cores=2, point_time=2.0)
+    parser = profile_parser(
+        __doc__, models="resnet50,bert,convmix", batches="1,2,4,8", cores=2, point_time=2.0
+    )
     parser.add_argument("--top", type=int, default=2, help="k: candidates DP+measure runs besides fat")
     parser.add_argument("--repeats", type=int, default=3, help="timed batches per plan and round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path)
     parser.add_argument("--save-dir", type=Path, help="save each profile (with its co-run cache) here")
     args = parser.parse_args()
     lines = [

@@ -10,7 +10,6 @@ OMP_WAIT_POLICY=PASSIVE per point), and for each B the expected (isolated profil
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostinfo import host_description
-from markdown_report import add_profile_arguments, emit, load_line
+from markdown_report import emit, load_line, profile_parser
 
 import packrat_lab
 from packrat_lab.comparison import compare_plans
@@ -91,12 +90,14 @@ def bench_model(
 
 def main() -> None:
     """Run the benchmark and print (and optionally save) the Markdown report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_profile_arguments(
-        parser, models="resnet50,bert", batches="1,2,4,8,16", cores=detect_host().usable_cores, point_time=6.0
+    parser = profile_parser(
+        __doc__,
+        models="resnet50,bert",
+        batches="1,2,4,8,16",
+        cores=detect_host().usable_cores,
+        point_time=6.0,
     )
     parser.add_argument("--repeats", type=int, default=4, help="timed batches per plan and round (2 rounds)")
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     lines = [

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from markdown_report import add_profile_arguments, emit, head, load_line, this_command
+from markdown_report import emit, head, load_line, profile_parser, this_command
 
 import packrat_lab
 from packrat_lab.optimizer import solve_table
@@ -98,10 +98,8 @@ def bench_model(model: str, args: argparse.Namespace, flip: bool) -> tuple[list[
 
 def main() -> None:
     """Run both profilers per model and print (and optionally save) the Markdown report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_profile_arguments(parser, models="resnet50,bert", batches="1,2,4,8,16", cores=2, point_time=6.0)
+    parser = profile_parser(__doc__, models="resnet50,bert", batches="1,2,4,8,16", cores=2, point_time=6.0)
     parser.add_argument("--plan-batches", type=int, default=16)
-    parser.add_argument("--out", type=Path)
     parser.add_argument("--save-dir", type=Path, help="save both profiles of each model here")
     args = parser.parse_args()
     lines = head(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hostinfo import host_description
 
-__all__ = ["add_profile_arguments", "emit", "head", "load_line", "this_command"]
+__all__ = ["emit", "head", "load_line", "profile_parser", "this_command"]
 
 
 def this_command(script: str) -> str:
@@ -35,12 +35,15 @@ def emit(lines: list[str], out: Path | None) -> None:
         out.write_text(text.rstrip("\n") + "\n")
 
 
-def add_profile_arguments(
-    parser: argparse.ArgumentParser, *, models: str, batches: str, cores: int, point_time: float
-) -> None:
-    """The options of the benchmarks that profile models: which models and batches, cores, time per point."""
+def profile_parser(
+    doc: str, *, models: str, batches: str, cores: int, point_time: float
+) -> argparse.ArgumentParser:
+    """The parser of a benchmark that profiles models: models, batches, cores, time per point, warm-up, --out."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--models", default=models)
     parser.add_argument("--batches", default=batches)
     parser.add_argument("--cores", type=int, default=cores)
     parser.add_argument("--point-time", type=float, default=point_time)
     parser.add_argument("--warmup", type=int, default=3, help="warm-up iterations per profile point")
+    parser.add_argument("--out", type=Path, help="also save the report here")
+    return parser
