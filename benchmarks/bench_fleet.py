@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostinfo import host_description
+from markdown_report import emit
 
 LADDER = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 SLO_DEFAULT = {"tiny-cnn": 20.0, "mlp": 40.0, "resnet50": 1500.0, "bert": 1000.0}
@@ -343,10 +344,7 @@ def main() -> None:
             ),
             "",
         ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

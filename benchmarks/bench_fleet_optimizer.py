@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostinfo import host_description
+from markdown_report import emit
 
 from packrat_lab.optimizer.fleet import allocate, exhaustive_fleet, model_curve, optimize_fleet
 from packrat_lab.profiling.table import Profile, profile_from_latencies
@@ -105,10 +106,7 @@ def main() -> None:
         ),
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from hostinfo import host_description
+from markdown_report import emit, head, load_line, profile_parser, this_command
 
 import packrat_lab
 from packrat_lab.optimizer import optimize
@@ -136,25 +136,19 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[str], list[tu
 
 def main() -> None:
     """Run every model and print (and optionally save) the Markdown report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet50,bert,convmix")
-    parser.add_argument("--batches", default="1,2,4,8")
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--point-time", type=float, default=2.0)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser = profile_parser(
+        __doc__, models="resnet50,bert,convmix", batches="1,2,4,8", cores=2, point_time=2.0
+    )
     parser.add_argument("--top", type=int, default=2, help="k: candidates DP+measure runs besides fat")
     parser.add_argument("--repeats", type=int, default=3, help="timed batches per plan and round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path)
     parser.add_argument("--save-dir", type=Path, help="save each profile (with its co-run cache) here")
     args = parser.parse_args()
     lines = [
-        "# Plan quality: chosen plan vs the measured best of all feasible plans",
-        "",
-        host_description(),
-        "",
-        "Command: `python " + " ".join(["benchmarks/bench_plan_quality.py", *sys.argv[1:]]) + "`",
-        "",
+        *head(
+            "# Plan quality: chosen plan vs the measured best of all feasible plans",
+            this_command("benchmarks/bench_plan_quality.py"),
+        ),
         (
             "Oracle = lowest median batch latency among every feasible configuration, each served by a pool with "
             "its instances together, plans alternated over rounds. DP+measure measured its own candidates in "
@@ -166,11 +160,8 @@ def main() -> None:
     for name in args.models.split(","):
         more, _ = bench_model(name, args)
         lines += more
-    lines.append(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}.")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    lines.append(load_line())
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ OMP_WAIT_POLICY=PASSIVE per point), and for each B the expected (isolated profil
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostinfo import host_description
+from markdown_report import emit, load_line, profile_parser
 
 import packrat_lab
 from packrat_lab.comparison import compare_plans
@@ -91,14 +90,14 @@ def bench_model(
 
 def main() -> None:
     """Run the benchmark and print (and optionally save) the Markdown report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet50,bert")
-    parser.add_argument("--batches", default="1,2,4,8,16")
-    parser.add_argument("--cores", type=int, default=detect_host().usable_cores)
-    parser.add_argument("--point-time", type=float, default=6.0)
+    parser = profile_parser(
+        __doc__,
+        models="resnet50,bert",
+        batches="1,2,4,8,16",
+        cores=detect_host().usable_cores,
+        point_time=6.0,
+    )
     parser.add_argument("--repeats", type=int, default=4, help="timed batches per plan and round (2 rounds)")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up iterations per profile point")
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     lines = [
@@ -120,11 +119,8 @@ def main() -> None:
     ]
     for model in args.models.split(","):
         lines += bench_model(model, batches, args.cores, args.point_time, args.repeats, args.warmup)
-    lines.append(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}.")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    lines.append(load_line())
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hostinfo import host_description
+from markdown_report import emit, head, load_line, profile_parser, this_command
 
 import packrat_lab
 from packrat_lab.optimizer import solve_table
@@ -98,32 +98,19 @@ def bench_model(model: str, args: argparse.Namespace, flip: bool) -> tuple[list[
 
 def main() -> None:
     """Run both profilers per model and print (and optionally save) the Markdown report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet50,bert")
-    parser.add_argument("--batches", default="1,2,4,8,16")
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--point-time", type=float, default=6.0)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser = profile_parser(__doc__, models="resnet50,bert", batches="1,2,4,8,16", cores=2, point_time=6.0)
     parser.add_argument("--plan-batches", type=int, default=16)
-    parser.add_argument("--out", type=Path)
     parser.add_argument("--save-dir", type=Path, help="save both profiles of each model here")
     args = parser.parse_args()
-    lines = [
+    lines = head(
         "# Grouped profiling: one process per (threads, setting) vs one process per point",
-        "",
-        host_description(),
-        "",
-        "Command: `python " + " ".join(["benchmarks/bench_profile_grouped.py", *sys.argv[1:]]) + "`",
-        "",
-    ]
+        this_command("benchmarks/bench_profile_grouped.py"),
+    )
     for k, model in enumerate(args.models.split(",")):
         more, _ = bench_model(model, args, flip=bool(k % 2))
         lines += more
-    lines.append(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}.")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    lines.append(load_line())
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

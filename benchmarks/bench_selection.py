@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostinfo import host_description
+from markdown_report import emit
 
 from packrat_lab.fleet.selection import Exp3
 
@@ -72,10 +73,7 @@ def main() -> None:
             f"{reward[w] / random_reward[w]:.2f}× |"
         )
     lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,25 +18,25 @@ if TYPE_CHECKING:
 __all__ = ["register", "run", "summary_table"]
 
 
-def _settings(text: str) -> list[str]:
-    """argparse type for 'default,passive'."""
+def _names(text: str, valid: Collection[str] | None, msg: str) -> list[str]:
+    """The comma-separated names in `text` (each in `valid` unless None); ArgumentTypeError(msg) if not."""
     names = [part.strip() for part in text.split(",") if part.strip()]
-    if not names:
-        msg = f"{text!r} names no setting; example: default,passive"
+    if not names or (valid is not None and any(n not in valid for n in names)):
         raise argparse.ArgumentTypeError(msg)
     return names
+
+
+def _settings(text: str) -> list[str]:
+    """argparse type for 'default,passive'."""
+    return _names(text, None, f"{text!r} names no setting; example: default,passive")
 
 
 def _backends(text: str) -> list[str]:
     """argparse type for 'eager,onnxruntime,openvino' (names checked here, one line on error)."""
     from packrat_lab.workloads.backends.names import BACKENDS
 
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [n for n in names if n not in BACKENDS]
-    if not names or bad:
-        msg = f"{text!r} names no known backend; valid: {', '.join(BACKENDS)}; example: eager,onnxruntime"
-        raise argparse.ArgumentTypeError(msg)
-    return names
+    msg = f"{text!r} names no known backend; valid: {', '.join(BACKENDS)}; example: eager,onnxruntime"
+    return _names(text, BACKENDS, msg)
 
 
 def _precision(text: str) -> float | list[str]:
@@ -46,12 +47,8 @@ def _precision(text: str) -> float | list[str]:
         return positive_float("0.02")(text)
     except argparse.ArgumentTypeError:
         pass
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [n for n in names if n not in PRECISIONS]
-    if not names or bad:
-        msg = f"{text!r} is no precision; valid: {', '.join(PRECISIONS)}; example: --precision fp32,bf16"
-        raise argparse.ArgumentTypeError(msg)
-    return names
+    msg = f"{text!r} is no precision; valid: {', '.join(PRECISIONS)}; example: --precision fp32,bf16"
+    return _names(text, PRECISIONS, msg)
 
 
 def register(subparsers: Any) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import stat
 from pathlib import Path
 from typing import Any
 
 from packrat_lab.cli.args import positive_float, positive_int
 from packrat_lab.cli.model_args import MODEL_HELP, add_model_arguments, model_options
+from packrat_lab.cli.stop_signals import serve_in_foreground, until_stopped
 
 __all__ = ["register", "run"]
 
@@ -130,10 +130,6 @@ def read_token(token_file: str | None, environ: Any = os.environ) -> str | None:
     return token
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C, SIGTERM or POST /packrat/stop; always closes the pool and prints a summary."""
     from packrat_lab.serving.announce import announce
@@ -164,11 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if args.auto and profile is None:
         msg = "--auto needs --profile FILE (the optimizer plans from it)"
         raise ValueError(msg)
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = None
-    pool = None
-    grpc_server = None
-    try:
+    with until_stopped() as closers:
         from packrat_lab.workloads.registry import get_workload
 
         pool = Pool(
@@ -180,32 +173,19 @@ def run(args: argparse.Namespace) -> int:
             slo_ms=args.slo_ms,
             announce=False,  # this server is the one JupyterLab's sidebar should talk to
         )
+        closers.callback(pool.close)
         server = serve_pool(pool, host=args.host, port=args.port, token=token, profile=profile, limits=limits)
+        closers.callback(server.stop)
         announce(pool, server=server)
         if args.grpc_port is not None:  # same PoolService, so gRPC shares HTTP's checks and metrics
             from packrat_lab.serving.grpc import serve_grpc
 
             grpc_server = serve_grpc(server.service, host=args.host, port=args.grpc_port)
+            closers.callback(grpc_server.stop)
             print(f"grpc  {grpc_server.address}", flush=True)
         print(f"serving {pool.workload.name} with plan {pool.plan.text} ({pool.plan})", flush=True)
-        print(f"url   {server.url}", flush=True)
         given = f"from {args.token_file}" if args.token_file else f"from ${TOKEN_ENV}"
-        print(f"token {server.token if token is None else given}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for sig in previous:  # a second Ctrl-C must not interrupt the cleanup with a traceback
-            signal.signal(sig, signal.SIG_IGN)
-        if grpc_server is not None:
-            grpc_server.stop()
-        if server is not None:
-            server.stop()
-        if pool is not None:
-            pool.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        serve_in_foreground(server, server.token if token is None else given)
     if server is not None:
         print(f"stopped: {server.service.summary()}", flush=True)
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from typing import Any
+
+from packrat_lab.cli.stop_signals import serve_in_foreground, until_stopped
 
 __all__ = ["run_fleet"]
 
@@ -39,34 +40,18 @@ def run_fleet(args: argparse.Namespace, token: str | None, limits: Any) -> int:
     if args.auto:
         options["auto"] = True
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    fleet = server = None
-    try:
+    server = None
+    with until_stopped() as closers:
         fleet = Fleet(config.models, profiles=config.load_profiles(), announce=False, **options)
+        closers.callback(fleet.close)
         server = serve_fleet(fleet, host=args.host, port=args.port, token=token, limits=limits)
+        closers.callback(server.stop)
         fleet.attach_announcement(announce_fleet(fleet, server=server))
         for name, plan in fleet.plans.items():
             print(f"serving {name}: {plan.text} on cores {list(fleet.shares[name])}", flush=True)
         for name, (spec, _) in fleet.groups.items():
             print(f"group   {name}: {spec.policy} over {', '.join(spec.members)}", flush=True)
-        print(f"url   {server.url}", flush=True)
-        print(f"token {server.token if token is None else 'as given'}", flush=True)
-        print("Ctrl-C to stop", flush=True)
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        if server is not None:
-            server.stop()
-        if fleet is not None:
-            fleet.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        serve_in_foreground(server, server.token if token is None else "as given")
     if server is not None:
         print(f"stopped: {server.service.summary()}", flush=True)
     return 0

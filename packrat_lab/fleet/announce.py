@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from packrat_lab import registry
-from packrat_lab.serving.announce import ENV_DISABLE, Handle
+from packrat_lab.serving.announce import Handle, stop_half_announced, wanted
 
 if TYPE_CHECKING:
     from packrat_lab.fleet.fleet import Fleet
@@ -53,9 +52,7 @@ class FleetHandle(Handle):
 
 def announce_fleet(fleet: Fleet, *, enabled: bool | None = None, server: Server | None = None) -> FleetHandle:
     """Serve the fleet on 127.0.0.1 (unless `server` is given) and register it; never raises."""
-    if enabled is None:
-        enabled = os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "no", "off")
-    if not enabled:
+    if not wanted(enabled):
         return FleetHandle(None, None)
     owns = server is None
     try:
@@ -73,11 +70,7 @@ def announce_fleet(fleet: Fleet, *, enabled: bool | None = None, server: Server 
         )
     except Exception:  # the fleet serves fine without the sidebar; say why it is not listed
         log.warning("fleet not announced to JupyterLab (its sidebar will not list it)", exc_info=True)
-        if server is not None and owns:
-            try:
-                server.stop()
-            except Exception:
-                log.debug("stopping a half-announced server failed", exc_info=True)
+        stop_half_announced(log, server if owns else None)
         return FleetHandle(None, None)
     handle = FleetHandle(server, entry, owns)
     fleet.on_event(lambda event: handle.refresh(fleet) if event.kind == "cores" else None)

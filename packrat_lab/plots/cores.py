@@ -71,39 +71,61 @@ def core_map_info(plan: Plan | str, cores: int | Sequence[int] | None = None) ->
 
 def plot_core_map(info: CoreMapInfo, *, title: str | None = None) -> go.Figure:
     """One row of cells per core, coloured and labelled by the instance that holds it."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
+    bars = []
     instances = sorted({c.instance for c in info.cells if c.instance is not None})
     for k in instances:
         cells = [c for c in info.cells if c.instance == k]
-        fig.add_trace(
-            go.Bar(
-                x=[str(c.core) for c in cells],
-                y=[1] * len(cells),
-                name=cells[0].label,
-                marker={"color": colour(k)},
+        bars.append(
+            core_bar(
+                [c.core for c in cells],
+                cells[0].label,
+                colour(k),
                 text=[f"#{k + 1}" for _ in cells],
-                textposition="inside",
-                insidetextanchor="middle",
-                hovertext=[f"core {c.core}: instance {c.label}" for c in cells],
-                hoverinfo="text",
+                hover=[f"core {c.core}: instance {c.label}" for c in cells],
             )
         )
     idle = [c for c in info.cells if c.instance is None]
     if idle:
-        fig.add_trace(
-            go.Bar(
-                x=[str(c.core) for c in idle],
-                y=[1] * len(idle),
-                name="idle",
-                marker={"color": IDLE},
-                hovertext=[f"core {c.core}: idle" for c in idle],
-                hoverinfo="text",
-            )
+        bars.append(
+            core_bar([c.core for c in idle], "idle", IDLE, hover=[f"core {c.core}: idle" for c in idle])
         )
-    order = [str(c.core) for c in info.cells]
+    return core_strip(bars, [c.core for c in info.cells], title or f"Core map: {info.plan}")
+
+
+def core_bar(
+    cores: Sequence[int],
+    name: str,
+    color: str,
+    *,
+    text: Sequence[str] | None = None,
+    hover: Sequence[str] | None = None,
+) -> go.Bar:
+    """One trace of a core strip: a cell per core, `text` inside, `hover` on hover (None: the core number)."""
+    import plotly.graph_objects as go
+
+    inside = (
+        {} if text is None else {"text": list(text), "textposition": "inside", "insidetextanchor": "middle"}
+    )
+    hovering = {"hoverinfo": "x"} if hover is None else {"hovertext": list(hover), "hoverinfo": "text"}
+    return go.Bar(
+        x=[str(c) for c in cores],
+        y=[1] * len(cores),
+        name=name,
+        marker={"color": color},
+        **inside,
+        **hovering,
+    )
+
+
+def core_strip(bars: Sequence[go.Bar], cores: Sequence[int], title: str) -> go.Figure:
+    """The figure of a core map (a plan's or a fleet's): the bars' cells side by side in `cores` order."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for bar in bars:
+        fig.add_trace(bar)
     fig.update_layout(bargap=0.08, barmode="overlay")
+    order = [str(c) for c in cores]
     fig.update_xaxes(title_text="core", type="category", categoryorder="array", categoryarray=order)
     fig.update_yaxes(visible=False, range=[0, 1])
-    return apply_style(fig, title or f"Core map: {info.plan}", height=220)
+    return apply_style(fig, title, height=220)

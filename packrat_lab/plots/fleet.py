@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from packrat_lab.plots._style import IDLE, apply_style, colour
+from packrat_lab.plots.cores import core_bar, core_strip
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -73,40 +74,22 @@ def fleet_members(fleet: Any) -> list[dict[str, Any]]:
 
 def plot_fleet_core_map(info: FleetCoreMap, *, title: str | None = None) -> go.Figure:
     """One cell per core, coloured by the model that holds it (grey: free)."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
+    bars = []
     for k, name in enumerate(info.models):
         cells = [c for c in info.cells if c.model == name]
-        fig.add_trace(
-            go.Bar(
-                x=[str(c.core) for c in cells],
-                y=[1] * len(cells),
-                name=cells[0].label if cells else name,
-                marker={"color": colour(k)},
+        bars.append(
+            core_bar(
+                [c.core for c in cells],
+                cells[0].label if cells else name,
+                colour(k),
                 text=[name] * len(cells),
-                textposition="inside",
-                insidetextanchor="middle",
-                hovertext=[f"core {c.core}: {c.label}" for c in cells],
-                hoverinfo="text",
+                hover=[f"core {c.core}: {c.label}" for c in cells],
             )
         )
     free = [c for c in info.cells if not c.model]
     if free:
-        fig.add_trace(
-            go.Bar(
-                x=[str(c.core) for c in free],
-                y=[1] * len(free),
-                name="free",
-                marker={"color": IDLE},
-                hoverinfo="x",
-            )
-        )
-    order = [str(c.core) for c in info.cells]
-    fig.update_layout(bargap=0.08, barmode="overlay")
-    fig.update_xaxes(title_text="core", type="category", categoryorder="array", categoryarray=order)
-    fig.update_yaxes(visible=False, range=[0, 1])
-    return apply_style(fig, title or "Fleet core map", height=220)
+        bars.append(core_bar([c.core for c in free], "free", IDLE))
+    return core_strip(bars, [c.core for c in info.cells], title or "Fleet core map")
 
 
 @dataclass(frozen=True)

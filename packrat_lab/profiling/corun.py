@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from packrat_lab.profiling.measurement import saved_samples
+
 __all__ = ["CoRunMeasurement"]
 
 
@@ -43,10 +45,7 @@ class CoRunMeasurement:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CoRunMeasurement:
         """Inverse of to_dict."""
-        samples = tuple(float(s) for s in data["samples_ms"])
-        if not samples:
-            msg = f"co-run measurement of {data.get('plan')!r} has no samples"
-            raise ValueError(msg)
+        samples = saved_samples(data, f"co-run measurement of {data.get('plan')!r}")
         expected = data.get("expected_ms")
         return cls(
             str(data["config"]),

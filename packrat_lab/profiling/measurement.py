@@ -12,7 +12,7 @@ import numpy as np
 
 from packrat_lab.workloads.backends.accuracy import Accuracy
 
-__all__ = ["CI_LEVEL", "Measurement", "median_ci_ranks", "median_confidence_interval"]
+__all__ = ["CI_LEVEL", "Measurement", "median_ci_ranks", "median_confidence_interval", "saved_samples"]
 
 CI_LEVEL = 0.95
 
@@ -179,10 +179,9 @@ class Measurement:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
         """Inverse of to_dict."""
-        samples = tuple(float(s) for s in data["samples_ms"])
-        if not samples:
-            msg = f"measurement at threads={data.get('threads')} batch={data.get('batch')} has no samples"
-            raise ValueError(msg)
+        samples = saved_samples(
+            data, f"measurement at threads={data.get('threads')} batch={data.get('batch')}"
+        )
         return cls(
             threads=int(data["threads"]),
             batch=int(data["batch"]),
@@ -196,3 +195,12 @@ class Measurement:
             backend=str(data.get("backend", "eager")),
             precision=str(data.get("precision", "fp32")),
         )
+
+
+def saved_samples(data: Mapping[str, Any], what: str) -> tuple[float, ...]:
+    """The samples_ms of a saved measurement (isolated or co-run); ValueError naming `what` if it has none."""
+    samples = tuple(float(s) for s in data["samples_ms"])
+    if not samples:
+        msg = f"{what} has no samples"
+        raise ValueError(msg)
+    return samples

@@ -45,40 +45,68 @@ class PointSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "workload": self.workload.to_dict(),
-            "threads": self.threads,
-            "batch": self.batch,
-            "setting": self.setting.to_dict(),
-            "cores": list(self.cores),
-            "rule": self.rule.to_dict(),
-            "warmup_min": self.warmup_min,
-            "warmup_max": self.warmup_max,
-            "seed": self.seed,
-            "backend": self.backend.key,
-            "cache_dir": self.cache_dir,
-        }
+        return {**_shared_to_dict(self), "batch": self.batch}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PointSpec:
         """Inverse of to_dict."""
-        return cls(
-            WorkloadSpec.from_dict(data["workload"]),
-            int(data["threads"]),
-            int(data["batch"]),
-            RuntimeSetting.from_dict(data["setting"]),
-            tuple(int(c) for c in data["cores"]),
-            StoppingRule.from_dict(data["rule"]),
-            int(data.get("warmup_min", 3)),
-            int(data.get("warmup_max", 10)),
-            int(data.get("seed", 0)),
-            parse_backend_key(str(data.get("backend", "eager"))),
-            data.get("cache_dir"),
-        )
+        return cls(batch=int(data["batch"]), **_shared_from_dict(data))
 
 
 def _backend_label(choice: BackendChoice) -> str:
     return "" if choice.is_reference else f" backend={choice.key}"
+
+
+# the fields a point and its group both have (all but batch / batches and the group's slice_s)
+_SHARED = (
+    "workload",
+    "threads",
+    "setting",
+    "cores",
+    "rule",
+    "warmup_min",
+    "warmup_max",
+    "seed",
+    "backend",
+    "cache_dir",
+)
+
+
+def _shared(spec: PointSpec | PointGroup) -> dict[str, Any]:
+    """The shared fields as keyword arguments, to build a point from a group or a group from a point."""
+    return {name: getattr(spec, name) for name in _SHARED}
+
+
+def _shared_to_dict(spec: PointSpec | PointGroup) -> dict[str, Any]:
+    """The shared fields, JSON-ready."""
+    return {
+        "workload": spec.workload.to_dict(),
+        "threads": spec.threads,
+        "setting": spec.setting.to_dict(),
+        "cores": list(spec.cores),
+        "rule": spec.rule.to_dict(),
+        "warmup_min": spec.warmup_min,
+        "warmup_max": spec.warmup_max,
+        "seed": spec.seed,
+        "backend": spec.backend.key,
+        "cache_dir": spec.cache_dir,
+    }
+
+
+def _shared_from_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of _shared_to_dict, as keyword arguments (older files lack the defaulted keys)."""
+    return {
+        "workload": WorkloadSpec.from_dict(data["workload"]),
+        "threads": int(data["threads"]),
+        "setting": RuntimeSetting.from_dict(data["setting"]),
+        "cores": tuple(int(c) for c in data["cores"]),
+        "rule": StoppingRule.from_dict(data["rule"]),
+        "warmup_min": int(data.get("warmup_min", 3)),
+        "warmup_max": int(data.get("warmup_max", 10)),
+        "seed": int(data.get("seed", 0)),
+        "backend": parse_backend_key(str(data.get("backend", "eager"))),
+        "cache_dir": data.get("cache_dir"),
+    }
 
 
 @dataclass(frozen=True)
@@ -110,39 +138,13 @@ class PointGroup:
     @classmethod
     def of(cls, spec: PointSpec) -> PointGroup:
         """The group of one point (one process for it alone)."""
-        return cls(
-            spec.workload,
-            spec.threads,
-            (spec.batch,),
-            spec.setting,
-            spec.cores,
-            spec.rule,
-            spec.warmup_min,
-            spec.warmup_max,
-            spec.seed,
-            backend=spec.backend,
-            cache_dir=spec.cache_dir,
-        )
+        return cls(batches=(spec.batch,), **_shared(spec))
 
     @property
     def points(self) -> tuple[PointSpec, ...]:
         """The single-point specs this group measures, in batch order."""
-        return tuple(
-            PointSpec(
-                self.workload,
-                self.threads,
-                b,
-                self.setting,
-                self.cores,
-                self.rule,
-                self.warmup_min,
-                self.warmup_max,
-                self.seed,
-                self.backend,
-                self.cache_dir,
-            )
-            for b in self.batches
-        )
+        shared = _shared(self)
+        return tuple(PointSpec(batch=b, **shared) for b in self.batches)
 
     @property
     def environment(self) -> ChildEnvironment:
@@ -159,37 +161,15 @@ class PointGroup:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what the child reads on stdin)."""
-        return {
-            "workload": self.workload.to_dict(),
-            "threads": self.threads,
-            "batches": list(self.batches),
-            "setting": self.setting.to_dict(),
-            "cores": list(self.cores),
-            "rule": self.rule.to_dict(),
-            "warmup_min": self.warmup_min,
-            "warmup_max": self.warmup_max,
-            "seed": self.seed,
-            "slice_s": self.slice_s,
-            "backend": self.backend.key,
-            "cache_dir": self.cache_dir,
-        }
+        return {**_shared_to_dict(self), "batches": list(self.batches), "slice_s": self.slice_s}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PointGroup:
         """Inverse of to_dict."""
         return cls(
-            WorkloadSpec.from_dict(data["workload"]),
-            int(data["threads"]),
-            tuple(int(b) for b in data["batches"]),
-            RuntimeSetting.from_dict(data["setting"]),
-            tuple(int(c) for c in data["cores"]),
-            StoppingRule.from_dict(data["rule"]),
-            int(data.get("warmup_min", 3)),
-            int(data.get("warmup_max", 10)),
-            int(data.get("seed", 0)),
-            float(data.get("slice_s", SLICE_S)),
-            parse_backend_key(str(data.get("backend", "eager"))),
-            data.get("cache_dir"),
+            batches=tuple(int(b) for b in data["batches"]),
+            slice_s=float(data.get("slice_s", SLICE_S)),
+            **_shared_from_dict(data),
         )
 
 

@@ -14,7 +14,7 @@ from packrat_lab import registry
 if TYPE_CHECKING:
     from packrat_lab.serving.http.server import Server
 
-__all__ = ["ENV_DISABLE", "Handle", "announce"]
+__all__ = ["ENV_DISABLE", "Handle", "announce", "stop_half_announced", "wanted"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,22 @@ class Handle:
                 log.exception("stopping the pool's management server failed")
 
 
+def wanted(enabled: bool | None) -> bool:
+    """`enabled`, or where None what the environment says (on unless ENV_DISABLE is 0, false, no or off)."""
+    if enabled is None:
+        return os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "no", "off")
+    return enabled
+
+
+def stop_half_announced(logger: logging.Logger, started: Server | None) -> None:
+    """Stop the server a failed announcement `started` (None: it started none); a failing stop is logged."""
+    if started is not None:
+        try:
+            started.stop()
+        except Exception:
+            logger.debug("stopping a half-announced server failed", exc_info=True)
+
+
 def _describe(pool: Any) -> tuple[str, str]:
     """Model name and plan text of a pool, read defensively (only public attributes)."""
     workload = getattr(pool, "workload", None)
@@ -82,9 +98,7 @@ def announce(pool: Any, *, enabled: bool | None = None, server: Server | None = 
     The announcement is withdrawn when the pool records its 'stopped' event (Pool.close, or
     POST /packrat/stop from the sidebar), or by Handle.close().
     """
-    if enabled is None:
-        enabled = os.environ.get(ENV_DISABLE, "1").strip().lower() not in ("0", "false", "no", "off")
-    if not enabled:
+    if not wanted(enabled):
         return Handle(None, None)
     owns_server = server is None
     try:
@@ -98,11 +112,7 @@ def announce(pool: Any, *, enabled: bool | None = None, server: Server | None = 
         entry = registry.register(model=model, plan=plan, url=server.url, token=server.token or "")
     except Exception:  # the pool serves fine without the sidebar; say why it is not listed
         log.warning("pool not announced to JupyterLab (its sidebar will not list it)", exc_info=True)
-        if server is not None and owns_server:
-            try:
-                server.stop()
-            except Exception:
-                log.debug("stopping a half-announced server failed", exc_info=True)
+        stop_half_announced(log, server if owns_server else None)
         return Handle(None, None)
     handle = Handle(server, entry, owns_server)
     subscribe = getattr(pool, "on_event", None)

@@ -339,13 +339,7 @@ class Supervisor:
             return
         expected = handle.state is WorkerState.STOPPED
         if not expected:
-            self._events.record(
-                "worker-failed",
-                self._plan_text(),
-                pid=handle.pid,
-                worker=handle.config.worker_id,
-                error=handle.error or "process died",
-            )
+            self._record_failed(handle)
         slot, pending = self._slot_of(handle)
         if self._closing is not None:
             self._fail_pieces(exited, PoolClosedError("the pool closed while this request was on a worker"))
@@ -529,16 +523,20 @@ class Supervisor:
         if not switch.retiring:
             self._switch_done(switch)
 
+    def _record_failed(self, handle: WorkerHandle) -> None:
+        """The event for a worker that exited without being asked to (serving or retiring alike)."""
+        self._events.record(
+            "worker-failed",
+            self._plan_text(),
+            pid=handle.pid,
+            worker=handle.config.worker_id,
+            error=handle.error or "process died",
+        )
+
     def _retired(self, switch: _Switch, handle: WorkerHandle, exited: WorkerExited) -> None:
         switch.retiring.discard(handle)
         if handle.state is not WorkerState.STOPPED:
-            self._events.record(
-                "worker-failed",
-                self._plan_text(),
-                pid=handle.pid,
-                worker=handle.config.worker_id,
-                error=handle.error or "process died",
-            )
+            self._record_failed(handle)
             self._redispatch(exited)
         if not switch.retiring:
             self._switch_done(switch)

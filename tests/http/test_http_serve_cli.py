@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,12 +46,37 @@ def _read_until(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str
     raise AssertionError(msg)
 
 
-def test_serve_subprocess_answers_then_exits_cleanly_on_sigint() -> None:
-    cmd = [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", "--plan", "2x1x1", "--port", "0"]
-    # its own process group, so SIGINT reaches it and its workers as Ctrl-C in a terminal would
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `packrat-lab ARGS` to its end; its exit code and text output."""
+    cmd = [sys.executable, "-m", "packrat_lab.cli", *args]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `packrat-lab serve mlp ARGS` in its own process group, as a terminal's Ctrl-C would reach it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=None if env is None else {**os.environ, **env},
     )
+
+
+def _load_report(*target: str, rate: int, timeout: float) -> dict[str, Any]:
+    """`packrat-lab load TARGET --rate R --duration 1 --json`'s report, checked to be complete and error-free."""
+    out = _cli("load", *target, "--rate", str(rate), "--duration", "1", "--json", timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    report: dict[str, Any] = json.loads(out.stdout)
+    assert report["errors"] == 0
+    assert report["completed"] == report["scheduled"] > 0
+    return report
+
+
+def test_serve_subprocess_answers_then_exits_cleanly_on_sigint() -> None:
+    # its own process group, so SIGINT reaches it and its workers as Ctrl-C in a terminal would
+    proc = _serve("--plan", "2x1x1", "--port", "0")
     try:
         url = _read_until(proc, "url ", 60)
         token = _read_until(proc, "token ", 5)
@@ -66,28 +92,7 @@ def test_serve_subprocess_answers_then_exits_cleanly_on_sigint() -> None:
         inp.set_data_from_numpy(x)
         assert client.infer("mlp", [inp]).as_numpy("OUTPUT").shape == (2, 1024)
         client.close()
-        load = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "packrat_lab.cli",
-                "load",
-                url,
-                "--rate",
-                "40",
-                "--duration",
-                "1",
-                "--json",
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert load.returncode == 0, load.stderr
-        report = json.loads(load.stdout)
-        assert report["errors"] == 0
-        assert report["completed"] == report["scheduled"] > 0
+        _load_report(url, rate=40, timeout=60)
         assert call(f"{url}/packrat/plan", "PUT", {"plan": "1x1x2"})[0] == 403
         stats = json.loads(call(f"{url}/packrat/stats")[2])
         workers = [w["pid"] for w in stats["workers"]]
@@ -112,55 +117,21 @@ def test_serve_subprocess_answers_then_exits_cleanly_on_sigint() -> None:
 
 
 def test_serve_rejects_a_bad_plan_in_one_line() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", "--plan", "2by4", "--port", "0"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _cli("serve", "mlp", "--plan", "2by4", "--port", "0")
     assert out.returncode == 2
     assert out.stderr.strip().startswith("packrat-lab serve: error: plan '2by4' is not of the form")
     assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_serve_needs_a_plan_or_a_profile() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", "--port", "0"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _cli("serve", "mlp", "--port", "0")
     assert out.returncode == 2
     assert "give --plan (example: --plan 2x1x4)" in out.stderr
 
 
 def test_load_cli_on_a_local_pool() -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "packrat_lab.cli",
-            "load",
-            "--pool",
-            "mlp:1x1x2",
-            "--rate",
-            "50",
-            "--duration",
-            "1",
-            "--json",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report = _load_report("--pool", "mlp:1x1x2", rate=50, timeout=90)
     assert report["target"] == "pool mlp 1x1x2"
-    assert report["errors"] == 0
-    assert report["completed"] == report["scheduled"] > 0
 
 
 def test_serve_plans_from_a_profile_for_a_batch(tmp_path: Path) -> None:
@@ -175,22 +146,7 @@ def test_serve_plans_from_a_profile_for_a_batch(tmp_path: Path) -> None:
     path = tmp_path / "mlp.json"
     profile.save(path)
     want = optimize(profile, cores, 4).text
-    cmd = [
-        sys.executable,
-        "-m",
-        "packrat_lab.cli",
-        "serve",
-        "mlp",
-        "--profile",
-        str(path),
-        "--batch",
-        "4",
-        "--port",
-        "0",
-    ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    proc = _serve("--profile", str(path), "--batch", "4", "--port", "0")
     try:
         url = _read_until(proc, "url ", 60)
         token = _read_until(proc, "token ", 5)
@@ -223,10 +179,7 @@ def _hammer(url: str, stop: threading.Event, statuses: list[int]) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_stops_promptly_with_requests_in_flight(sig: signal.Signals) -> None:
     """SIGTERM or Ctrl-C under load: exit 0 within seconds, no traceback, one summary line."""
-    cmd = [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", "--plan", "2x1x2", "--port", "0"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    proc = _serve("--plan", "2x1x2", "--port", "0")
     stop = threading.Event()
     senders: list[threading.Thread] = []
     try:
@@ -260,13 +213,7 @@ def test_serve_stops_promptly_with_requests_in_flight(sig: signal.Signals) -> No
 
 
 def test_token_on_the_command_line_is_refused_with_the_way_to_pass_it() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", "--plan", "1x1x1", "--token", "s3cret"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _cli("serve", "mlp", "--plan", "1x1x1", "--token", "s3cret")
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1
     assert "PACKRAT_LAB_TOKEN" in out.stderr and "--token-file" in out.stderr
@@ -276,10 +223,8 @@ def test_token_from_env_or_private_file_is_the_servers_token(tmp_path: Path) -> 
     token_file = tmp_path / "token"
     token_file.write_text("file-token\n")
     token_file.chmod(0o644)
-    cmd = [sys.executable, "-m", "packrat_lab.cli", "serve", "mlp", "--plan", "1x1x1", "--port", "0"]
-    out = subprocess.run(
-        [*cmd, "--token-file", str(token_file)], check=False, capture_output=True, text=True, timeout=60
-    )
+    args = ("--plan", "1x1x1", "--port", "0")
+    out = _cli("serve", "mlp", *args, "--token-file", str(token_file))
     assert out.returncode == 2
     assert f"chmod 600 {token_file}" in out.stderr
     token_file.chmod(0o600)
@@ -287,14 +232,7 @@ def test_token_from_env_or_private_file_is_the_servers_token(tmp_path: Path) -> 
         (["--token-file", str(token_file)], {}, "file-token"),
         ([], {"PACKRAT_LAB_TOKEN": "env-token"}, "env-token"),
     ):
-        proc = subprocess.Popen(
-            [*cmd, *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            env={**os.environ, **env},
-        )
+        proc = _serve(*args, *extra, env=env)
         try:
             url = _read_until(proc, "url ", 60)
             assert token not in _read_until(proc, "token ", 5)  # never printed
@@ -314,23 +252,7 @@ def test_load_against_a_closed_port_is_one_line_and_exit_1() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "packrat_lab.cli",
-            "load",
-            f"http://127.0.0.1:{port}",
-            "--rate",
-            "5",
-            "--duration",
-            "1",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _cli("load", f"http://127.0.0.1:{port}", "--rate", "5", "--duration", "1")
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     want = (

@@ -132,3 +132,27 @@ def test_a_failing_server_does_not_break_the_pool(served: list[Any], monkeypatch
     monkeypatch.setattr(http, "serve_pool", broken)
     handle = announce(FakePool())
     assert handle.entry is None and registry.list_pools() == []
+
+
+def test_a_failing_registration_stops_only_the_server_it_started(
+    served: list[Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refused(**kwargs: Any) -> None:
+        msg = "registry directory is read-only"
+        raise OSError(msg)
+
+    started: list[FakeServer] = []
+
+    def recording_serve_pool(pool: Any, **kwargs: Any) -> FakeServer:
+        started.append(FakeServer(token=kwargs["token"]))
+        return started[-1]
+
+    from packrat_lab.serving import http
+
+    monkeypatch.setattr(http, "serve_pool", recording_serve_pool)
+    monkeypatch.setattr(registry, "register", refused)
+    handle = announce(FakePool())
+    assert handle.entry is None and [s.stopped for s in started] == [1]
+    assert "pool not announced to JupyterLab" in caplog.text and "read-only" in caplog.text
+    given = FakeServer()
+    assert announce(FakePool(), server=given).entry is None and given.stopped == 0  # the caller's stays up

@@ -91,3 +91,14 @@ def test_json_measurement_without_samples_is_malformed(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(ProfileError, match="malformed measurement"):
         load_profile(path, check_host=False)
+
+
+def test_a_saved_measurement_without_samples_is_refused_naming_it() -> None:
+    from packrat_lab.profiling.corun import CoRunMeasurement
+
+    with pytest.raises(ValueError, match=r"^measurement at threads=2 batch=4 has no samples$"):
+        Measurement.from_dict({"threads": 2, "batch": 4, "samples_ms": []})
+    with pytest.raises(ValueError, match=r"^co-run measurement of '2x1x4' has no samples$"):
+        CoRunMeasurement.from_dict({"config": "1x4", "plan": "2x1x4", "batch": 4, "samples_ms": []})
+    again = CoRunMeasurement("1x4", "2x1x4", 4, (1.0, 3.0), 2.0)
+    assert CoRunMeasurement.from_dict(again.to_dict()) == again

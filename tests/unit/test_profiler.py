@@ -83,6 +83,25 @@ def test_point_spec_round_trips_as_json_dict() -> None:
     assert spec.label == "threads=2 batch=4 setting=passive"
 
 
+def test_point_group_round_trips_and_splits_into_its_points() -> None:
+    spec = PointSpec(
+        get_workload("mlp").spec,
+        2,
+        4,
+        PASSIVE,
+        (0, 1),
+        StoppingRule(0.05, 5, 50, 2.0),
+        2,
+        6,
+        3,
+        cache_dir="/c",
+    )
+    group = PointGroup(spec.workload, 2, (1, 4), PASSIVE, (0, 1), spec.rule, 2, 6, 3, 0.5, cache_dir="/c")
+    assert PointGroup.from_dict(group.to_dict()) == group
+    assert group.points[1] == spec and group.points[0].batch == 1
+    assert PointGroup.of(spec).points == (spec,)
+
+
 def test_child_environment_carries_the_setting_and_thread_count() -> None:
     env = child_environment(mlp_point(2, 4, PASSIVE))
     assert (

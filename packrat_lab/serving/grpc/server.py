@@ -10,7 +10,6 @@ serving UNAVAILABLE, a failed inference INTERNAL; the server keeps serving after
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -23,6 +22,7 @@ from packrat_lab.errors import Rejected
 from packrat_lab.serving.grpc.codec import decode_inputs, encode_response
 from packrat_lab.serving.http.protocol import ProtocolError, Tensor
 from packrat_lab.serving.http.service import OUTPUT_NAME, ServerStopping
+from packrat_lab.serving.loop_thread import LoopThread, host_port
 
 if TYPE_CHECKING:
     from packrat_lab.serving.http.service import PoolService
@@ -208,7 +208,7 @@ def _checked_input(service: PoolService, request: Any) -> Any:
     return array
 
 
-class GrpcServer:
+class GrpcServer(LoopThread):
     """A running gRPC server for one PoolService: `.address`, `.port`, `.stop()`; a context manager."""
 
     def __init__(
@@ -218,29 +218,12 @@ class GrpcServer:
         self.max_message_bytes = max_message_bytes
         self.host = host
         self.port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="packrat-grpc", daemon=True)
+        super().__init__("packrat-grpc")
 
     @property
     def address(self) -> str:
         """host:port as tritonclient.grpc.InferenceServerClient takes it, e.g. 127.0.0.1:8001."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        """Whether the server thread still serves."""
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - surfaced by start()
-            self._error = exc
-            self._started.set()
+        return host_port(self.host, self.port)
 
     async def _main(self) -> None:
         options = [
@@ -258,38 +241,12 @@ class GrpcServer:
             msg = f"cannot listen for gRPC on {self.address}; example: --grpc-port 0 for a free port"
             raise ValueError(msg)
         self.port = bound
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
         await server.start()
-        self._started.set()
-        await self._stop_event.wait()
+        await self._serve_until_stopped()
         await server.stop(grace=1.0)
 
-    def start(self) -> GrpcServer:
-        """Start serving in the background; returns once the port accepts connections."""
-        self._thread.start()
-        self._started.wait(10.0)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving and free the port (the pool and the PoolService stay open)."""
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(event.set)
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def __enter__(self) -> GrpcServer:  # noqa: PYI034 - typing_extensions is not a dependency
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<packrat_lab GrpcServer {self.address} model={self.service.model_name!r} {state}>"
+    def _describe(self) -> str:
+        return f"{self.address} model={self.service.model_name!r}"
 
 
 def serve_grpc(

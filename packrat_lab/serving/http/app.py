@@ -244,22 +244,16 @@ class InferHandler(BaseHandler):
                 headers.get(HEADER_LENGTH),
                 headers.get("Content-Encoding"),
             )
-        except ProtocolError as exc:
-            self.fail(exc.status, str(exc))
-            return
-        except ServerStopping as exc:
-            self.fail(503, f"request cut off: {exc}")
+        except (ProtocolError, ServerStopping) as exc:
+            self.fail(*_refusal(exc))
             return
         if not self.pool_ready():
             self.fail(503, f"model {model!r} is not serving (pool state {service.state!r})")
             return
         try:
             out = await service.infer(array, arrived, service.deadline_ms(request.parameters))
-        except ServerStopping as exc:
-            self.fail(503, f"request cut off: {exc}")
-            return
-        except ProtocolError as exc:
-            self.fail(exc.status, str(exc))
+        except (ProtocolError, ServerStopping) as exc:
+            self.fail(*_refusal(exc))
             return
         except Rejected as exc:  # the latency objective: an answer, not a server error
             self.fail(429, str(exc))
@@ -276,11 +270,8 @@ class InferHandler(BaseHandler):
             body, header_length, encoding = await service.run_codec(
                 small_answer, _encode, service, request, out, version, accepted
             )
-        except ProtocolError as exc:
-            self.fail(exc.status, str(exc))
-            return
-        except ServerStopping as exc:
-            self.fail(503, f"request cut off: {exc}")
+        except (ProtocolError, ServerStopping) as exc:
+            self.fail(*_refusal(exc))
             return
         if encoding is not None:
             self.set_header("Content-Encoding", encoding)
@@ -291,6 +282,13 @@ class InferHandler(BaseHandler):
             self.set_header("Content-Type", "application/json")
         service.metrics.request_seconds.observe(time.perf_counter() - arrived)
         self.finish(body)
+
+
+def _refusal(exc: ProtocolError | ServerStopping) -> tuple[int, str]:
+    """The status and message for a request the codec refused or the stopping server cut off."""
+    if isinstance(exc, ServerStopping):
+        return 503, f"request cut off: {exc}"
+    return exc.status, str(exc)
 
 
 def _encode(

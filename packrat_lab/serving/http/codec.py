@@ -8,7 +8,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from packrat_lab.serving.http.protocol import ProtocolError, loads
+from packrat_lab.serving.http.protocol import ProtocolError, json_object
 
 __all__ = ["MiB", "inflate", "load_object"]
 
@@ -19,15 +19,7 @@ _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 def load_object(data: bytes, example: str) -> dict[str, Any]:
     """A request body that must be one JSON object (empty body: {}); ProtocolError naming `example`."""
-    try:
-        obj = loads(data or b"{}")
-    except ProtocolError as exc:
-        msg = f"{exc}; example: {example}"
-        raise ProtocolError(msg) from None
-    if not isinstance(obj, dict):
-        msg = f"body must be a JSON object, got {type(obj).__name__}; example: {example}"
-        raise ProtocolError(msg)
-    return obj
+    return json_object(data or b"{}", example)
 
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:

@@ -513,26 +513,6 @@ def serve_fleet(
     limits: Limits | None = None,
 ) -> Server:
     """Serve every model of `fleet` over one OIP v2 server plus fleet management routes."""
-    import socket
+    from packrat_lab.serving.http.server import serve_service
 
-    from tornado.netutil import bind_sockets
-
-    from packrat_lab.serving.http.hosts import warn_if_exposed
-    from packrat_lab.serving.http.server import Server
-
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        msg = f"port must be 0..65535, got {port!r}; example: 8000 (0 picks a free port)"
-        raise ValueError(msg)
-    try:
-        sockets = bind_sockets(port, address=host, family=socket.AF_UNSPEC)
-    except OSError as exc:
-        msg = f"cannot listen on {host}:{port} ({exc.strerror}); example: --port 0 for a free port"
-        raise ValueError(msg) from None
-    service = FleetService(fleet, token=token, limits=limits)
-    server = Server(service, sockets[:1], host).start()
-    warn_if_exposed(host, server.port)
-    for extra in sockets[1:]:
-        extra.close()
-    if not background:
-        server.wait()
-    return server
+    return serve_service(lambda: FleetService(fleet, token=token, limits=limits), host, port, background)

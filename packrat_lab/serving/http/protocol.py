@@ -35,6 +35,7 @@ __all__ = [
     "dumps",
     "encode_infer_request",
     "encode_infer_response",
+    "json_object",
     "loads",
 ]
 
@@ -89,6 +90,19 @@ def loads(data: bytes | str) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         msg = f"request body is not valid JSON ({exc})"
         raise ProtocolError(msg) from None
+
+
+def json_object(data: bytes, example: str, what: str = "body") -> dict[str, Any]:
+    """`data` as one JSON object; ProtocolError naming `what` and a valid `example` otherwise."""
+    try:
+        obj = loads(data)
+    except ProtocolError as exc:
+        msg = f"{exc}; example: {example}"
+        raise ProtocolError(msg) from None
+    if not isinstance(obj, dict):
+        msg = f"{what} must be a JSON object, got {type(obj).__name__}; example: {example}"
+        raise ProtocolError(msg)
+    return obj
 
 
 def dumps(obj: Any) -> bytes:
@@ -157,15 +171,7 @@ def _split_body(body: bytes, header_length: int | None) -> tuple[dict[str, Any],
             )
             raise ProtocolError(msg)
         json_part, tail = body[:header_length], body[header_length:]
-    try:
-        obj = loads(json_part)
-    except ProtocolError as exc:
-        msg = f"{exc}; example: {_EXAMPLE}"
-        raise ProtocolError(msg) from None
-    if not isinstance(obj, dict):
-        msg = f"request body must be a JSON object, got {type(obj).__name__}; example: {_EXAMPLE}"
-        raise ProtocolError(msg)
-    return obj, tail
+    return json_object(json_part, _EXAMPLE, "request body"), tail
 
 
 def _shape_of(entry: Mapping[str, Any], where: str) -> tuple[int, ...]:

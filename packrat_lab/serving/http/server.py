@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
+from collections.abc import Callable
 from typing import Any
 
 from packrat_lab.serving.http.limits import Limits
+from packrat_lab.serving.loop_thread import LoopThread, host_port
 
-__all__ = ["Limits", "Server", "serve_pool"]
+__all__ = ["Limits", "Server", "serve_pool", "serve_service"]
 
 
-class Server:
+class Server(LoopThread):
     """A running HTTP server for one pool: `.url`, `.port`, `.token`, `.stop()`; a context manager."""
 
     def __init__(self, service: Any, sockets: list[socket.socket], host: str) -> None:
@@ -26,11 +27,7 @@ class Server:
         self.host = host
         self.port = int(sockets[0].getsockname()[1])
         self._sockets = sockets
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"packrat-http-{self.port}", daemon=True)
+        super().__init__(f"packrat-http-{self.port}")
         service.on_stop = self._request_stop
         from packrat_lab.serving.http.hosts import allowed_hosts, is_loopback
 
@@ -39,33 +36,18 @@ class Server:
     @property
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:8000."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{host_port(self.host, self.port)}"
 
     @property
     def token(self) -> str:
         """The token mutating management routes require."""
         return str(self.service.token)
 
-    @property
-    def running(self) -> bool:
-        """Whether the server thread still serves."""
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - surfaced by start()
-            self._error = exc
-            self._started.set()
-
     async def _main(self) -> None:
         from tornado.httpserver import HTTPServer
 
         from packrat_lab.serving.http.app import make_app
 
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
         limits: Limits = self.service.limits
         server = HTTPServer(
             make_app(self.service),
@@ -75,8 +57,7 @@ class Server:
             idle_connection_timeout=limits.idle_timeout_s,
         )
         server.add_sockets(self._sockets)
-        self._started.set()
-        await self._stop_event.wait()
+        await self._serve_until_stopped()
         server.stop()
         self.service.stop_waiting()
         handlers = [t for t in self.service.tasks if not t.done() and t is not asyncio.current_task()]
@@ -87,24 +68,9 @@ class Server:
         except asyncio.TimeoutError:
             pass
 
-    def start(self) -> Server:
-        """Start serving in the background; returns once the socket accepts connections."""
-        self._thread.start()
-        self._started.wait(10.0)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def _request_stop(self) -> None:
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(event.set)
-
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and free the port (the pool stays open: it belongs to the caller)."""
-        self._request_stop()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        super().stop(timeout)
         self.service.close()
 
     def wait(self) -> None:
@@ -116,15 +82,8 @@ class Server:
             self.stop()
             raise
 
-    def __enter__(self) -> Server:  # noqa: PYI034 - typing_extensions is not a dependency
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<packrat_lab Server {self.url} model={self.service.model_name!r} {state}>"
+    def _describe(self) -> str:
+        return f"{self.url} model={self.service.model_name!r}"
 
 
 def serve_pool(
@@ -144,10 +103,21 @@ def serve_pool(
     loopback is warned about loudly (stderr and logging); a loopback bind answers only loopback
     Host headers. `limits` sets body/JSON caps, timeouts, requests in flight and the plan batch bound.
     """
+    from packrat_lab.serving.http.service import PoolService
+
+    return serve_service(
+        lambda: PoolService(pool, token=token, profile=profile, limits=limits), host, port, background
+    )
+
+
+def serve_service(make_service: Callable[[], Any], host: str, port: int, background: bool) -> Server:
+    """Bind host:port, then serve the service `make_service` builds (a pool's or a fleet's) on it.
+
+    The port is checked and bound first, so a bad or busy port fails before any service exists.
+    """
     from tornado.netutil import bind_sockets
 
     from packrat_lab.serving.http.hosts import warn_if_exposed
-    from packrat_lab.serving.http.service import PoolService
 
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         msg = f"port must be 0..65535, got {port!r}; example: 8000 (0 picks a free port)"
@@ -157,8 +127,7 @@ def serve_pool(
     except OSError as exc:
         msg = f"cannot listen on {host}:{port} ({exc.strerror}); example: --port 0 for a free port"
         raise ValueError(msg) from None
-    service = PoolService(pool, token=token, profile=profile, limits=limits)
-    server = Server(service, sockets[:1], host).start()
+    server = Server(make_service(), sockets[:1], host).start()
     warn_if_exposed(host, server.port)
     for extra in sockets[1:]:
         extra.close()
