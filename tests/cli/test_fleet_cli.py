@@ -88,7 +88,7 @@ def test_an_announced_fleet_is_one_sidebar_entry_with_a_core_map_that_follows_mo
 def test_serve_with_repeated_model_options_serves_both_then_exits_on_sigint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_http_app import call
+    from http_call import call
     from test_http_serve_cli import _read_until
 
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from fake_workers import FakeWorld, fake_model
-from test_http_app import call
+from http_call import call
 
 from packrat_lab.fleet import Fleet, Selection
 from packrat_lab.host import HostInfo

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from http_call import call
 from http_fakes import BlockingPool, FakePool, RecordingPool
-from test_http_app import call
 
 from packrat_lab.serving.http import Server, serve_pool
 

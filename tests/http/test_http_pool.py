@@ -12,7 +12,7 @@ import pytest
 import torch
 
 tritonclient_http = pytest.importorskip("tritonclient.http")
-from test_http_app import call
+from http_call import call
 from test_http_metrics import assert_exposition, parse_samples
 
 from packrat_lab.loadgen import run_load

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 tritonclient_http = pytest.importorskip("tritonclient.http")
-from test_http_app import call
+from http_call import call
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 tritonclient_http = pytest.importorskip("tritonclient.http")
-from test_http_app import call
+from http_call import call
 from test_http_metrics import parse_samples
 
 from packrat_lab.serving.http import serve_pool
