@@ -103,7 +103,7 @@ class BatchSizeEstimator:
 
 
 class RefusedDemand:
-    """Requests admission refused, counted as queued for as long as they were predicted to wait.
+    """Requests admission refused, counted as queued for as long as they could have waited.
 
     Packrat's estimator reads demand from queue depth; under an SLO the refused requests never
     queue, so without this the estimate (and the plan auto mode picks) would follow what was let

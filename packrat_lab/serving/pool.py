@@ -390,9 +390,10 @@ class Pool:
             predicted, refused = self._admit(1, budget_ms, path="submit")
             if refused is not None:
                 self._stats.end(started, "rejected")
-                if math.isfinite(predicted):  # demand the estimator must still see (RefusedDemand)
-                    self._refused.add(time.monotonic(), predicted / 1000.0)
-                    self._batcher.activity.set()
+                # demand the estimator must still see: held for its deadline, the longest it could
+                # have waited (its prediction may be tiny when a margin or no worker refused it)
+                self._refused.add(time.monotonic(), budget_ms / 1000.0)
+                self._batcher.activity.set()
                 future = Future()
                 future.set_exception(refused)
                 return future
