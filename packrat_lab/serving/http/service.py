@@ -435,6 +435,40 @@ class PoolService:
         self.pool.reconfigure(self.resolve_plan(body))
         return self.plan_dict()
 
+    def set_auto(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Turn the pool's auto mode on or off from {"auto": true|false}."""
+        enabled = body.get("auto")
+        if not isinstance(enabled, bool):
+            msg = f"'auto' must be true or false, got {_short(enabled)}; example: {{\"auto\": true}}"
+            raise ValueError(msg)  # noqa: TRY004 - a bad body is a ValueError (one-line 400)
+        self.pool.set_auto(enabled)
+        return {"auto": enabled}
+
+    def slo_dict(self) -> dict[str, Any]:
+        """The pool's latency objective in ms (None: off)."""
+        return {"model": self.model_name, "slo_ms": getattr(self.pool, "slo_ms", None)}
+
+    def set_slo(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Change the pool's latency objective live from {"slo_ms": 50} or {"slo_ms": null} (off)."""
+        example = '{"slo_ms": 50} (or {"slo_ms": null} to turn it off)'
+        if set(body) != {"slo_ms"}:
+            msg = f"body must hold exactly 'slo_ms', got keys {sorted(body)[:4]}; example: {example}"
+            raise ValueError(msg)
+        value = body["slo_ms"]
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            msg = f"'slo_ms' must be a positive number of milliseconds or null (off), got {_short(value)}; example: {example}"
+            raise ValueError(msg)
+        if value is None and getattr(self.pool, "batching", None) == "aimd":
+            msg = f"this pool batches with AIMD, which needs a latency objective; example: {example.split(' (')[0]}"
+            raise ValueError(msg)
+        self.pool.set_slo(None if value is None else float(value))
+        return self.slo_dict()
+
     def stats(self) -> dict[str, Any]:
         """pool.stats() as JSON (non-finite numbers as null), plus the plan text, state and HTTP request counts."""
         data: dict[str, Any] = jsonable(self.pool.stats())
@@ -469,6 +503,12 @@ class PoolService:
         self.decoder.close()
         for executor in (self.executor, self.codec_executor, self.admin_executor):
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _short(value: Any) -> str:
+    """A request value for a one-line error: its JSON-like repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _to_numpy(out: Any) -> np.ndarray:
