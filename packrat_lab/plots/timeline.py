@@ -1,8 +1,9 @@
 """Live timeline of a pool: latency, throughput, queue depth and estimated B, with reconfiguration markers.
 
 With a latency objective (issue 10) it also draws the SLO over the latency, goodput beside the
-throughput, an attainment panel, and marks where requests were rejected, dropped or answered late:
-all from the pool's polled counters (rejected, dropped, late, slo_attainment, goodput_rps).
+throughput, a panel of bars marking the requests rejected, dropped or answered late since the previous
+poll, and the SLO attainment: all from the pool's polled stats (rejected, dropped, late,
+slo_attainment, goodput_rps), never from per-request callbacks.
 """
 
 from __future__ import annotations
@@ -57,12 +58,8 @@ MARKER_STYLE: dict[str, tuple[str, str]] = {
 }
 RECONFIGURATION = ("passive-start", "switch", "drained")
 
-# requests the latency objective turned away or answered late: colour and symbol of their mark
-MISS_STYLE: dict[str, tuple[str, str]] = {
-    "rejected": (colour(5), "x"),
-    "dropped": (colour(1), "triangle-down"),
-    "late": (colour(3), "circle-open"),
-}
+# requests the latency objective turned away or answered late: the colour of their bars
+MISS_STYLE: dict[str, str] = {"rejected": colour(5), "dropped": colour(1), "late": colour(3)}
 
 
 @dataclass(frozen=True)
@@ -76,12 +73,11 @@ class TimelineMarker:
 
 @dataclass(frozen=True)
 class TimelineMiss:
-    """Requests of one kind (rejected, dropped, late) counted since the previous sample, marked at the SLO."""
+    """Requests of one kind (rejected, dropped, late) counted since the previous sample."""
 
     time: float
     kind: str
     count: int
-    at_ms: float  # where on the latency axis: the objective then (else that sample's p99, else 0)
 
 
 @dataclass(frozen=True)
@@ -121,6 +117,7 @@ class TimelineTrace:
     row: int
     style: dict[str, Any]
     data: dict[str, Any]
+    bar: bool = False  # a go.Bar (the SLO misses), else a go.Scatter
 
 
 def _field(sample: Any, name: str) -> Any:
@@ -158,7 +155,6 @@ def _misses(rows: Sequence[tuple[float, Any]]) -> list[TimelineMiss]:
     out: list[TimelineMiss] = []
     last: dict[str, float] = {}
     for time, sample in rows:
-        at = _number(_field(sample, "slo_ms")) or _number(_field(sample, "p99_ms")) or 0.0
         for kind in MISS_STYLE:
             value = _number(_field(sample, kind))
             if value is None:
@@ -166,7 +162,7 @@ def _misses(rows: Sequence[tuple[float, Any]]) -> list[TimelineMiss]:
             rise = value - last[kind] if kind in last else 0.0
             last[kind] = value
             if rise > 0:
-                out.append(TimelineMiss(time, kind, int(rise), at))
+                out.append(TimelineMiss(time, kind, int(rise)))
     return out
 
 
@@ -219,20 +215,34 @@ def timeline_info(
         series("slo_ms"),
         series("slo_attainment"),
         series("goodput"),
-        tuple(TimelineMiss(m.time - t0, m.kind, m.count, m.at_ms) for m in misses if m.time >= start),
+        tuple(TimelineMiss(m.time - t0, m.kind, m.count) for m in misses if m.time >= start),
     )
+
+
+# panel rows: (title, relative height); the SLO's two panels only when there is an objective to show
+_LATENCY = ("latency (ms)", 0.28)
+_THROUGHPUT = ("throughput (requests/s)", 0.2)
+_MISSES = ("requests rejected, dropped or late since the previous poll", 0.14)
+_ATTAINMENT = ("SLO attainment (% of requests with a deadline, since start)", 0.14)
+_QUEUE = ("queue depth and estimated B", 0.2)
+
+
+def _panels(info: TimelineInfo) -> list[tuple[str, float]]:
+    if info.has_slo:
+        return [_LATENCY, _THROUGHPUT, _MISSES, _ATTAINMENT, _QUEUE]
+    return [_LATENCY, _THROUGHPUT, _QUEUE]
 
 
 def timeline_traces(info: TimelineInfo) -> list[TimelineTrace]:
     """Every data trace of plot_timeline, in its order (a live widget replaces each one's `data` in place)."""
     x = list(info.time)
-    queue_row = 4 if info.has_slo else 3
+    panels = _panels(info)
 
     def line(
-        row: int, name: str, ys: Sequence[float | None], style: dict[str, Any], unit: str
+        panel: tuple[str, float], name: str, ys: Sequence[float | None], style: dict[str, Any], unit: str
     ) -> TimelineTrace:
         return TimelineTrace(
-            row,
+            panels.index(panel) + 1,
             {
                 "name": name,
                 "mode": "lines",
@@ -244,37 +254,32 @@ def timeline_traces(info: TimelineInfo) -> list[TimelineTrace]:
         )
 
     traces = [
-        line(1, "p50", info.p50_ms, {"color": colour(0)}, " ms"),
-        line(1, "p99", info.p99_ms, {"color": colour(5), "dash": "dash"}, " ms"),
-        line(2, "throughput", info.throughput, {"color": colour(2)}, " req/s"),
-        line(queue_row, "queue depth", info.queue_depth, {"color": colour(4)}, " requests"),
-        line(queue_row, "estimated B", info.estimated_batch, {"color": colour(3), "shape": "hv"}, ""),
+        line(_LATENCY, "p50", info.p50_ms, {"color": colour(0)}, " ms"),
+        line(_LATENCY, "p99", info.p99_ms, {"color": colour(5), "dash": "dash"}, " ms"),
+        line(_THROUGHPUT, "throughput", info.throughput, {"color": colour(2)}, " req/s"),
+        line(_QUEUE, "queue depth", info.queue_depth, {"color": colour(4)}, " requests"),
+        line(_QUEUE, "estimated B", info.estimated_batch, {"color": colour(3), "shape": "hv"}, ""),
     ]
     if not info.has_slo:
         return traces
     percent = [None if v is None else 100.0 * v for v in info.slo_attainment]
     traces += [
-        line(1, "SLO", info.slo_ms, {"color": colour(7), "dash": "dot", "shape": "hv"}, " ms"),
-        line(2, "goodput", info.goodput, {"color": colour(7), "dash": "dash"}, " req/s within SLO"),
-        line(3, "SLO attainment", percent, {"color": colour(2)}, " %"),
+        line(_LATENCY, "SLO", info.slo_ms, {"color": "#555", "dash": "dot", "shape": "hv"}, " ms"),
+        line(_THROUGHPUT, "goodput", info.goodput, {"color": colour(2), "dash": "dash"}, " req/s within SLO"),
+        line(_ATTAINMENT, "SLO attainment", percent, {"color": colour(2)}, " %"),
     ]
-    for kind, (col, symbol) in MISS_STYLE.items():
+    for kind, col in MISS_STYLE.items():
         mine = [m for m in info.misses if m.kind == kind]
         traces.append(
             TimelineTrace(
-                1,
-                {
-                    "name": kind,
-                    "mode": "markers",
-                    "marker": {"color": col, "symbol": symbol},
-                    "hoverinfo": "text",
-                },
+                panels.index(_MISSES) + 1,
+                {"name": kind, "marker": {"color": col}, "hoverinfo": "text"},
                 {
                     "x": [m.time for m in mine],
-                    "y": [m.at_ms for m in mine],
-                    "marker.size": [min(20.0, 6.0 + 3.0 * math.sqrt(m.count)) for m in mine],
+                    "y": [m.count for m in mine],
                     "hovertext": [f"t={m.time:.1f} s: {m.count} {kind}" for m in mine],
                 },
+                bar=True,
             )
         )
     return traces
@@ -283,21 +288,26 @@ def timeline_traces(info: TimelineInfo) -> list[TimelineTrace]:
 def plot_timeline(info: TimelineInfo, *, title: str = "Live pool timeline") -> go.Figure:
     """Stacked panels sharing time: latency (p50, p99), throughput, queue depth and estimated B.
 
-    With a latency objective: the SLO line and the rejected/dropped/late marks on the latency panel,
-    goodput beside the throughput, and an SLO attainment panel above the queue.
+    With a latency objective: the SLO over the latency, goodput beside the throughput, bars of the
+    requests rejected, dropped or late per poll, and the SLO attainment, above the queue.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    titles = ["latency (ms)", "throughput (requests/s)", "queue depth and estimated B"]
-    if info.has_slo:
-        titles.insert(2, "SLO attainment (% of requests with a deadline, since start)")
-    rows = len(titles)
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.07, subplot_titles=titles)
+    panels = _panels(info)
+    rows = len(panels)
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.07 if rows == 3 else 0.05,
+        subplot_titles=[name for name, _ in panels],
+        row_heights=[height for _, height in panels],
+    )
     for trace in timeline_traces(info):
-        scatter = go.Scatter(**trace.style)
-        scatter.update(trace.data)
-        fig.add_trace(scatter, row=trace.row, col=1)
+        made = go.Bar(**trace.style) if trace.bar else go.Scatter(**trace.style)
+        made.update(trace.data)
+        fig.add_trace(made, row=trace.row, col=1)
     for marker in info.markers:
         col, dash = MARKER_STYLE.get(marker.kind, ("#555", "dot"))
         fig.add_vline(x=marker.time, line={"color": col, "dash": dash, "width": 1.5}, row="all", col=1)
@@ -338,7 +348,17 @@ def plot_timeline(info: TimelineInfo, *, title: str = "Live pool timeline") -> g
     fig.update_xaxes(title_text="time since the pool started (s)", row=rows, col=1)
     fig.update_yaxes(rangemode="tozero")
     if info.has_slo:
-        fig.update_yaxes(range=[0, 105], row=3, col=1)
-    apply_style(fig, title, height=600 if rows == 3 else 760)
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.1, "xanchor": "left", "x": 0.0})
+        fig.update_yaxes(range=[0, 105], row=panels.index(_ATTAINMENT) + 1, col=1)
+        fig.update_layout(barmode="stack", bargap=0.1)
+    apply_style(fig, title, height=600 if rows == 3 else 860)
+    fig.update_layout(
+        legend={
+            "orientation": "h",
+            "yanchor": "top",
+            "y": -0.1,
+            "xanchor": "left",
+            "x": 0.0,
+            "traceorder": "normal",  # stacked bars would reverse it
+        }
+    )
     return fig

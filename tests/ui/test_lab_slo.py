@@ -138,7 +138,7 @@ def _rows(**series: list[Any]) -> list[dict[str, Any]]:
     return [{"time": 100.0 + k, "p99_ms": 9.0, **{key: v[k] for key, v in series.items()}} for k in range(n)]
 
 
-def test_counter_rises_between_polls_become_marks_at_the_objective() -> None:
+def test_counter_rises_between_polls_become_marks() -> None:
     rows = _rows(
         slo_ms=[None, 50.0, 50.0, 50.0, 50.0],
         rejected=[0, 2, 2, 7, 1],  # the last poll is a fresh pool (counter reset): no negative mark
@@ -146,11 +146,11 @@ def test_counter_rises_between_polls_become_marks_at_the_objective() -> None:
         late=[4, 5, 5, 5, 5],  # the first poll's count has no "before": no mark for it
     )
     info = timeline_info(rows)
-    assert [(m.time, m.kind, m.count, m.at_ms) for m in info.misses] == [
-        (1.0, "rejected", 2, 50.0),
-        (1.0, "late", 1, 50.0),
-        (2.0, "dropped", 1, 50.0),
-        (3.0, "rejected", 5, 50.0),
+    assert [(m.time, m.kind, m.count) for m in info.misses] == [
+        (1.0, "rejected", 2),
+        (1.0, "late", 1),
+        (2.0, "dropped", 1),
+        (3.0, "rejected", 5),
     ]
     assert info.slo_ms == (None, 50.0, 50.0, 50.0, 50.0) and info.has_slo
     kept = timeline_info(rows, window_s=1.5)  # rises are counted from the poll before the window
@@ -176,13 +176,15 @@ def test_timeline_figure_has_slo_line_goodput_attainment_and_marks() -> None:
     by_name = {t.name: t for t in fig.data}
     assert list(by_name["SLO"].y) == [50.0, 50.0, 50.0] and by_name["SLO"].yaxis == "y"
     assert list(by_name["goodput"].y) == [0.0, 30.0, 40.0] and by_name["goodput"].yaxis == "y2"
-    assert list(by_name["SLO attainment"].y) == [None, 50.0, 75.0] and by_name["SLO attainment"].yaxis == "y3"
-    rejected = by_name["rejected"]
-    assert list(rejected.x) == [1.0, 2.0] and list(rejected.y) == [50.0, 50.0]
+    rejected = by_name["rejected"]  # a bar per poll with rejections, stacked with drops and late ones
+    assert rejected.type == "bar" and rejected.yaxis == "y3" and fig.layout.barmode == "stack"
+    assert list(rejected.x) == [1.0, 2.0] and list(rejected.y) == [1, 9]
     assert list(rejected.hovertext) == ["t=1.0 s: 1 rejected", "t=2.0 s: 9 rejected"]
-    assert rejected.marker.size[1] > rejected.marker.size[0]  # more requests, a bigger mark
     assert list(by_name["late"].hovertext) == ["t=1.0 s: 3 late"] and list(by_name["dropped"].x) == []
-    assert by_name["queue depth"].yaxis == "y4"  # the attainment panel sits above the queue
+    attainment = by_name["SLO attainment"]
+    assert list(attainment.y) == [None, 50.0, 75.0] and attainment.yaxis == "y4"
+    assert by_name["queue depth"].yaxis == "y5"  # the SLO's panels sit between throughput and queue
+    assert fig.layout.yaxis4.range == (0, 105)
 
 
 def test_serve_step_marks_rejections_from_polled_stats_and_updates_in_place(lab: Lab) -> None:
