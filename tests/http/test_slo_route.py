@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from fake_workers import FakeWorld
 from test_http_app import call
 
@@ -120,3 +121,23 @@ def test_an_aimd_pool_refuses_to_turn_its_objective_off() -> None:
         assert status == 400 and "AIMD" in answer["error"] and '{"slo_ms": 50}' in answer["error"]
         assert pool.slo_ms == 100.0
         assert put_slo(server, {"slo_ms": 60})[0] == 200 and pool.slo_ms == 60.0
+
+
+def test_metadata_answers_under_an_objective_the_model_cannot_meet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the output-shape probe behind /v2/models/{m} was refused by the pool's SLO (a 500),
+    so `packrat-lab load` (and tritonclient's metadata call) died against `serve --slo-ms`."""
+    world = FakeWorld(run_s=0.03)
+    with (
+        Pool(
+            "mlp", "1x1x1", channels=world.factory, announce=False, warmup=1, policy=POLICY, slo_ms=5
+        ) as pool,  # type: ignore[arg-type]
+        serve_pool(pool, token=TOKEN) as server,
+    ):
+        # the probe's input: the fake workers die on negative values, the example input has some
+        monkeypatch.setattr(type(pool.workload), "example_input", lambda self, n, seed=0: torch.ones(n, 1024))
+        assert pool.predict_ms(1) > 5  # the warm batch taught it 30 ms
+        status, _, raw = call(f"{server.url}/v2/models/mlp")
+        assert status == 200, raw
+        assert json.loads(raw)["outputs"][0]["shape"] == [-1, 1024]
+        status, error = infer(server)  # requests themselves are still refused
+        assert status == 429 and "5 ms deadline" in error

@@ -52,6 +52,7 @@ __all__ = [
 INPUT_NAME = "INPUT"
 OUTPUT_NAME = "OUTPUT"
 READY_STATES = ("serving", "switching")
+_PROBE_DEADLINE_MS = 86_400_000.0  # the output-shape probe's deadline: it is never refused
 _DTYPE_TO_V2 = {"float32": "FP32", "int64": "INT64"}
 
 
@@ -193,7 +194,10 @@ class PoolService:
         """Output datatype and per-sample shape, learned from one probe inference (blocking, cached)."""
         with self._output_lock:
             if self._output is None:
-                probe = self.pool.infer(self.pool.workload.example_input(1))
+                # metadata is no request with a deadline: under a pool SLO the probe gets a day, so a pool
+                # slower than its objective still says its output (the probe counts as one on-time answer)
+                patient = {"deadline_ms": _PROBE_DEADLINE_MS} if getattr(self.pool, "slo_ms", None) else {}
+                probe = self.pool.infer(self.pool.workload.example_input(1), **patient)
                 out = _to_numpy(probe)
                 self._output = (datatype_of(out.dtype), tuple(out.shape[1:]))
             return self._output
