@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from packrat_lab._numbers import positive_number
+
 if TYPE_CHECKING:
     import ipywidgets as widgets
 
@@ -164,12 +166,7 @@ def check_slo_ms(value: float | None) -> float | None:
     """A latency objective: a positive, finite number of ms, or None (off); a one-line ValueError otherwise."""
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not positive_number(value):
         msg = f"SLO must be a positive number of milliseconds, got {value!r}; {_SLO_EXAMPLE}"
         raise ValueError(msg)
     return float(value)

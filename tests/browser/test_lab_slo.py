@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_extension import _run_cell, _write_notebook
+from test_extension import _write_notebook
+from test_lab_serve import open_lab
 from test_notebook_ui import button, counter, wait_for_text
 
 if TYPE_CHECKING:
@@ -40,12 +41,7 @@ def test_slo_box_errors_starts_refuses_and_turns_off_live(
     from playwright.sync_api import expect
 
     page.set_viewport_size({"width": 1400, "height": 1800})
-    page.goto(notebook.open_url(NOTEBOOK))
-    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=60_000)
-    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
-    _run_cell(page, 0)
-    lab = page.locator(".packrat-lab")
-    lab.wait_for(state="visible", timeout=60_000)
+    lab = open_lab(page, notebook, NOTEBOOK)
     lab.get_by_role("tab", name=re.compile("Serve")).click()
     lab.locator(".packrat-plan-box input").fill("1x1x1")
     lab.locator(".packrat-plan-box input").press("Enter")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from packrat_lab._numbers import positive_number
 from packrat_lab.serving.http.admission import Admission
 from packrat_lab.serving.http.codec import MiB, inflate
 from packrat_lab.serving.http.decoder import JsonDecoder
@@ -316,12 +317,7 @@ class PoolService:
         if "timeout" not in params:
             return None
         value = params["timeout"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
+        if not positive_number(value):
             msg = f'parameter timeout must be a positive number of microseconds, got {value!r}; example: {{"parameters": {{"timeout": 50000}}}}'
             raise ProtocolError(msg, status=400)
         return float(value) / 1000.0
@@ -459,12 +455,7 @@ class PoolService:
             msg = f"body must hold exactly 'slo_ms', got keys {sorted(body)[:4]}; example: {example}"
             raise ValueError(msg)
         value = body["slo_ms"]
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
+        if value is not None and not positive_number(value):
             msg = f"'slo_ms' must be a positive number of milliseconds or null (off), got {_short(value)}; example: {example}"
             raise ValueError(msg)
         if value is None and getattr(self.pool, "batching", None) == "aimd":
