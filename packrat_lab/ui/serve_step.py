@@ -229,10 +229,10 @@ class ServeStep:
         if c.slo_ms != self._slo_shown:
             self._slo_shown, self._slo_error = c.slo_ms, None
             try:
-                typed = parse_slo(self.slo.value)
+                stale = parse_slo(self.slo.value) != c.slo_ms
             except ValueError:
-                typed = -1.0
-            if typed != c.slo_ms:
+                stale = True
+            if stale:  # the box shows what is in force now (it says so beside it)
                 self.slo.value = fmt_ms(c.slo_ms)
         if self._slo_error:
             note = f"<span style='color:#b00020'>{self._slo_error}</span>"
