@@ -22,8 +22,12 @@ def latency(t: int, b: int) -> float:
 class FakePool:
     """Records what the UI asks of a pool; counts one served request per stats() call."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, slo_ms: float | None = None) -> None:
         self.plan = plan
+        self.slo_ms = slo_ms
+        self.slo_calls: list[float | None] = []
+        self.refuse_slo: str | None = None  # set: set_slo fails with this, as a server's 400 would
+        self.rejected = self.dropped = self.late = 0  # the SLO counters, as a test sets them
         self.reconfigured: list[str] = []
         self.auto: list[bool] = []
         self.closed = False
@@ -57,6 +61,12 @@ class FakePool:
             "p99_ms": 9.0,
             "throughput_rps": 50.0,
             "estimated_batch": 4,
+            "slo_ms": self.slo_ms,
+            "rejected": self.rejected,
+            "dropped": self.dropped,
+            "late": self.late,
+            "slo_attainment": None if self.slo_ms is None else 0.75,
+            "goodput_rps": 40.0,
         }
 
     def events(self) -> list[dict[str, Any]]:
@@ -65,6 +75,12 @@ class FakePool:
     def set_auto(self, enabled: bool) -> None:
         self.auto.append(enabled)
         self.auto_on = enabled
+
+    def set_slo(self, slo_ms: float | None) -> None:
+        if self.refuse_slo is not None:
+            raise RuntimeError(self.refuse_slo)
+        self.slo_calls.append(slo_ms)
+        self.slo_ms = slo_ms
 
     def close(self) -> None:
         self.closed = True
@@ -147,13 +163,15 @@ class FakeBackend:
         progress("validating")
         return {p.name: (p.expected_latency_ms or 1.0) * 1.1 for p in plans}
 
-    def pool(self, model: Any, plan: Plan, profile: Profile | None) -> FakePool:
-        pool = FakePool(plan)
+    def pool(self, model: Any, plan: Plan, profile: Profile | None, slo_ms: float | None = None) -> FakePool:
+        pool = FakePool(plan, slo_ms)
         self.pools.append(pool)
         return pool
 
-    def serve(self, model: Any, plan: Plan, profile: Profile | None) -> FakePool:
-        return self.pool(model, plan, profile)
+    def serve(
+        self, model: Any, plan: Plan, profile: Profile | None, *, slo_ms: float | None = None
+    ) -> FakePool:
+        return self.pool(model, plan, profile, slo_ms)
 
     def start_load(self, pool: Any, *, rate: float, poisson: bool, seed: int) -> FakeLoad:
         load = FakeLoad(rate, poisson, seed)

@@ -9,16 +9,22 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from packrat_lab._numbers import positive_number
+
 if TYPE_CHECKING:
     import ipywidgets as widgets
 
 __all__ = [
     "Listeners",
     "Throttle",
+    "check_slo_ms",
     "column",
+    "first_line",
     "fmt_duration",
+    "fmt_ms",
     "namespace_models",
     "parse_batches",
+    "parse_slo",
     "row",
     "zoo_models",
 ]
@@ -145,6 +151,45 @@ def parse_batches(text: str) -> list[int]:
         msg = "give at least one batch size; example: 1, 2, 4, 8"
         raise ValueError(msg)
     return sorted(set(out))
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line (its type name when it has no text): what a status line shows."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_SLO_EXAMPLE = "example: 50 (empty turns it off)"
+
+
+def check_slo_ms(value: float | None) -> float | None:
+    """A latency objective: a positive, finite number of ms, or None (off); a one-line ValueError otherwise."""
+    if value is None:
+        return None
+    if not positive_number(value):
+        msg = f"SLO must be a positive number of milliseconds, got {value!r}; {_SLO_EXAMPLE}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def parse_slo(text: str) -> float | None:
+    """The SLO box's text ('50', '50 ms'; empty or 'off' is None) as milliseconds, checked."""
+    clean = text.strip().lower().removesuffix("ms").strip()
+    if clean in ("", "off", "none"):
+        return None
+    try:
+        value = float(clean)
+    except ValueError:
+        msg = f"SLO {text.strip()[:40]!r} is not a number of milliseconds; {_SLO_EXAMPLE}"
+        raise ValueError(msg) from None
+    return check_slo_ms(value)
+
+
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds as the SLO box shows them ('' for off); parse_slo reads back the same number."""
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def row(children: list[Any]) -> widgets.HBox:

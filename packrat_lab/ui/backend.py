@@ -26,6 +26,7 @@ class PoolLike(Protocol):
     def stats(self) -> Any: ...
     def events(self) -> Any: ...
     def set_auto(self, enabled: bool) -> Any: ...
+    def set_slo(self, slo_ms: float | None) -> Any: ...
     def close(self) -> Any: ...
 
 
@@ -65,7 +66,9 @@ class Backend(Protocol):
 
     def pool(self, model: Any, plan: Plan, profile: Profile | None) -> PoolLike: ...
 
-    def serve(self, model: Any, plan: Plan, profile: Profile | None) -> PoolLike: ...
+    def serve(
+        self, model: Any, plan: Plan, profile: Profile | None, *, slo_ms: float | None = None
+    ) -> PoolLike: ...
 
     def start_load(self, pool: PoolLike, *, rate: float, poisson: bool, seed: int) -> LoadLike: ...
 
@@ -142,11 +145,13 @@ class RealBackend:
         pool: PoolLike = Pool(model, plan, profile=profile)
         return pool
 
-    def serve(self, model: Any, plan: Plan, profile: Profile | None) -> PoolLike:
-        """The Lab's pool: `packrat-lab serve` in its own process, driven over its management routes."""
+    def serve(
+        self, model: Any, plan: Plan, profile: Profile | None, *, slo_ms: float | None = None
+    ) -> PoolLike:
+        """The Lab's pool: `packrat-lab serve [--slo-ms MS]` in its own process, driven over its management routes."""
         from packrat_lab.ui.remote import start_server
 
-        return start_server(model, plan, profile)
+        return start_server(model, plan, profile, slo_ms=slo_ms)
 
     def start_load(self, pool: PoolLike, *, rate: float, poisson: bool, seed: int) -> LoadLike:
         """Continuous seeded load on the pool's URL from a separate process."""

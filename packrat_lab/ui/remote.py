@@ -1,8 +1,8 @@
 """The Lab's pool as its own `packrat-lab serve` process; the widget is a client of its management routes.
 
 Serving never shares the kernel with the widget: the kernel only polls GET /packrat/stats and
-/packrat/events (as the JupyterLab sidebar does) and sends PUT /packrat/plan, PUT /packrat/auto and
-POST /packrat/stop with the pool's token. So what the Lab shows is the pool's own latency, and it
+/packrat/events (as the JupyterLab sidebar does) and sends PUT /packrat/plan, PUT /packrat/auto,
+PUT /packrat/slo and POST /packrat/stop with the pool's token. So what the Lab shows is the pool's own latency, and it
 follows every change made elsewhere (Auto, the sidebar, another notebook, a stop).
 """
 
@@ -98,6 +98,10 @@ class RemotePool:
         """PUT /packrat/auto."""
         self._client().send_json("PUT", "/packrat/auto", {"auto": bool(enabled)})
 
+    def set_slo(self, slo_ms: float | None) -> None:
+        """PUT /packrat/slo: the pool's latency objective in ms, changed live (None: off)."""
+        self._client().send_json("PUT", "/packrat/slo", {"slo_ms": slo_ms})
+
     def close(self, timeout: float = 30.0) -> None:
         """POST /packrat/stop (the server closes the pool and exits); a server we started is reaped."""
         try:
@@ -146,15 +150,18 @@ def start_server(
     profile: Profile | None = None,
     *,
     auto: bool = False,
+    slo_ms: float | None = None,
     timeout_s: float = 300.0,
     python: str = sys.executable,
 ) -> RemotePool:
-    """Start `packrat-lab serve MODEL --plan P --port 0` with a fresh token; wait until it serves."""
+    """Start `packrat-lab serve MODEL --plan P --port 0 [--slo-ms MS]` with a fresh token; wait until it serves."""
     folder = Path(tempfile.mkdtemp(prefix="packrat-lab-serve-"))
     # the child ends itself when this process (the kernel) is gone, however it died
     argv = [python, "-m", "packrat_lab.ui._serve_child", str(os.getpid()), "serve"]
     argv += [model_argument(model, folder), "--plan", plan.text]
     argv += ["--port", "0", "--host", "127.0.0.1"]
+    if slo_ms is not None:
+        argv += ["--slo-ms", repr(float(slo_ms))]
     if profile is not None:
         argv += ["--profile", str(profile.save(folder / "lab.packrat.json"))]
         if auto:

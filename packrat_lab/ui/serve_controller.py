@@ -1,8 +1,10 @@
 """State of the Lab's Serve step: a pool served by its own process, load from another, a bounded stats history.
 
 The controller is a client: it polls the pool's stats and events (a background sampler thread) and
-follows what it reads — the plan (Auto or the sidebar may switch it), the auto flag, a stop made
-elsewhere — so the widget never shows a state the pool is not in. Nothing here serves or sends load.
+follows what it reads — the plan (Auto or the sidebar may switch it), the auto flag, the latency
+objective, a stop made elsewhere — so the widget never shows a state the pool is not in. Nothing
+here serves or sends load, and nothing runs per request: the SLO's refusals, drops and late answers
+reach the timeline as the pool's counters, read at each poll.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from packrat_lab.ui._util import Listeners
+from packrat_lab.ui._util import Listeners, check_slo_ms, first_line, fmt_ms
 from packrat_lab.ui.backend import stat
 
 if TYPE_CHECKING:
@@ -24,7 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["COUNTERS", "ServeController", "ServeState"]
 
-COUNTERS = ("served", "failed", "lost", "in_flight")
+COUNTERS = ("served", "failed", "lost", "in_flight", "rejected", "dropped", "late")
+# what each poll keeps for the timeline beside the counters (SLO: the pool's objective, attainment, goodput)
+SERIES = ("p50_ms", "p99_ms", "queue_depth", "estimated_batch", "slo_ms", "slo_attainment", "goodput_rps")
 _THROUGHPUT_SPAN_S = 2.0  # served-counter differences over this span give the throughput series
 _GONE = ("closed", "closing", "stopped")
 
@@ -38,11 +42,6 @@ class ServeState(enum.Enum):
     RECONFIGURING = "reconfiguring"
     STOPPING = "stopping"
     FAILED = "failed"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ServeController:
@@ -70,6 +69,8 @@ class ServeController:
         self.poisson = True
         self.seed = 0
         self.auto = False
+        self.slo_ms: float | None = None  # the latency objective: the next pool starts with it
+        self._slo_asks = 0  # +1 as a set_slo starts and ends: a poll that overlaps one cannot revert it
         self.note: str | None = None  # what changed outside the widget, said once in the status line
         self.load: LoadLike | None = None
         self.started: float | None = None
@@ -118,11 +119,14 @@ class ServeController:
         self, model: Any, plan: Plan, profile: Profile | None, sample_interval_s: float | None
     ) -> None:
         try:
-            pool = self.backend.serve(model, plan, profile)
+            slo = self.slo_ms
+            pool = self.backend.serve(model, plan, profile, slo_ms=slo)
             if self.auto:
                 pool.set_auto(True)
+            if self.slo_ms != slo:  # changed in the box while the server started
+                pool.set_slo(self.slo_ms)
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
-            self.state, self.error = ServeState.FAILED, f"pool failed to start: {_first_line(exc)}"
+            self.state, self.error = ServeState.FAILED, f"pool failed to start: {first_line(exc)}"
             self.changed()
             return
         self.pool, self.state, self.started = pool, ServeState.RUNNING, self.clock()
@@ -150,7 +154,7 @@ class ServeController:
         try:
             pool.close()
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
-            self.error = f"pool did not close cleanly: {_first_line(exc)}"
+            self.error = f"pool did not close cleanly: {first_line(exc)}"
         self.pool, self.state = None, ServeState.STOPPED
         self.changed()
 
@@ -196,7 +200,7 @@ class ServeController:
             pool.reconfigure(plan)
             self.plan = plan
         except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
-            self.error = f"reconfiguration to {plan} failed: {_first_line(exc)}"
+            self.error = f"reconfiguration to {plan} failed: {first_line(exc)}"
         if self.state is ServeState.RECONFIGURING:
             self.state = ServeState.RUNNING
         self.sample()
@@ -211,7 +215,27 @@ class ServeController:
             try:
                 self.pool.set_auto(enabled)
             except Exception as exc:  # noqa: BLE001 - a background thread reports failures as status
-                self.error = f"auto mode: {_first_line(exc)}"
+                self.error = f"auto mode: {first_line(exc)}"
+        self.changed()
+
+    def set_slo(self, slo_ms: float | None) -> None:
+        """The latency objective in ms (None: off): a running pool changes it live, the next pool starts with it.
+
+        A one-line ValueError for a bad value; a pool that refuses it raises (HTTPStatusError), and
+        the objective stays what it was.
+        """
+        slo_ms = check_slo_ms(slo_ms)
+        with self._lock:
+            self._slo_asks += 1
+        try:
+            pool = self.pool
+            if pool is not None and self.running:
+                pool.set_slo(slo_ms)
+            self.slo_ms = slo_ms
+            self.note = None
+        finally:
+            with self._lock:
+                self._slo_asks += 1
         self.changed()
 
     def start_load(self, rate: float | None = None, poisson: bool | None = None) -> None:
@@ -255,6 +279,8 @@ class ServeController:
         pool = pool if pool is not None else self.pool
         if pool is None:
             return None
+        with self._lock:
+            asks = self._slo_asks
         try:
             stats = pool.stats()
             events = list(pool.events())
@@ -262,12 +288,12 @@ class ServeController:
             if not final and pool is self.pool:
                 self._stopped_elsewhere(
                     f"The pool stopped outside this Lab (sidebar Stop, another client, or it exited): "
-                    f"{_first_line(exc)}"
+                    f"{first_line(exc)}"
                 )
             return None
         now = self.clock()
         row: dict[str, float | None] = {"time": now}
-        for name in ("p50_ms", "p99_ms", "queue_depth", "estimated_batch", *COUNTERS):
+        for name in (*SERIES, *COUNTERS):
             value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
             row[name] = None if value is None else stat(stats, name)
         with self._lock:
@@ -276,7 +302,7 @@ class ServeController:
             self.events = [e for e in events if _event_time(e) >= now - self.window_s]
             self.counters = {name: int(stat(stats, name)) for name in COUNTERS}
         if not final:
-            self._follow(stats)
+            self._follow(stats, slo_current=asks == self._slo_asks and asks % 2 == 0)
         self.changed()
         return row
 
@@ -290,8 +316,11 @@ class ServeController:
                 return max(0.0, (served - old["served"]) / span) if span > 0 else None
         return None
 
-    def _follow(self, stats: Any) -> None:
-        """Take the pool's word for plan, auto and state: Auto, the sidebar or a notebook may change them."""
+    def _follow(self, stats: Any, *, slo_current: bool = True) -> None:
+        """Take the pool's word for plan, auto, SLO and state: Auto, the sidebar or a notebook may change them.
+
+        slo_current: no set_slo was made while these stats were read (else they may predate it).
+        """
         from packrat_lab.plan import Plan
 
         state = str(stats.get("state", "serving") if isinstance(stats, dict) else getattr(stats, "state", ""))
@@ -315,6 +344,16 @@ class ServeController:
                 if auto
                 else "Auto was paused elsewhere (a manual switch beats Auto)."
             )
+        if slo_current and isinstance(stats, dict) and "slo_ms" in stats:
+            slo = stats["slo_ms"]
+            slo = float(slo) if isinstance(slo, (int, float)) and not isinstance(slo, bool) else None
+            if slo != self.slo_ms:
+                self.slo_ms = slo
+                self.note = (
+                    "The latency objective was turned off elsewhere."
+                    if slo is None
+                    else f"The latency objective was set to {fmt_ms(slo)} ms elsewhere."
+                )
 
     def _sample_loop(self, interval_s: float) -> None:
         while not self._stop_sampling.wait(interval_s):
@@ -345,9 +384,10 @@ class ServeController:
             note += f" <span class='packrat-note' style='color:#8a5a00'>{self.note}</span>"
         if self.state is ServeState.STOPPED and (self.samples or self.counters["served"]):
             c = self.counters
+            refused = f", {c['rejected']:,} refused by the SLO" if c["rejected"] else ""
             return (
-                f"Pool stopped after serving {c['served']:,} requests ({c['failed']:,} failed, {c['lost']:,} lost). "
-                "Press Start pool to serve again." + note
+                f"Pool stopped after serving {c['served']:,} requests ({c['failed']:,} failed, {c['lost']:,} lost"
+                f"{refused}). Press Start pool to serve again." + note
             )
         if self.state is ServeState.STOPPED:
             return "No pool running. Pick a plan and press Start pool." + note
@@ -369,6 +409,8 @@ class ServeController:
                 f"({sent['achieved_rps']:.1f} req/s)"
             )
         auto = ", auto-reconfiguration on" if self.auto else ""
+        if self.slo_ms is not None:
+            auto += f", SLO {fmt_ms(self.slo_ms)} ms"
         where = ""
         url, pid = getattr(self.pool, "url", None), getattr(self.pool, "pid", None)
         if url:

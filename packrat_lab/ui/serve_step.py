@@ -1,11 +1,11 @@
-"""Step 3 of the Lab: serve a plan from its own server process, drive it with load, switch plans live."""
+"""Step 3 of the Lab: serve a plan from its own server process, drive it with load, switch plans live, set its SLO."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from packrat_lab.ui._util import Throttle, column, row
+from packrat_lab.ui._util import Throttle, column, first_line, fmt_ms, parse_slo, row
 from packrat_lab.ui.serve_controller import ServeController, ServeState
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ _REDRAW_S = 0.5  # at most two timeline redraws a second, whatever the sampling 
 
 
 class ServeStep:
-    """The Serve tab: plan, Start/Stop, load generator, Reconfigure, Auto, counters and live timeline."""
+    """The Serve tab: plan, Start/Stop, load generator, Reconfigure, Auto, SLO, counters and live timeline."""
 
     def __init__(
         self,
@@ -39,7 +39,9 @@ class ServeStep:
         self._profile = profile
         self._chosen = chosen
         self._offered: str | None = None  # the Plan step's choice last copied into the Plan box
-        self._drawn: tuple[int, float | None] | None = None  # (markers, t0) the figure was built for
+        self._drawn: tuple[int, float | None, bool] | None = None  # (markers, t0, SLO panel) drawn for
+        self._slo_shown = controller.slo_ms  # the objective the SLO box last showed
+        self._slo_error: str | None = None
         self.redraw = Throttle(self.draw, _REDRAW_S)
         self.plan = widgets.Combobox(
             description="Plan", placeholder=_PLAN_HINT, ensure_option=False
@@ -66,11 +68,19 @@ class ServeStep:
             indent=False,
             layout=widgets.Layout(width="auto"),
         )
+        self.slo = widgets.Text(
+            value=fmt_ms(controller.slo_ms),
+            description="SLO (ms)",
+            placeholder="off, e.g. 50",
+            continuous_update=False,  # Enter or leaving the box applies it
+            tooltip="latency objective: requests predicted to miss it are refused; empty = off",
+        ).add_class("packrat-slo-box")
+        self.slo_note = widgets.HTML().add_class("packrat-slo-note")
         self.counters = widgets.HTML()
         self.will_serve = widgets.HTML().add_class("packrat-will-serve")
         self.message = widgets.HTML().add_class("packrat-status")
         self.figure = new_widget(height=560).add_class("packrat-figure-timeline")
-        for control in (self.plan, self.rate, self.target):
+        for control in (self.plan, self.rate, self.target, self.slo):
             control.style.description_width = "90px"
         self.start.on_click(lambda _: self.start_pool())
         self.stop.on_click(lambda _: controller.stop())
@@ -81,6 +91,7 @@ class ServeStep:
         )
         self.apply.on_click(lambda _: self.reconfigure())
         self.auto.observe(lambda change: controller.set_auto(bool(change["new"])), names="value")
+        self.slo.observe(lambda _: self.apply_slo(), names="value")
         for box in (self.plan, self.target):
             box.observe(lambda _: self.render(), names="value")
         controller.changed.add(self.render)
@@ -90,6 +101,7 @@ class ServeStep:
                 self.will_serve,
                 row([self.rate, self.poisson, self.load]),
                 row([self.target, self.apply, self.auto]),
+                row([self.slo, self.slo_note]),
                 self.counters,
                 self.message,
                 self.figure,
@@ -157,6 +169,18 @@ class ServeStep:
         except (ValueError, RuntimeError) as exc:
             self.message.value = f"<span style='color:#b00020'>{exc}</span>"
 
+    def apply_slo(self) -> None:
+        """SLO box (Enter or leaving it): check the text, then set the objective, live when a pool runs."""
+        try:
+            value = parse_slo(self.slo.value)
+            if value != self.controller.slo_ms:
+                self.controller.set_slo(value)
+        except (ValueError, RuntimeError, OSError) as exc:  # bad text, or the server refused it (400)
+            self._slo_error = first_line(exc)
+        else:
+            self._slo_error = None
+        self.render()
+
     def _on_load(self, change: dict[str, Any]) -> None:
         try:
             if change["new"]:
@@ -194,9 +218,33 @@ class ServeStep:
         self.will_serve.value = (
             f"<span style='color:#555;font-size:12px'>{verb} {self._plan_label(text)}</span>" if text else ""
         )
+        self._render_slo()
         self.counters.value = self._counters_html()
         self.message.value = c.status()
         self.redraw()
+
+    def _render_slo(self) -> None:
+        """The SLO box follows the pool (the sidebar may change it); the note says what it does, or what was wrong."""
+        c = self.controller
+        if c.slo_ms != self._slo_shown:
+            self._slo_shown, self._slo_error = c.slo_ms, None
+            try:
+                stale = parse_slo(self.slo.value) != c.slo_ms
+            except ValueError:
+                stale = True
+            if stale:  # the box shows what is in force now (it says so beside it)
+                self.slo.value = fmt_ms(c.slo_ms)
+        if self._slo_error:
+            note = f"<span style='color:#b00020'>{self._slo_error}</span>"
+        elif c.slo_ms is None:
+            note = "<span style='color:#555'>off: every request is queued and answered, however late</span>"
+        else:
+            when = "" if c.running else " (the pool starts with it)"
+            note = (
+                f"<span style='color:#555'>{fmt_ms(c.slo_ms)} ms{when}: a request predicted to miss it "
+                "is refused (429), a queued one past it is dropped</span>"
+            )
+        self.slo_note.value = note
 
     def _counters_html(self) -> str:
         c = self.controller.counters
@@ -215,6 +263,15 @@ class ServeStep:
             ("pool p99 ms", ms(last.get("p99_ms")), "#333"),
             ("served req/s", "—" if rate is None else f"{rate:.1f}", "#333"),
         ]
+        if self.controller.slo_ms is not None or any(c[k] for k in ("rejected", "dropped", "late")):
+            attainment, goodput = last.get("slo_attainment"), last.get("goodput_rps")
+            cells += [
+                ("rejected", f"{c['rejected']:,}", "#D55E00" if c["rejected"] else "#333"),
+                ("dropped", f"{c['dropped']:,}", "#D55E00" if c["dropped"] else "#333"),
+                ("late", f"{c['late']:,}", "#D55E00" if c["late"] else "#333"),
+                ("SLO met", "—" if attainment is None else f"{100 * attainment:.1f} %", "#333"),
+                ("goodput req/s", "—" if goodput is None else f"{goodput:.1f}", "#333"),
+            ]
         spans = "".join(
             f"<span class='packrat-counter' style='display:inline-block;min-width:96px;margin-right:12px'>"
             f"<span class='packrat-count packrat-count-{label.replace(' ', '-').replace('/', '-')}' "
@@ -227,25 +284,24 @@ class ServeStep:
     def draw(self) -> None:
         """Update the timeline: new points go into the existing traces; a full rebuild only when markers change."""
         from packrat_lab.plots import plot_timeline, timeline_info
+        from packrat_lab.plots.timeline import timeline_traces
         from packrat_lab.ui.figures import empty_figure, show_figure
 
         samples, events = self.controller.window()
         if not samples:
-            if self._drawn != (-1, None):
-                self._drawn = (-1, None)
+            if self._drawn != (-1, None, False):
+                self._drawn = (-1, None, False)
                 show_figure(
                     self.figure, empty_figure("The live timeline appears here once a pool runs", height=560)
                 )
             return
         t0 = self.controller.started
         info = timeline_info(samples, events, window_s=self.controller.window_s, t0=t0)
-        shape = (len(info.markers), t0)
+        shape = (len(info.markers), t0, info.has_slo)
         if self._drawn != shape:
             self._drawn = shape
             show_figure(self.figure, plot_timeline(info))
             return
-        series = (info.p50_ms, info.p99_ms, info.throughput, info.queue_depth, info.estimated_batch)
-        x = list(info.time)
-        with self.figure.batch_update():
-            for trace, ys in zip(self.figure.data, series, strict=False):
-                trace.x, trace.y = x, list(ys)
+        with self.figure.batch_update():  # the data traces come first, in timeline_traces' order
+            for trace, fresh in zip(self.figure.data, timeline_traces(info), strict=False):
+                trace.update(fresh.data)

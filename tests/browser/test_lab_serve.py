@@ -45,6 +45,19 @@ def number(lab: Locator, label: str) -> float:
     return float(text)
 
 
+def open_lab(page: Page, server: LabServer, notebook: str) -> Locator:
+    """Open `notebook` in JupyterLab, run its first cell, and return the Lab widget once it shows."""
+    from playwright.sync_api import expect
+
+    page.goto(server.open_url(notebook))
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=60_000)
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
+    _run_cell(page, 0)
+    lab = page.locator(".packrat-lab")
+    lab.wait_for(state="visible", timeout=60_000)
+    return lab
+
+
 @pytest.fixture
 def notebook(jupyter_server: LabServer) -> Iterator[LabServer]:
     _write_notebook(jupyter_server.root / NOTEBOOK, CELLS)
@@ -58,12 +71,7 @@ def test_lab_serves_the_chosen_plan_and_follows_the_sidebar(
     from playwright.sync_api import expect
 
     page.set_viewport_size({"width": 1400, "height": 1600})
-    page.goto(notebook.open_url(NOTEBOOK))
-    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=60_000)
-    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
-    _run_cell(page, 0)
-    lab = page.locator(".packrat-lab")
-    lab.wait_for(state="visible", timeout=60_000)
+    lab = open_lab(page, notebook, NOTEBOOK)
 
     # 1. the Lab starts at Plan with the notebook's profile; choosing fat there fills Serve
     plan_status = lab.locator(".packrat-status").nth(1)

@@ -127,6 +127,30 @@ def test_fleet_management_moves_cores_with_the_token_only(server: Server, fake_f
     assert kinds.count("cores") >= 3
 
 
+def test_a_member_objective_is_set_live_through_the_shared_management_route(
+    server: Server, fake_fleet: Fleet
+) -> None:
+    url = f"{server.url}/packrat/models/a/slo"
+    status, _, body = call(url)
+    assert status == 200 and json.loads(body) == {"model": "a", "slo_ms": None}
+    assert call(url, "PUT", {"slo_ms": 40})[0] == 403
+    status, _, body = call(url, "PUT", {"slo_ms": 40}, AUTH)
+    assert status == 200 and json.loads(body)["slo_ms"] == 40.0
+    try:
+        assert fake_fleet.pools["a"].slo_ms == 40.0 and fake_fleet.pools["b"].slo_ms is None
+        assert json.loads(call(f"{server.url}/packrat/models/a/stats")[2])["slo_ms"] == 40.0
+        status, _, body = call(url, "PUT", {"slo_ms": "soon"}, AUTH)
+        assert status == 400 and "got 'soon'" in json.loads(body)["error"]
+        status, _, body = call(f"{server.url}/packrat/models/zz/slo", "PUT", {"slo_ms": 40}, AUTH)
+        assert status == 404 and "unknown model 'zz'" in json.loads(body)["error"]
+        status, _, body = call(f"{server.url}/packrat/models/ens/slo", "PUT", {"slo_ms": 40}, AUTH)
+        assert status == 400 and "selection group" in json.loads(body)["error"]
+        assert fake_fleet.pools["a"].slo_ms == 40.0
+    finally:
+        status, _, body = call(url, "PUT", {"slo_ms": None}, AUTH)
+    assert status == 200 and fake_fleet.pools["a"].slo_ms is None
+
+
 @pytest.mark.slow
 def test_real_fleet_server_with_tritonclient_mlp_and_tiny_cnn() -> None:
     tritonclient_http = pytest.importorskip("tritonclient.http")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from packrat_lab.plan import Plan
-from packrat_lab.serving.http.client import V2Client
+from packrat_lab.serving.http.client import HTTPStatusError, V2Client
 from packrat_lab.ui.backend import RealBackend
 from packrat_lab.ui.serve_controller import ServeController, ServeState
 
@@ -50,6 +50,29 @@ def test_lab_serves_from_its_own_process_and_follows_changes_made_elsewhere() ->
         wait_for(lambda: controller.state is ServeState.STOPPED)
         assert not controller.load_running
         assert "stopped" in controller.status() and "Serving" not in controller.status()
+    finally:
+        controller.stop()
+
+
+def test_lab_starts_the_server_with_its_slo_and_changes_it_live() -> None:
+    """The SLO box's value reaches `packrat-lab serve --slo-ms`, then PUT /packrat/slo changes it."""
+    controller = ServeController(RealBackend())
+    controller.set_slo(500.0)
+    controller.start("mlp", Plan.parse("1x1x1"), sample_interval_s=None)
+    try:
+        wait_for(lambda: controller.state is ServeState.RUNNING, 120)
+        pool = controller.pool
+        assert pool is not None
+        assert pool.stats()["slo_ms"] == 500.0
+        controller.set_slo(20.0)
+        assert pool.stats()["slo_ms"] == 20.0
+        with pytest.raises(HTTPStatusError, match="got -1.0; example") as refused:
+            pool.set_slo(-1.0)  # past the widget's own check: the server says why, in one line
+        assert refused.value.status == 400 and pool.stats()["slo_ms"] == 20.0
+        controller.set_slo(None)
+        assert pool.stats()["slo_ms"] is None
+        controller.sample()
+        assert controller.slo_ms is None and controller.state is ServeState.RUNNING
     finally:
         controller.stop()
 

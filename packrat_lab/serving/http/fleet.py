@@ -11,10 +11,13 @@ Routes beyond the one-pool server's (app.py, management.py), which answer per mo
     GET  /packrat/fleet/stats | /packrat/fleet/events
     GET  /packrat/models/{m}/plan|stats|events  one model's management view
     PUT  /packrat/models/{m}/plan               {"plan": "2x1x4"} or {"batch": 8}: within its cores  [token]
+    GET  /packrat/models/{m}/slo                its latency objective: {"slo_ms": 50} (null: off)
+    PUT  /packrat/models/{m}/slo                {"slo_ms": 50} or {"slo_ms": null}: changed live      [token]
     POST /packrat/stop                          close the fleet, then the server stops itself     [token]
 
-Each model has its own PoolService (own metadata, metrics and thread pools); they share the
-fleet server's admission, token, Host check and shutdown. A selection group answers with
+The per-model management routes are the one-pool server's handlers (management.py) with the model
+picked from the path. Each model has its own PoolService (own metadata, metrics and thread pools);
+they share the fleet server's admission, token, Host check and shutdown. A selection group answers with
 `parameters.request_id` (and `parameters.members`): the key for its feedback.
 """
 
@@ -43,9 +46,11 @@ from packrat_lab.serving.http.management import (
     EventsHandler,
     MetricsHandler,
     PlanHandler,
+    SloHandler,
     StatsHandler,
     StopHandler,
     TokenHandler,
+    route_handler,
 )
 from packrat_lab.serving.http.protocol import InferRequest
 from packrat_lab.serving.http.service import READY_STATES, PoolService, event_dict, jsonable, state_text
@@ -129,6 +134,10 @@ class GroupPool:
 
     def set_auto(self, enabled: bool) -> None:
         self.reconfigure(None)
+
+    def set_slo(self, slo_ms: float | None) -> None:
+        msg = f"{self.name!r} is a selection group; set its members' objectives, e.g. PUT /packrat/models/{self.members[0]}/slo"
+        raise ValueError(msg)
 
 
 class GroupService(MemberService):
@@ -279,6 +288,11 @@ class FleetService:
         self.fleet.reconfigure(resolved)
         return self.fleet_dict()
 
+    def refuse_plan(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT /packrat/plan on a fleet: one plan cannot name every model's."""
+        msg = 'this server serves a fleet: switch plans with PUT /packrat/fleet {"plans": {"a": "1x1x4"}} or PUT /packrat/models/{name}/plan'
+        raise ValueError(msg)
+
     def stats(self) -> dict[str, Any]:
         return jsonable(self.fleet.stats())  # type: ignore[no-any-return]
 
@@ -358,9 +372,10 @@ class FleetService:
             (r"/packrat/fleet", _FleetPlans),
             (r"/packrat/fleet/stats", _FleetStats),
             (r"/packrat/fleet/events", _FleetEvents),
-            (_MANAGED + r"/plan", _managed(PlanHandler)),
-            (_MANAGED + r"/stats", _managed(StatsHandler)),
-            (_MANAGED + r"/events", _managed(EventsHandler)),
+            (_MANAGED + r"/plan", _per_model(PlanHandler)),
+            (_MANAGED + r"/slo", _per_model(SloHandler)),
+            (_MANAGED + r"/stats", _per_model(StatsHandler)),
+            (_MANAGED + r"/events", _per_model(EventsHandler)),
             (r"/packrat/stop", StopHandler),
             (r"/metrics", MetricsHandler),
         ]
@@ -386,25 +401,6 @@ def _per_model(handler: type[BaseHandler]) -> type[BaseHandler]:
     return type(f"Fleet{handler.__name__}", (_ModelMixin, handler), {})
 
 
-def _managed(handler: type[BaseHandler]) -> type[BaseHandler]:
-    """A management route under /packrat/models/{m}/: pick the model, then the one-pool handler."""
-
-    async def get(self: Any, model: str) -> None:
-        method: Any = handler.get
-        if self.known_model(model):
-            await method(self)
-
-    async def put(self: Any, model: str) -> None:
-        method: Any = getattr(handler, "put")  # noqa: B009 - only handlers with put get here
-        if self.known_model(model):
-            await method(self)
-
-    methods: dict[str, Any] = {"get": get}
-    if hasattr(handler, "put"):
-        methods.update(put=put, post=put)
-    return type(f"FleetModel{handler.__name__}", (_ModelMixin, handler), methods)
-
-
 class _FleetReady(BaseHandler):
     route = "ready"
 
@@ -426,63 +422,18 @@ class _FleetIndex(BaseHandler):
         )
 
 
-class _FleetPlans(PlanHandler):
-    route = "fleet"
-    example = '{"plans": {"a": "1x1x4", "b": "1x3x8"}}'
-
-    async def get(self) -> None:
-        self.send_json(await self.admin(self.service.fleet_dict))  # type: ignore[attr-defined]
-
-    async def put(self) -> None:
-        if not self.authorized():
-            return
-        body = self.json_body()
-        if body is None:
-            return
-        try:
-            result = await self.admin(self.service.set_plans, body)  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001 - refused or failed: every model keeps serving
-            self.fail(400, str(exc) or type(exc).__name__)
-            return
-        self.send_json(result)
-
-
-class _FleetSummaryPlan(TokenHandler):
-    """The one-pool plan route on a fleet (what the sidebar reads); switching goes to /packrat/fleet."""
-
-    route = "plan"
-
-    async def get(self) -> None:
-        self.send_json(await self.admin(self.service.summary_plan))  # type: ignore[attr-defined]
-
-    async def put(self) -> None:
-        if self.authorized():
-            msg = 'this server serves a fleet: switch plans with PUT /packrat/fleet {"plans": {"a": "1x1x4"}} or PUT /packrat/models/{name}/plan'
-            self.fail(400, msg)
-
-    async def post(self) -> None:
-        await self.put()
-
-
-class _FleetSummaryStats(BaseHandler):
-    route = "stats"
-
-    async def get(self) -> None:
-        self.send_json(await self.admin(self.service.summary_stats))  # type: ignore[attr-defined]
-
-
-class _FleetStats(BaseHandler):
-    route = "fleet_stats"
-
-    async def get(self) -> None:
-        self.send_json(await self.admin(self.service.stats))
-
-
-class _FleetEvents(BaseHandler):
-    route = "fleet_events"
-
-    async def get(self) -> None:
-        self.send_json({"events": await self.admin(self.service.events)})
+_FleetPlans = route_handler(
+    "fleet",
+    getter="fleet_dict",
+    setter="set_plans",
+    example='{"plans": {"a": "1x1x4", "b": "1x3x8"}}',
+    refused=(Exception,),  # refused or failed: every model keeps serving
+)
+# the one-pool plan and stats routes on a fleet (what the sidebar reads); switching goes to /packrat/fleet
+_FleetSummaryPlan = route_handler("plan", getter="summary_plan", setter="refuse_plan")
+_FleetSummaryStats = route_handler("stats", getter="summary_stats")
+_FleetStats = route_handler("fleet_stats", getter="stats")
+_FleetEvents = route_handler("fleet_events", getter="events", key="events")
 
 
 class _Feedback(TokenHandler):

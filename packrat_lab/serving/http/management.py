@@ -6,6 +6,8 @@
     GET  /packrat/stats    pool.stats() + plan text, state and HTTP request counts
     GET  /packrat/events   the pool's timeline: [{"time", "kind", "plan", "detail"}]
     PUT  /packrat/auto     {"auto": true|false}                                                   [token]
+    GET  /packrat/slo      {"slo_ms": ..., "model": ...}: the pool's latency objective (null: off)
+    PUT  /packrat/slo      {"slo_ms": 50} or {"slo_ms": null} (off): changed live             [token]
     POST /packrat/stop     close the pool, then the server stops itself                           [token]
     GET  /metrics          Prometheus text exposition
 
@@ -27,7 +29,7 @@ from packrat_lab.serving.http.app import BaseHandler
 from packrat_lab.serving.http.codec import load_object
 from packrat_lab.serving.http.protocol import ProtocolError
 
-__all__ = ["TokenHandler", "management_routes"]
+__all__ = ["ReadHandler", "TokenHandler", "WriteHandler", "management_routes", "route_handler"]
 
 
 class TokenHandler(BaseHandler):
@@ -51,67 +53,75 @@ class TokenHandler(BaseHandler):
             return None
 
 
-class PlanHandler(TokenHandler):
-    route = "plan"
+class ReadHandler(BaseHandler):
+    """GET: the service's `getter` method on the admin executor, as JSON (under `key` when set).
 
-    async def get(self) -> None:
-        self.send_json(await self.admin(self.service.plan_dict))
+    `model` is the fleet's /packrat/models/{m}/ part: `known_model` picks that model's service.
+    """
 
-    async def put(self) -> None:
-        if not self.authorized():
+    getter = ""
+    key: str | None = None
+
+    async def get(self, model: str | None = None) -> None:
+        if model is not None and not self.known_model(model):
+            return
+        result = await self.admin(getattr(self.service, self.getter))
+        self.send_json(result if self.key is None else {self.key: result})
+
+
+class WriteHandler(TokenHandler):
+    """PUT or POST with the token: the JSON-object body to the service's `setter` method; a refusal is a one-line 400."""
+
+    setter = ""
+    refused: tuple[type[Exception], ...] = (PackratError, ValueError)  # what leaves the old state serving
+
+    async def put(self, model: str | None = None) -> None:
+        if not self.authorized() or (model is not None and not self.known_model(model)):
             return
         body = self.json_body()
         if body is None:
             return
         try:
-            result = await self.admin(self.service.set_plan, body)
-        except (PackratError, ValueError) as exc:  # refused: the old plan keeps serving
+            result = await self.admin(getattr(self.service, self.setter), body)
+        except self.refused as exc:
             self.fail(400, str(exc) or type(exc).__name__)
             return
         self.send_json(result)
 
-    async def post(self) -> None:
-        await self.put()
+    async def post(self, model: str | None = None) -> None:
+        await self.put(model)
 
 
-class StatsHandler(BaseHandler):
-    route = "stats"
+def route_handler(
+    route: str,
+    *,
+    getter: str = "",
+    setter: str = "",
+    key: str | None = None,
+    example: str | None = None,
+    refused: tuple[type[Exception], ...] = (PackratError, ValueError),
+) -> type[BaseHandler]:
+    """A management route's handler class: GET answers the service's `getter`, PUT/POST (token) calls its `setter`."""
+    bases: tuple[type[BaseHandler], ...] = ((ReadHandler,) if getter else ()) + (
+        (WriteHandler,) if setter else ()
+    )
+    attrs: dict[str, Any] = {
+        "route": route,
+        "getter": getter,
+        "setter": setter,
+        "key": key,
+        "refused": refused,
+    }
+    if example is not None:
+        attrs["example"] = example
+    return type(f"{route.title().replace('_', '')}Handler", bases, attrs)
 
-    async def get(self) -> None:
-        self.send_json(await self.admin(self.service.stats))
 
-
-class EventsHandler(BaseHandler):
-    route = "events"
-
-    async def get(self) -> None:
-        self.send_json({"events": await self.admin(self.service.events)})
-
-
-class AutoHandler(TokenHandler):
-    route = "auto"
-    example = '{"auto": true}'
-
-    async def put(self) -> None:
-        if not self.authorized():
-            return
-        body = self.json_body()
-        if body is None:
-            return
-        if not isinstance(body.get("auto"), bool):
-            self.fail(
-                400, f"'auto' must be true or false, got {body.get('auto')!r}; example: {{\"auto\": true}}"
-            )
-            return
-        try:
-            await self.admin(self.service.pool.set_auto, body["auto"])
-        except (PackratError, ValueError) as exc:
-            self.fail(400, str(exc))
-            return
-        self.send_json({"auto": body["auto"]})
-
-    async def post(self) -> None:
-        await self.put()
+PlanHandler = route_handler("plan", getter="plan_dict", setter="set_plan")
+StatsHandler = route_handler("stats", getter="stats")
+EventsHandler = route_handler("events", getter="events", key="events")
+AutoHandler = route_handler("auto", setter="set_auto", example='{"auto": true}')
+SloHandler = route_handler("slo", getter="slo_dict", setter="set_slo", example='{"slo_ms": 50}')
 
 
 class StopHandler(TokenHandler):
@@ -145,6 +155,7 @@ def management_routes() -> list[tuple[str, type[BaseHandler]]]:
         (r"/packrat/stats", StatsHandler),
         (r"/packrat/events", EventsHandler),
         (r"/packrat/auto", AutoHandler),
+        (r"/packrat/slo", SloHandler),
         (r"/packrat/stop", StopHandler),
         (r"/metrics", MetricsHandler),
     ]

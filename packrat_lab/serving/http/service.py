@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from packrat_lab._numbers import positive_number
 from packrat_lab.serving.http.admission import Admission
 from packrat_lab.serving.http.codec import MiB, inflate
 from packrat_lab.serving.http.decoder import JsonDecoder
@@ -52,6 +53,7 @@ __all__ = [
 INPUT_NAME = "INPUT"
 OUTPUT_NAME = "OUTPUT"
 READY_STATES = ("serving", "switching")
+_PROBE_DEADLINE_MS = 86_400_000.0  # the output-shape probe's deadline: it is never refused
 _DTYPE_TO_V2 = {"float32": "FP32", "int64": "INT64"}
 
 
@@ -193,7 +195,10 @@ class PoolService:
         """Output datatype and per-sample shape, learned from one probe inference (blocking, cached)."""
         with self._output_lock:
             if self._output is None:
-                probe = self.pool.infer(self.pool.workload.example_input(1))
+                # metadata is no request with a deadline: under a pool SLO the probe gets a day, so a pool
+                # slower than its objective still says its output (the probe counts as one on-time answer)
+                patient = {"deadline_ms": _PROBE_DEADLINE_MS} if getattr(self.pool, "slo_ms", None) else {}
+                probe = self.pool.infer(self.pool.workload.example_input(1), **patient)
                 out = _to_numpy(probe)
                 self._output = (datatype_of(out.dtype), tuple(out.shape[1:]))
             return self._output
@@ -312,12 +317,7 @@ class PoolService:
         if "timeout" not in params:
             return None
         value = params["timeout"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
+        if not positive_number(value):
             msg = f'parameter timeout must be a positive number of microseconds, got {value!r}; example: {{"parameters": {{"timeout": 50000}}}}'
             raise ProtocolError(msg, status=400)
         return float(value) / 1000.0
@@ -443,6 +443,35 @@ class PoolService:
         self.pool.reconfigure(self.resolve_plan(body))
         return self.plan_dict()
 
+    def set_auto(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Turn the pool's auto mode on or off from {"auto": true|false}."""
+        enabled = body.get("auto")
+        if not isinstance(enabled, bool):
+            msg = f"'auto' must be true or false, got {_short(enabled)}; example: {{\"auto\": true}}"
+            raise ValueError(msg)  # noqa: TRY004 - a bad body is a ValueError (one-line 400)
+        self.pool.set_auto(enabled)
+        return {"auto": enabled}
+
+    def slo_dict(self) -> dict[str, Any]:
+        """The pool's latency objective in ms (None: off)."""
+        return {"model": self.model_name, "slo_ms": getattr(self.pool, "slo_ms", None)}
+
+    def set_slo(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Change the pool's latency objective live from {"slo_ms": 50} or {"slo_ms": null} (off)."""
+        example = '{"slo_ms": 50} (or {"slo_ms": null} to turn it off)'
+        if set(body) != {"slo_ms"}:
+            msg = f"body must hold exactly 'slo_ms', got keys {sorted(body)[:4]}; example: {example}"
+            raise ValueError(msg)
+        value = body["slo_ms"]
+        if value is not None and not positive_number(value):
+            msg = f"'slo_ms' must be a positive number of milliseconds or null (off), got {_short(value)}; example: {example}"
+            raise ValueError(msg)
+        if value is None and getattr(self.pool, "batching", None) == "aimd":
+            msg = f"this pool batches with AIMD, which needs a latency objective; example: {example.split(' (')[0]}"
+            raise ValueError(msg)
+        self.pool.set_slo(None if value is None else float(value))
+        return self.slo_dict()
+
     def stats(self) -> dict[str, Any]:
         """pool.stats() as JSON (non-finite numbers as null), plus the plan text, state and HTTP request counts."""
         data: dict[str, Any] = jsonable(self.pool.stats())
@@ -477,6 +506,12 @@ class PoolService:
         self.decoder.close()
         for executor in (self.executor, self.codec_executor, self.admin_executor):
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _short(value: Any) -> str:
+    """A request value for a one-line error: its JSON-like repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _to_numpy(out: Any) -> np.ndarray:
