@@ -37,6 +37,13 @@ def timed(fn: object, x: torch.Tensor, iters: int) -> list[float]:
     return out
 
 
+def worker_totals(pool: Pool) -> tuple[int, float]:
+    """(pieces served, model ms summed) of the pool's one worker, as it reports them."""
+    worker = pool.stats()["workers"][0]
+    served = int(worker["served"])
+    return served, float(worker["mean_run_ms"] or 0.0) * served
+
+
 def measure(model_name: str, batch: int, iters: int, rounds: int) -> dict[str, float]:
     """Medians for one (model, b): in-process, pool, their paired difference, and transport alone.
 
@@ -51,16 +58,16 @@ def measure(model_name: str, batch: int, iters: int, rounds: int) -> dict[str, f
     pooled: list[float] = []
     with Pool(workload, f"1x1x{batch}", warmup=5) as pool:
         core = set(pool.plan.instances[0].cores)
-        handle = pool._active.handles[0]  # the worker's own model time, for the transport column
         timed(pool.infer, x, 10)
-        served, run_ms = handle.served, handle.run_ms
+        served, run_ms = worker_totals(pool)  # the worker's own model time, for the transport column
         with torch.inference_mode():
             for _ in range(iters * rounds):
                 os.sched_setaffinity(0, core)
                 local += timed(model, x, 1)
                 os.sched_setaffinity(0, everything)
                 pooled += timed(pool.infer, x, 1)
-        worker_ms = (handle.run_ms - run_ms) / (handle.served - served)
+        served_after, run_ms_after = worker_totals(pool)
+        worker_ms = (run_ms_after - run_ms) / (served_after - served)
     base, through = statistics.median(local), statistics.median(pooled)
     return {
         "local": base,

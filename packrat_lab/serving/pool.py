@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
+from packrat_lab._numbers import positive_number
 from packrat_lab.child_env import child_environment
 from packrat_lab.errors import (
     DeadlineDropped,
@@ -820,12 +821,7 @@ class Pool:
 
 def _check_ms(value: Any, name: str, example: str) -> None:
     """A positive, finite number of milliseconds, or a one-line ValueError naming it."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not positive_number(value):
         msg = f"{name} must be a positive number of milliseconds, got {value!r}; example: {example}"
         raise ValueError(msg)
 
