@@ -13,6 +13,7 @@ plan's batch latency at full B (`pool.infer` of B rows, a path both modes share:
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import threading
@@ -52,8 +53,15 @@ def saturation(pool: Pool, seconds: float) -> float:
 
 
 def low_load(pool: Pool, rate: float, seconds: float, seed: int) -> LoadReport:
-    """Open-loop Poisson arrivals at `rate` (well below saturation)."""
-    return run_load(pool, rate=rate, duration_s=seconds, poisson=True, concurrency=64, seed=seed)
+    """Open-loop Poisson arrivals at `rate` (well below saturation), long enough for about 30 requests."""
+    duration = max(seconds, 30.0 / rate)
+    return run_load(pool, rate=rate, duration_s=duration, poisson=True, concurrency=64, seed=seed)
+
+
+def median(values: list[float]) -> float:
+    """Median of the finite values (a block with no answer reads NaN and is left out)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
 
 
 def batch_latency_ms(pool: Pool, calls: int) -> list[float]:
@@ -117,8 +125,8 @@ def bench_model(name: str, plan: str, rounds: int, seconds: float) -> list[str]:
     for key, label in labels.items():
         per_round = ", ".join(f"{x:.2f}×" for x in ratios[key])
         rows.append(
-            f"| {name} `{plan}` | {label} | {statistics.median(got['lockstep'][key]):.2f} | "
-            f"{statistics.median(got['work-conserving'][key]):.2f} | {statistics.median(ratios[key]):.2f}× | {per_round} |"
+            f"| {name} `{plan}` | {label} | {median(got['lockstep'][key]):.2f} | "
+            f"{median(got['work-conserving'][key]):.2f} | {median(ratios[key]):.2f}× | {per_round} |"
         )
     return rows
 

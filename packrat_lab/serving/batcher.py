@@ -136,17 +136,32 @@ class DynamicBatcher:
         return self._lanes is not None
 
     def submit(self, sample: torch.Tensor, *, deadline: float | None = None) -> Future[torch.Tensor]:
-        """Queue one sample (no batch dimension); the future gets its output row (drop after `deadline`)."""
+        """Queue one sample (no batch dimension); the future gets its output row (drop after `deadline`).
+
+        Work-conserving fast path: with nothing queued and an instance free, the sample is sent on
+        the caller's thread at once (one thread hand-off less than waking the batcher).
+        """
         future: Future[torch.Tensor] = Future()
+        request = _Request(sample, future, self._clock(), deadline)
+        lanes = self._current_lanes() if self._lanes is not None and not self._queue else None
+        lane: Lane | None = None
         with self._cond:
             if self._closed or self._draining:
                 future.set_exception(
                     PoolClosedError("the pool is closed; start a new Pool to serve requests")
                 )
                 return future
-            self._queue.append(_Request(sample, future, self._clock(), deadline))
-            self._cond.notify_all()
+            if lanes is not None and not self._queue:
+                lane = self._free_lane(lanes)
+            if lane is not None and future.set_running_or_notify_cancel():
+                self._mark_sent(lane, 1)
+            else:
+                lane = None
+                self._queue.append(request)
+                self._cond.notify_all()
         self.activity.set()
+        if lane is not None:
+            self._send(lane, [request])
         return future
 
     def depth(self) -> int:
@@ -208,15 +223,19 @@ class DynamicBatcher:
                     taken = [self._queue.popleft() for _ in range(min(lane.capacity, len(self._queue)))]
                     taken = [r for r in taken if r.future.set_running_or_notify_cancel()]
                     if taken:
-                        self._in_flight += 1
-                        self._busy[lane.key] += 1
-                        self._last_used[lane.key] = next(self._sent)
-                        self.histogram[len(taken)] += 1
+                        self._mark_sent(lane, len(taken))
                         return _Taken(taken, dropped, lane)
                     continue  # all cancelled while queued: look again
                 if dropped:  # settle them now (outside the lock), then come back
                     return _Taken([], dropped, None)
                 self._cond.wait(self._wait_s(lane))
+
+    def _mark_sent(self, lane: Lane, rows: int) -> None:
+        """Count a batch of `rows` as in flight on `lane`; caller holds `_cond`."""
+        self._in_flight += 1
+        self._busy[lane.key] += 1
+        self._last_used[lane.key] = next(self._sent)
+        self.histogram[rows] += 1
 
     def _free_lane(self, lanes: list[Lane]) -> Lane | None:
         """The free lane idle the longest (lone requests spread over instances); caller holds `_cond`."""
@@ -266,8 +285,6 @@ class DynamicBatcher:
         self.dropped += len(dropped)
 
     def _loop(self) -> None:
-        import torch
-
         while True:
             took = self._take()
             if took is None:
@@ -276,21 +293,25 @@ class DynamicBatcher:
                 request.future.set_exception(DeadlineDropped(_drop_reason(request, self._clock())))
             if took.lane is None or not took.batch:
                 continue
-            taken, lane = took.batch, took.lane
-            deadlines = [r.deadline for r in taken]
-            latest = None if None in deadlines else max(d for d in deadlines if d is not None)
-            batch = torch.stack([r.sample for r in taken])
-            sent = self._clock()
-            try:
-                future = lane.send(batch, latest)
-            except Exception as exc:  # noqa: BLE001 - a failed dispatch fails its requests, not the batcher
-                future = Future()
-                future.set_exception(exc)
-            future.add_done_callback(
-                functools.partial(
-                    self._deliver, taken=taken, sent=sent, key=lane.key, full=len(taken) >= lane.capacity
-                )
+            self._send(took.lane, took.batch)
+
+    def _send(self, lane: Lane, taken: list[_Request]) -> None:
+        """Stack the taken samples and send them down `lane`; their answers come back in `_deliver`."""
+        import torch
+
+        deadlines = [r.deadline for r in taken]
+        latest = None if None in deadlines else max(d for d in deadlines if d is not None)
+        sent = self._clock()
+        try:
+            future = lane.send(torch.stack([r.sample for r in taken]), latest)
+        except Exception as exc:  # noqa: BLE001 - a failed dispatch fails its requests, not the batcher
+            future = Future()
+            future.set_exception(exc)
+        future.add_done_callback(
+            functools.partial(
+                self._deliver, taken=taken, sent=sent, key=lane.key, full=len(taken) >= lane.capacity
             )
+        )
 
     def _deliver(
         self,

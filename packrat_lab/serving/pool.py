@@ -6,7 +6,8 @@ Threads and what they own (the lifecycle itself is `supervisor.py`'s, see its do
 - packrat-batcher: forms batches from `submit`ted samples and dispatches them: work-conserving
   (default) it sends each worker its next slice (≤ b_k) the moment that worker is free, reading
   the serving workers (`_lanes`, dispatch_lock) with no batcher lock held; lockstep keeps one
-  batch of B in flight and splits it by the plan;
+  batch of B in flight and splits it by the plan; a `submit` that finds nothing queued and a
+  worker free is sent on the caller's own thread (the batcher's fast path, same locks, same order);
 - packrat-estimator: samples queue depth; in auto mode asks the supervisor for a switch;
 - packrat-supervisor: the only writer of workers, generations and `state`;
 - packrat-reader-N: one per worker, turns replies into answers and posts worker news;

@@ -33,11 +33,13 @@ class FakeLane:
         self.capacity = capacity
         self.batches: list[torch.Tensor] = []
         self.futures: list[Future[torch.Tensor]] = []
+        self.senders: list[str] = []  # the thread that sent each batch
 
     def send(self, batch: torch.Tensor, deadline: float | None) -> Future[torch.Tensor]:
         future: Future[torch.Tensor] = Future()
         self.batches.append(batch)
         self.futures.append(future)
+        self.senders.append(threading.current_thread().name)
         return future
 
     def finish(self) -> None:
@@ -87,6 +89,24 @@ def test_a_lone_request_leaves_at_once_when_an_instance_is_free() -> None:
         batcher.close()
 
 
+def test_a_sample_that_finds_an_instance_free_is_sent_on_the_callers_thread() -> None:
+    """The fast path: no wake-up of the batcher thread; queued samples still leave from it."""
+    lane = FakeLane("a", 4)
+    batcher = frozen_batcher([lane])
+    try:
+        first = batcher.submit(sample(1.0))
+        assert lane.senders == [threading.current_thread().name]  # sent before submit returned
+        queued = [batcher.submit(sample(float(v))) for v in (2.0, 3.0)]
+        assert batcher.depth() == 2  # the instance is busy: these wait in the queue
+        lane.finish()
+        assert wait_for(lambda: len(lane.batches) == 2)
+        assert lane.senders[1] == "packrat-batcher"
+        lane.finish()
+        assert [float(f.result(timeout=5)[0]) for f in [first, *queued]] == [10.0, 20.0, 30.0]
+    finally:
+        batcher.close()
+
+
 def test_lone_requests_spread_over_the_free_instances() -> None:
     lanes = [FakeLane("a", 2), FakeLane("b", 2)]
     batcher = frozen_batcher(lanes)
@@ -109,14 +129,17 @@ def test_each_instance_takes_at_most_its_slice_and_one_batch_at_a_time() -> None
         first = batcher.submit(sample(0.0))  # goes to a at once
         assert wait_for(lambda: len(lanes[0].batches) == 1)
         futures = [batcher.submit(sample(float(v))) for v in range(1, 9)]
-        assert wait_for(lambda: len(lanes[1].batches) == 1)  # b was free: it took its slice of 3
-        assert lanes[1].batches[0].shape[0] == 3
+        assert wait_for(lambda: len(lanes[1].batches) == 1)  # b was free: the next sample went at once
+        assert lanes[1].batches[0].shape[0] == 1
         time.sleep(0.05)
-        assert len(lanes[0].batches) == 1  # a is still busy: nothing more went to it
-        assert batcher.depth() == 5
+        assert [len(lane.batches) for lane in lanes] == [1, 1]  # both busy: nothing more went out
+        assert batcher.depth() == 7
         lanes[0].finish()  # a frees up: it takes its next slice (2) at once
         assert wait_for(lambda: len(lanes[0].batches) == 2)
         assert lanes[0].batches[1].shape[0] == 2
+        lanes[1].finish()  # b frees up: its slice is 3
+        assert wait_for(lambda: len(lanes[1].batches) == 2)
+        assert lanes[1].batches[1].shape[0] == 3
         for _ in range(3):
             for lane in lanes:
                 lane.finish()
