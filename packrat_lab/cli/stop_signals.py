@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,7 +18,14 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def serve_in_foreground(server: Any, token_shown: str) -> None:
-    """Print the URL and where the token comes from, then block until the server stops."""
+    """Print the URL and where the token comes from, then block until the server stops.
+
+    Everything alive once the server is up (torch, the model's modules, the app) lives as long as
+    the process: `gc.freeze()` takes it out of the collector's sight, so a full collection while
+    serving walks only what requests made (about 70 ms per full pass over it otherwise, a p99 spike).
+    """
+    gc.collect()
+    gc.freeze()
     print(f"url   {server.url}", flush=True)
     print(f"token {token_shown}", flush=True)
     print("Ctrl-C to stop", flush=True)
