@@ -101,6 +101,7 @@ def measure_model(
     runs: dict[tuple[int, int, str], list[Measurement]] = {}
     failures: dict[str, str] = {}
     convert_first: dict[str, float] = {}
+    convert_mb: dict[str, float] = {}  # peak RSS right after the first (uncached) conversion
     for rnd in range(args.rounds):
         for t in args.threads:
             for choice in choices:
@@ -129,6 +130,8 @@ def measure_model(
                     runs.setdefault((t, m.batch, choice.key), []).append(m)
                     if "convert_s" in m.meta and not m.meta.get("cache_hit", True):
                         convert_first.setdefault(choice.key, float(m.meta["convert_s"]))
+                        if "convert_peak_rss_mb" in m.meta:
+                            convert_mb.setdefault(choice.key, float(m.meta["convert_peak_rss_mb"]))
                 print(
                     f"  round {rnd + 1} {model} t={t} {choice.key}: "
                     + ", ".join(f"b={m.batch} {m.median:.2f} ms" for m in got)
@@ -136,7 +139,11 @@ def measure_model(
                     flush=True,
                 )
     prof = Profile(
-        model, [], {"default": DEFAULT}, fingerprint(detect_host()), {"backend_failures": failures}
+        model,
+        [],
+        {"default": DEFAULT},
+        fingerprint(detect_host()),
+        {"backend_failures": failures, "convert_peak_rss_mb": convert_mb},
     )
     for found in runs.values():
         first = found[0]
@@ -161,9 +168,10 @@ def measure_model(
 
 def table(prof: Profile, convert_first: dict[str, float]) -> list[str]:
     """Markdown rows: one per (t, b, runtime)."""
+    converted_mb: dict[str, float] = dict(prof.meta.get("convert_peak_rss_mb", {}))
     lines = [
-        "| t | b | runtime | median ms (per round) | vs eager fp32 | max abs err | rel err | top-1 | within tol | conversion s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| t | b | runtime | median ms (per round) | vs eager fp32 | max abs err | rel err | top-1 | within tol | conversion s | RSS after conversion MB | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in sorted(
         prof.measurements, key=lambda m: (m.threads, m.batch, m.backend_key != "eager", m.backend_key)
@@ -181,7 +189,9 @@ def table(prof: Profile, convert_first: dict[str, float]) -> list[str]:
             + (f"{acc.max_abs:.2g} | {acc.max_rel:.3%} | " if acc else "— | — | ")
             + (f"{acc.top1:.0%} | " if acc and acc.top1 is not None else "— | ")
             + ("yes" if prof.admissible(m) else "**no**")
-            + f" | {convert_first.get(m.backend_key, m.meta.get('convert_s', 0.0)):.2f} | {m.meta.get('peak_rss_mb', 0):.0f} |"
+            + f" | {convert_first.get(m.backend_key, m.meta.get('convert_s', 0.0)):.2f} | "
+            + (f"{converted_mb[m.backend_key]:.0f}" if m.backend_key in converted_mb else "—")
+            + f" | {m.meta.get('peak_rss_mb', 0):.0f} |"
         )
     return lines
 
@@ -268,12 +278,14 @@ def main() -> None:
             " the median column is the median over rounds of each process's median (per-round values in"
             " brackets). Errors are against eager fp32 on a seeded input (relative = max |Δ| / max |y|);"
             " 'within tol' applies the default accuracy_tol 1 %. Conversion is the first, uncached conversion"
-            " (for compile: the first compiled call in each process). Peak RSS is the measuring process's."
+            " (for compile: the first compiled call, at batch 2; every other batch size recompiles during"
+            " warm-up) and the converting process's peak RSS right after it; peak RSS is the measuring"
+            " process's after warm-up."
         ),
         "",
     ]
     if args.append:
-        header = [f"Command: `python {' '.join(sys.argv)}` — {host_description()}", ""]
+        header = [f"Command: `python {' '.join(sys.argv)}` — {host_description()}", "", header[-2], ""]
     with out.open("a" if args.append else "w") as f:
         f.write("\n".join(header) + "\n")
     for model in models:
