@@ -32,6 +32,8 @@ class SurfaceInfo:
     setting: np.ndarray  # (nt, nb) object: winning runtime setting name, '' where not measured
     noisy: np.ndarray  # (nt, nb) bool
     backend: np.ndarray | None = None  # (nt, nb) object: winning backend key ('' where not measured)
+    error: np.ndarray | None = None  # (nt, nb) object: the shown point's error vs eager fp32 ('' for eager)
+    excluded: str = ""  # why the one backend shown is left out of planning ('' when it is not)
 
     @property
     def per_batch_normalised(self) -> np.ndarray:
@@ -46,7 +48,7 @@ class SurfaceInfo:
         return [(self.threads[i], self.batches[j]) for i, j in zip(*np.nonzero(self.noisy), strict=True)]
 
     def hover_text(self) -> list[list[str]]:
-        """Per-cell hover: latency, spread, n, winning setting, noise warning."""
+        """Per-cell hover: latency, spread, n, winning setting and backend, its error, noise warning."""
         rows = []
         for i, t in enumerate(self.threads):
             row = []
@@ -63,6 +65,10 @@ class SurfaceInfo:
                             f"IQR {fmt_ms(self.iqr_ms[i, j])} · n={int(self.n[i, j])}",
                             f"setting: {self.setting[i, j]}",
                             f"backend: {self.backend[i, j]}" if self.backend is not None else "",
+                            f"vs eager fp32: {self.error[i, j]}"
+                            if self.error is not None and self.error[i, j]
+                            else "",
+                            f"excluded from planning: {self.excluded}" if self.excluded else "",
                             "⚠ noisy: median not known to target precision" if self.noisy[i, j] else "",
                         ]
                     )
@@ -72,12 +78,21 @@ class SurfaceInfo:
 
 
 def surface_info(profile: Profile, *, statistic: str = "median", backend: str | None = None) -> SurfaceInfo:
-    """The surface of a profile: best of all admissible runtimes (winner in hover), or of one `backend`."""
+    """The surface of a profile: best of all admissible runtimes (winner in hover), or of one `backend`.
+
+    One backend is shown even when the accuracy guard excludes it (its hover says why), so the
+    speed a tolerance gives up stays visible; the best-of surface uses admissible points only.
+    """
+    excluded = ""
     if backend is not None:
         if backend not in profile.backends:
             msg = f"profile has no backend {backend!r}; measured: {', '.join(profile.backends)}; example: backend='eager'"
             raise ValueError(msg)
+        excluded = profile.excluded_backends().get(backend, "")
         profile = profile.only_backend(backend)
+        shown = list(profile.measurements)
+    else:
+        shown = profile.usable_measurements
     threads, batches = profile.threads, profile.batches
     shape = (len(threads), len(batches))
     lat = np.full(shape, np.nan)
@@ -85,18 +100,22 @@ def surface_info(profile: Profile, *, statistic: str = "median", backend: str | 
     n = np.zeros(shape, dtype=int)
     setting = np.full(shape, "", dtype=object)
     winner = np.full(shape, "", dtype=object)
+    error = np.full(shape, "", dtype=object)
     noisy = np.zeros(shape, dtype=bool)
-    for i, t in enumerate(threads):
-        for j, b in enumerate(batches):
-            if not profile.points(t, b):
-                continue
-            best = profile.best(t, b, statistic)
-            lat[i, j] = best.statistic(statistic)
-            iqr[i, j] = best.iqr
-            n[i, j] = best.n
-            setting[i, j] = best.setting
-            winner[i, j] = best.backend_key
-            noisy[i, j] = best.noisy
+    rows = {t: i for i, t in enumerate(threads)}
+    cols = {b: j for j, b in enumerate(batches)}
+    for m in shown:
+        i, j = rows[m.threads], cols[m.batch]
+        value = m.statistic(statistic)
+        if not (math.isnan(lat[i, j]) or value < lat[i, j]):  # the fastest (setting, backend) wins
+            continue
+        lat[i, j] = value
+        iqr[i, j] = m.iqr
+        n[i, j] = m.n
+        setting[i, j] = m.setting
+        winner[i, j] = m.backend_key
+        error[i, j] = m.accuracy.describe() if m.accuracy is not None else ""
+        noisy[i, j] = m.noisy
     several = len(profile.backends) > 1
     return SurfaceInfo(
         profile.model,
@@ -109,6 +128,8 @@ def surface_info(profile: Profile, *, statistic: str = "median", backend: str | 
         setting,
         noisy,
         winner if several else None,
+        error if any(error.ravel()) else None,
+        excluded,
     )
 
 

@@ -63,7 +63,7 @@ def measure_group(group: PointGroup, emit: Emit) -> None:
                 done = run_warmup(step, min_iters=0, max_iters=group.warmup_max, time_cap_s=cap - spent)
             warm.append((done, time.perf_counter() - warm_start))
         seen = environment.observed()
-        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+        peak_rss_mb = _peak_rss_mb()
 
         def finished(i: int, timed: TimedRun) -> None:
             output = outputs[i]
@@ -115,6 +115,7 @@ def _backend_forward(
     probe = workload.example_input(min(max(group.batches), ACCURACY_BATCH), seed=group.seed + 1)
     with torch.inference_mode():
         reference = first_tensor(model(probe)).float()
+    rss_before_mb = _peak_rss_mb()  # the eager model built and run once: what conversion adds is above this
     prepared = prepare_backend(
         model,
         workload.example_input(2, seed=group.seed),
@@ -125,15 +126,23 @@ def _backend_forward(
         dtype=workload.dtype,
         cache_dir=group.cache_dir,
     )
+    convert_peak_mb = _peak_rss_mb()
     with torch.inference_mode():
         accuracy = compare_outputs(reference, prepared.run(probe))
     meta = {
         "accuracy": accuracy.to_dict(),
         "convert_s": round(prepared.convert_s, 4),
         "cache_hit": prepared.cache_hit,
+        "rss_before_convert_mb": round(rss_before_mb, 1),
+        "convert_peak_rss_mb": round(convert_peak_mb, 1),  # the process's peak right after converting
         "backend_options": dict(group.environment.backend_options),
     }
     return prepared.run, meta
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _reply_channel() -> IO[str]:

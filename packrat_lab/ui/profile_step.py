@@ -430,9 +430,12 @@ def padded(info: SurfaceInfo, threads: tuple[int, ...], batches: tuple[int, ...]
     rows = [threads.index(t) for t in info.threads]
     cols = [batches.index(b) for b in info.batches]
     fills: dict[str, Any] = {"latency_ms": np.nan, "iqr_ms": np.nan, "n": 0, "setting": "", "noisy": False}
+    fills.update({"backend": "", "error": ""})  # per-cell arrays beside a profile over several runtimes
     arrays: dict[str, Any] = {}
     for name, fill in fills.items():
         old = getattr(info, name)
+        if old is None:
+            continue
         new = np.full((len(threads), len(batches)), fill, dtype=old.dtype)
         new[np.ix_(rows, cols)] = old
         arrays[name] = new

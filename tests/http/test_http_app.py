@@ -113,6 +113,18 @@ def _tensor(shape: list[int], datatype: str = "FP32", name: str = "INPUT") -> di
     return {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]}
 
 
+def test_a_plan_with_a_backend_is_set_and_shown_over_http(server: Server, pool: FakePool) -> None:
+    before = pool.plan.text
+    token = {"X-Packrat-Token": "secret-token"}
+    status, _, raw = call(f"{server.url}/packrat/plan", "PUT", {"plan": "1x1x2:onnxruntime+1x1x2"}, token)
+    assert status == 200, raw
+    assert pool.plan.text == "1x1x2:onnxruntime+1x1x2"
+    shown = json.loads(call(f"{server.url}/packrat/plan")[2])["plan"]
+    assert shown["plan"] == "1x1x2:onnxruntime+1x1x2"
+    assert sorted(i["backend"] for i in shown["instances"]) == ["eager", "onnxruntime"]
+    assert call(f"{server.url}/packrat/plan", "PUT", {"plan": before}, token)[0] == 200
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -212,6 +224,7 @@ def test_plan_read_is_open_and_set_needs_the_token(server: Server, pool: FakePoo
         ({"batch": 8}, "needs a profile"),
         ({"batch": 0}, "positive integer"),
         ({"size": 3}, "exactly one of 'plan' or 'batch'"),
+        ({"plan": "1x1x4:tensorrt"}, "unknown backend 'tensorrt'"),
         (b"[1]", "JSON object"),
     ],
 )

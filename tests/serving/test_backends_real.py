@@ -44,6 +44,10 @@ def test_profile_over_two_backends_records_both_and_plans_the_faster(own_cache: 
     )
     assert all(m.meta["backend_options"]["intra_op_num_threads"] == 1 for m in ort)
     assert all(m.meta["peak_rss_mb"] > 0 and m.meta["convert_s"] > 0 for m in ort)
+    assert all(  # conversion's memory is recorded beside its time
+        m.meta["peak_rss_mb"] >= m.meta["convert_peak_rss_mb"] >= m.meta["rss_before_convert_mb"] > 0
+        for m in ort
+    )
     assert len(list((own_cache / "backends").glob("onnxruntime-*/model.onnx"))) == 1
     plan = optimize(result, cores=1, batch=4)
     fastest = min(result.points(1, 4), key=lambda m: m.median)

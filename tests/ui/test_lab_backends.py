@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from backend_profiles import three_backend_profile
+from backend_profiles import EXACT, point, three_backend_profile
 from ui_fakes import FakeBackend
 
 from packrat_lab.plan import Plan
 from packrat_lab.profiling.table import Profile
+from packrat_lab.settings import DEFAULT
 from packrat_lab.ui.backend import EAGER_FAT, RealBackend
 from packrat_lab.ui.lab import Lab
 from packrat_lab.ui.plan_step import PlanController
@@ -76,3 +77,21 @@ def test_plan_step_says_the_expected_speedup_vs_eager_fat() -> None:
     assert best.expected_latency_ms and fat.expected_latency_ms
     assert f"{fat.expected_latency_ms / best.expected_latency_ms:.2f}× vs eager fat" in statuses[0]
     assert "vs eager fat" not in statuses[1]  # a single-backend profile: no second baseline
+
+
+def test_live_surface_over_several_backends_keeps_each_cell_its_own_backend() -> None:
+    """Regression: padding the live surface left the per-cell backend array on the old grid."""
+    from packrat_lab.plots.surface import surface_info
+    from packrat_lab.ui.profile_step import padded
+
+    partial = Profile(
+        "m",
+        [point(1, 2, 4.0), point(1, 2, 1.0, "onnxruntime", EXACT), point(2, 2, 3.0)],
+        {"default": DEFAULT},
+    )
+    info = padded(surface_info(partial), (1, 2), (1, 2))
+    assert info.batches == (1, 2)
+    hover = info.hover_text()
+    assert hover[0][0].endswith("not measured")
+    assert "backend: onnxruntime" in hover[0][1] and "vs eager fp32: max abs 1e-07" in hover[0][1]
+    assert "backend: eager" in hover[1][1] and "vs eager fp32" not in hover[1][1]

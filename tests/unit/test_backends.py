@@ -287,6 +287,19 @@ def test_surface_is_best_of_with_the_winning_backend_in_hover_or_one_backend() -
         surface_info(prof, backend="compile")
 
 
+def test_surface_shows_each_points_error_and_an_excluded_backend_with_why() -> None:
+    from packrat_lab.plots.surface import surface_info
+
+    prof = three_backend_profile()
+    assert "vs eager fp32: max abs 1e-07, rel 0.00%, top-1 100%" in surface_info(prof).hover_text()[0][0]
+    rough = surface_info(prof, backend="openvino-bf16")  # beyond tolerance: shown, never planned silently
+    eager = surface_info(prof, backend="eager")
+    assert rough.latency_ms[0, 0] == pytest.approx(eager.latency_ms[0, 0] / 4)
+    hover = rough.hover_text()[0][0]
+    assert "rel 5.00%" in hover and "excluded from planning: beyond accuracy_tol 0.01" in hover
+    assert eager.excluded == "" and "excluded" not in eager.hover_text()[0][0]
+
+
 def test_sidebar_rows_carry_the_backend_of_each_instance() -> None:
     from packrat_lab.jupyter_server.views import _instances
 
