@@ -98,6 +98,7 @@ class _Runner:
             self.model.eval()
         self.workload = Workload(config.workload_name, config.spec)
         self.convert_s = 0.0
+        self.fixed_batch = False  # True: always run the whole slice (a compiled shape), answer the rows asked
         if not config.backend.is_reference:
             self._use_backend(config)
         self.generation = 0
@@ -136,6 +137,7 @@ class _Runner:
         )
         self.convert_s = prepared.convert_s
         self.model = prepared.run
+        self.fixed_batch = prepared.fixed_batch
         if config.backend.backend in ("onnxruntime", "openvino"):
             gc.collect()  # the torch module is no longer referenced: its weights go
 
@@ -166,8 +168,11 @@ class _Runner:
         if not 0 < rows <= self.inp.capacity:
             msg = f"request of {rows} rows does not fit this worker's {self.inp.capacity}-row segment"
             raise ValueError(msg)
-        y = self._forward(self.inp.tensor[:rows])
-        self.out.tensor[:rows].copy_(y)
+        # A backend compiled for the slice's shape runs the whole slice (rows past `rows` hold older
+        # inputs, and each row's output depends on its own input only); others run just the rows.
+        ran = self.batch if self.fixed_batch and rows < self.batch else rows
+        y = self._forward(self.inp.tensor[:ran])
+        self.out.tensor[:rows].copy_(y[:rows])
 
     def resize(self, batch: int) -> None:
         """Serve a new batch slice: grow segments if needed, warm once at the new size."""

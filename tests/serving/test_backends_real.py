@@ -141,3 +141,4 @@ def test_each_backend_converts_once_and_matches_eager(key: str, tmp_path: Path) 
     assert compare_outputs(expected, got).within(1e-4)
     if key != "compile":  # compile keeps no artifact of ours: inductor caches its own kernels
         assert not first.cache_hit and second.cache_hit
+    assert first.fixed_batch is (key == "compile")  # inductor compiled one shape: workers run whole slices

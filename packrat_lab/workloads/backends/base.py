@@ -42,6 +42,7 @@ class Prepared:
     convert_s: float = 0.0
     cache_hit: bool = False
     artifact: str | None = None
+    fixed_batch: bool = False  # compiled for one input shape: a smaller batch would recompile (seconds)
 
 
 def first_tensor(value: Any) -> torch.Tensor:

@@ -34,4 +34,4 @@ def prepare(model: torch.nn.Module, example: torch.Tensor, ctx: BackendContext) 
     started = time.perf_counter()
     with torch.inference_mode():
         run(example)
-    return Prepared(run, time.perf_counter() - started, False, None)
+    return Prepared(run, time.perf_counter() - started, False, None, fixed_batch=True)
