@@ -74,7 +74,7 @@ from packrat_lab.serving.prediction import ErrorWindow, LatencyModel, profile_pr
 from packrat_lab.serving.stats import RequestStats
 from packrat_lab.serving.supervisor import Supervisor
 from packrat_lab.serving.transport import Layout, new_prefix, remove_segments
-from packrat_lab.serving.worker import WorkerConfig
+from packrat_lab.serving.worker import WorkerConfig, WorkerState
 
 if TYPE_CHECKING:
     import torch
@@ -547,6 +547,9 @@ class Pool:
     def _lanes(self) -> list[Lane]:
         """The batcher's lanes (work-conserving): one per serving worker, taking up to its slice b_k.
 
+        A worker that is starting or being replaced gets no lane while another serves, so requests
+        never wait out a restart's backoff behind it (when none serves, all get lanes and queue).
+
         With AIMD on, each slice is scaled by the controller's B over the plan's (never above
         b_k: a worker's buffers hold b_k rows).
         """
@@ -556,6 +559,8 @@ class Pool:
                 return []
             slots = [(slot.handle, slot.instance.batch) for slot in generation.slots if not slot.degraded]
         plan_batch = sum(batch for _, batch in slots)
+        serving = [(h, b) for h, b in slots if h.state is WorkerState.READY]
+        slots = serving or slots  # a worker being replaced takes no new slice while others serve
         limit = self._batch_limit()
         return [
             Lane(

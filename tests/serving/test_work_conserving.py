@@ -279,3 +279,18 @@ def test_aimd_grows_when_every_instance_fills_its_share() -> None:
         for value, future in enumerate(futures):
             assert torch.equal(future.result(timeout=10), fake_model(row(float(value))))
         assert aimd.batch == 8, (aimd.batch, aimd.increases, aimd.decreases)
+
+
+def test_requests_flow_to_the_serving_worker_while_another_is_being_replaced() -> None:
+    """A killed worker's replacement is starting (slowly): it gets no slice, the other answers everything."""
+    world = FakeWorld(run_s=0.002)
+    with fake_pool(world, "2x1x2") as pool:
+        world.start_s = 6.0  # the replacement will not be ready during this test (about 0.1 s of work)
+        world.channels[0].kill()
+        assert wait_for(lambda: len(world.channels) == 3)  # the supervisor started a successor
+        futures = [pool.submit(row(float(v))) for v in range(20)]
+        assert wait_for(lambda: all(f.done() for f in futures), timeout=10.0)
+        for value, future in enumerate(futures):
+            assert torch.equal(future.result(), fake_model(row(float(value))))
+        assert pool.stats()["workers"][0]["state"] == "starting"
+        world.start_s = 0.0
