@@ -45,6 +45,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "rejected": ("rejected",),
     "dropped": ("dropped",),
     "late": ("late",),
+    "aimd_batch": ("aimd_batch",),
+    "prediction_error_p99_ms": ("prediction_error_p99_ms",),
 }
 
 # reconfiguration steps: colour and dash of the vertical marker
@@ -99,6 +101,8 @@ class TimelineInfo:
     slo_attainment: tuple[float | None, ...] = ()
     goodput: tuple[float | None, ...] = ()
     misses: tuple[TimelineMiss, ...] = ()
+    aimd_batch: tuple[float | None, ...] = ()  # Clipper's controller's B (batching="aimd")
+    prediction_error_p99_ms: tuple[float | None, ...] = ()  # admission's |predicted - actual|, p99
 
     @property
     def has_slo(self) -> bool:
@@ -216,6 +220,8 @@ def timeline_info(
         series("slo_attainment"),
         series("goodput"),
         tuple(TimelineMiss(m.time - t0, m.kind, m.count) for m in misses if m.time >= start),
+        series("aimd_batch"),
+        series("prediction_error_p99_ms"),
     )
 
 
@@ -224,7 +230,7 @@ _LATENCY = ("latency (ms)", 0.28)
 _THROUGHPUT = ("throughput (requests/s)", 0.2)
 _MISSES = ("requests rejected, dropped or late since the previous poll", 0.14)
 _ATTAINMENT = ("SLO attainment (% of requests with a deadline, since start)", 0.14)
-_QUEUE = ("queue depth and estimated B", 0.2)
+_QUEUE = ("queue depth, estimated B and AIMD's B", 0.2)
 
 
 def _panels(info: TimelineInfo) -> list[tuple[str, float]]:
@@ -267,6 +273,14 @@ def timeline_traces(info: TimelineInfo) -> list[TimelineTrace]:
         line(_LATENCY, "SLO", info.slo_ms, {"color": "#555", "dash": "dot", "shape": "hv"}, " ms"),
         line(_THROUGHPUT, "goodput", info.goodput, {"color": colour(2), "dash": "dash"}, " req/s within SLO"),
         line(_ATTAINMENT, "SLO attainment", percent, {"color": colour(2)}, " %"),
+        line(
+            _LATENCY,
+            "prediction error p99",
+            info.prediction_error_p99_ms,
+            {"color": colour(6), "dash": "dashdot"},
+            " ms",
+        ),
+        line(_QUEUE, "AIMD B", info.aimd_batch, {"color": colour(1), "shape": "hv", "dash": "dot"}, ""),
     ]
     for kind, col in MISS_STYLE.items():
         mine = [m for m in info.misses if m.kind == kind]

@@ -27,8 +27,18 @@ if TYPE_CHECKING:
 __all__ = ["COUNTERS", "ServeController", "ServeState"]
 
 COUNTERS = ("served", "failed", "lost", "in_flight", "rejected", "dropped", "late")
-# what each poll keeps for the timeline beside the counters (SLO: the pool's objective, attainment, goodput)
-SERIES = ("p50_ms", "p99_ms", "queue_depth", "estimated_batch", "slo_ms", "slo_attainment", "goodput_rps")
+# what each poll keeps for the timeline beside the counters (SLO: objective, attainment, goodput, AIMD B, error)
+SERIES = (
+    "p50_ms",
+    "p99_ms",
+    "queue_depth",
+    "estimated_batch",
+    "slo_ms",
+    "slo_attainment",
+    "goodput_rps",
+    "aimd_batch",
+    "prediction_error_p99_ms",
+)
 _THROUGHPUT_SPAN_S = 2.0  # served-counter differences over this span give the throughput series
 _GONE = ("closed", "closing", "stopped")
 

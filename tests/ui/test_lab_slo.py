@@ -187,6 +187,20 @@ def test_timeline_figure_has_slo_line_goodput_attainment_and_marks() -> None:
     assert fig.layout.yaxis4.range == (0, 105)
 
 
+def test_timeline_shows_aimds_batch_and_the_prediction_error() -> None:
+    """Issue 10: the controller's B on the timeline, and admission's prediction error beside latency."""
+    rows = _rows(
+        slo_ms=[50.0, 50.0, 50.0],
+        aimd_batch=[8, 9, 6],
+        prediction_error_p99_ms=[None, 3.5, 12.0],
+    )
+    fig = plot_timeline(timeline_info(rows))
+    by_name = {t.name: t for t in fig.data}
+    assert list(by_name["AIMD B"].y) == [8, 9, 6] and by_name["AIMD B"].yaxis == "y5"
+    assert list(by_name["prediction error p99"].y) == [None, 3.5, 12.0]
+    assert by_name["prediction error p99"].yaxis == "y"
+
+
 def test_serve_step_marks_rejections_from_polled_stats_and_updates_in_place(lab: Lab) -> None:
     step = lab.serve_step
     step.slo.value = "50"
