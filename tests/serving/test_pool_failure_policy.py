@@ -23,25 +23,33 @@ MLP = get_workload("mlp")
 CRASHY = get_workload("crashy_model:build", example_input=torch.ones(1, 8))
 
 
-def test_a_cancelled_submit_does_not_wedge_the_batcher() -> None:
+@pytest.mark.parametrize("dispatch", ["work-conserving", "lockstep"])
+def test_a_cancelled_submit_does_not_wedge_the_batcher(dispatch: str) -> None:
     """Item 1: fut.cancel() and an asyncio.wait_for timeout, then later submits are still answered."""
-    x = MLP.example_input(6, seed=1)
+    x = MLP.example_input(7, seed=1)
     with torch.inference_mode():
         expected = MLP.build()(x)
-    with Pool("mlp", "1x1x4", warmup=1, announce=False, max_queue_delay_ms=300.0) as pool:
-        doomed = pool.submit(x[0])
-        assert doomed.cancel()  # still queued: the batcher waits up to 300 ms for company
+    with Pool("mlp", "1x1x4", warmup=1, announce=False, dispatch=dispatch) as pool:  # type: ignore[arg-type]
+        pid = pool.stats()["workers"][0]["pid"]
+        os.kill(pid, signal.SIGSTOP)  # the worker holds the next batch: what follows stays queued
+        try:
+            blocker = pool.submit(x[0])
+            assert wait_for(lambda: pool.stats()["workers"][0]["queued"] > 0, timeout=10)
+            doomed = pool.submit(x[1])
+            assert doomed.cancel()  # still queued in the batcher
 
-        async def impatient() -> None:
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.wrap_future(pool.submit(x[1])), timeout=0.01)
+            async def impatient() -> None:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.wrap_future(pool.submit(x[2])), timeout=0.01)
 
-        asyncio.run(impatient())
-        later = [pool.submit(row) for row in x[2:]]
-        out = torch.stack([f.result(timeout=30) for f in later])
-        torch.testing.assert_close(out, expected[2:], rtol=1e-5, atol=1e-5)
+            asyncio.run(impatient())
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        later = [pool.submit(row) for row in x[3:]]
+        out = torch.stack([f.result(timeout=30) for f in [blocker, *later]])
+        torch.testing.assert_close(out, torch.cat([expected[:1], expected[3:]]), rtol=1e-5, atol=1e-5)
         stats = pool.stats()
-        assert stats["cancelled"] >= 1 and stats["lost"] == 0
+        assert stats["cancelled"] >= 2 and stats["lost"] == 0
 
 
 def test_a_request_that_kills_its_worker_fails_alone_after_one_rerun() -> None:
