@@ -285,7 +285,7 @@ def test_requests_flow_to_the_serving_worker_while_another_is_being_replaced() -
     """A killed worker's replacement is starting (slowly): it gets no slice, the other answers everything."""
     world = FakeWorld(run_s=0.002)
     with fake_pool(world, "2x1x2") as pool:
-        world.start_s = 6.0  # the replacement will not be ready during this test (about 0.1 s of work)
+        world.start_s = 3.0  # the replacement will not be ready during this test (about 0.1 s of work)
         world.channels[0].kill()
         assert wait_for(lambda: len(world.channels) == 3)  # the supervisor started a successor
         futures = [pool.submit(row(float(v))) for v in range(20)]
