@@ -4,8 +4,9 @@ Threads and what they own (the lifecycle itself is `supervisor.py`'s, see its do
 - callers (`infer`, `submit`, HTTP handlers): check input, then `_dispatch` reads the serving
   generation under `supervisor.dispatch_lock` and enqueues pieces on its workers' handles;
 - packrat-batcher: forms batches from `submit`ted samples and dispatches them: work-conserving
-  (default) it sends each worker its next slice (≤ b_k) the moment that worker is free, reading
-  the serving workers (`_lanes`, dispatch_lock) with no batcher lock held; lockstep keeps one
+  (default) it sends each worker its next slice (≤ b_k) the moment that worker is free (a worker
+  starting or being replaced gets none while another serves), reading the serving workers
+  (`_lanes`, dispatch_lock) with no batcher lock held; lockstep keeps one
   batch of B in flight and splits it by the plan; a `submit` that finds nothing queued and a
   worker free is sent on the caller's own thread (the batcher's fast path, same locks, same order);
 - packrat-estimator: samples queue depth; in auto mode asks the supervisor for a switch;
@@ -20,7 +21,9 @@ held for a few operations: the prediction cache's, the AIMD controller's, the er
 and `_cycle_lock` (the batcher's measured batch cycle, read by the batcher under its condition).
 The batcher puts each answer into the prediction cache (`before_answer`, no batcher lock held)
 before it settles that request, so a repeat asked right after the answer hits the cache.
-Lock order: dispatch_lock → handle lock → job lock; futures are settled with no lock held, so a
+Lock order: dispatch_lock → handle lock → job lock, and the batcher's condition comes after all of
+them (a settled piece's callback takes it, sometimes under dispatch_lock), so the batcher never takes
+a pool lock while holding it; futures are settled with no lock held, so a
 done-callback may call back into the pool (but `close()` from a callback of this pool's own
 future would wait on itself: don't).
 """
