@@ -3,7 +3,8 @@
 Usage: python benchmarks/bench_backends.py [--models tiny-cnn,resnet50,bert] [--threads 1,2]
        [--backends eager,torchscript,compile,onnxruntime,openvino] [--precisions fp32,bf16]
        [--rounds 2] [--point-time 2] [--plan-batches 1,2,4,8,16] [--e2e-models tiny-cnn]
-       [--group-timeout 600] [--repeats 20] [--out benchmarks/results/backends.md] [--append]
+       [--skip compile-bf16,onnxruntime-bf16] [--group-timeout 600] [--repeats 20]
+       [--out benchmarks/results/backends.md] [--append]
 
 Part 1: every (model, t, backend, precision) runs in its own fresh pinned process (the profiler's
 child, so the same environment and thread knobs a pool worker gets), the runtimes alternating
@@ -95,7 +96,7 @@ def measure_model(
     """Part 1 for one model: alternating fresh processes; a Profile of per-round medians."""
     workload = get_workload(model)
     precisions = [p for p in args.precisions.split(",") if p != "bf16" or bf16_supported()]
-    choices = resolve_choices(args.backends, precisions)
+    choices = tuple(c for c in resolve_choices(args.backends, precisions) if c.key not in args.skip)
     batches = model_batches(model, args)
     rule = StoppingRule(0.02, 5, args.max_samples, args.point_time)
     runs: dict[tuple[int, int, str], list[Measurement]] = {}
@@ -247,6 +248,9 @@ def main() -> None:
     parser.add_argument("--max-samples", type=int, default=40)
     parser.add_argument("--plan-batches", default="1,2,4,8,16")
     parser.add_argument(
+        "--skip", default="", help="runtime keys left out, e.g. compile-bf16 (to fit a time box)"
+    )
+    parser.add_argument(
         "--e2e-models", default=None, help="models with the end-to-end part (default: the first)"
     )
     parser.add_argument(
@@ -258,6 +262,7 @@ def main() -> None:
     args = parser.parse_args()
     args.threads = [int(t) for t in args.threads.split(",")]
     args.plan_batches = [int(b) for b in args.plan_batches.split(",") if b]
+    args.skip = {k for k in args.skip.split(",") if k}
     models = args.models.split(",")
     args.e2e_models = models[:1] if args.e2e_models is None else [m for m in args.e2e_models.split(",") if m]
     cores = min(max(args.threads), detect_host().usable_cores)

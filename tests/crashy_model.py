@@ -1,4 +1,5 @@
-"""A model for fault tests: it kills its own process (like a segfault) on an input whose first value is negative."""
+"""A model for fault tests: it kills its own process (like a segfault) on an input whose first value is
+below -100, and raises (the worker lives on) on one above 100."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ class _Crashy(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if bool((x[:, 0] < -100).any()):  # warm-up inputs are randn: never that low
             os.kill(os.getpid(), signal.SIGSEGV)
+        if bool((x[:, 0] > 100).any()):
+            msg = (
+                "a first value above 100 is refused by this model " + "x" * 5000
+            )  # longer than a pipe record
+            raise ValueError(msg)
         return x * 2 + 1
 
 

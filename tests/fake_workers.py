@@ -23,6 +23,7 @@ from packrat_lab.serving.messages import (
     Resize,
     Resized,
     Run,
+    RunError,
     StartFailed,
     Stop,
     WorkerInfo,
@@ -89,6 +90,7 @@ class FakeChannel:
         self._layout = Layout(tuple(config.spec.sample_shape), config.spec.dtype)
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._direct: queue.SimpleQueue[object] = queue.SimpleQueue()  # answers to direct runs
         self._gate = threading.Event()
         self._gate.set()
         self._dead = False
@@ -116,11 +118,11 @@ class FakeChannel:
         self._thread = threading.Thread(target=self._main, name=f"fake-worker-{self._pid}", daemon=True)
         self._thread.start()
 
-    def send_run(self, req_id: int, rows: torch.Tensor) -> None:
+    def send_run(self, req_id: int, rows: torch.Tensor, *, direct: bool = False) -> None:
         if self._dead:
             raise OSError("fake worker is gone")
         self._inp[: rows.shape[0]].copy_(rows)
-        self._inbox.put(Run(req_id, int(rows.shape[0])))
+        self._inbox.put(Run(req_id, int(rows.shape[0]), direct))
 
     def send_resize(self, batch: int) -> None:
         if self._dead:
@@ -135,6 +137,16 @@ class FakeChannel:
     def recv(self) -> Reply:
         reply = self._replies.get()
         if reply is _EOF:
+            raise EOFError("fake worker ended")
+        return reply  # type: ignore[return-value]
+
+    def recv_direct(self, timeout: float | None) -> Done | RunError | None:
+        try:
+            reply = self._direct.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if reply is _EOF:
+            self._direct.put(_EOF)  # every later read sees the end too, as on a pipe
             raise EOFError("fake worker ended")
         return reply  # type: ignore[return-value]
 
@@ -171,6 +183,7 @@ class FakeChannel:
                 return
             self._eof_sent = True
         self._replies.put(_EOF)
+        self._direct.put(_EOF)
 
     def _info(self) -> WorkerInfo:
         return WorkerInfo(self._pid, {}, {}, int(self._inp.shape[0]), max(0.01, self._world.run_s * 1000))
@@ -211,4 +224,5 @@ class FakeChannel:
         if self._dead:
             return
         self._out[: message.rows].copy_(fake_model(rows))
-        self._replies.put(Done(message.req_id, message.rows, self._world.run_s * 1000))
+        answers = self._direct if message.direct else self._replies
+        answers.put(Done(message.req_id, message.rows, self._world.run_s * 1000))

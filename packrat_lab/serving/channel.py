@@ -2,22 +2,32 @@
 
 `WorkerChannel` is all a `WorkerHandle` knows of its worker: start it, send Run/Resize/Stop,
 receive typed replies, read output rows, kill it. `ProcessChannel` implements it with a spawned,
-pinned process, one duplex Pipe and two shared-memory segments; the schedule checker's
-in-process fake (tests/fake_workers.py) implements it with a thread, so fault schedules run in
-milliseconds. Threads: `start`, `send_*`, `kill` are called under the handle's lock (any thread);
-`recv` and `output` only from the handle's reader thread; `close` once, after `recv` hit EOF.
+pinned process, one duplex Pipe, a one-way direct pipe and two shared-memory segments; the
+schedule checker's in-process fake (tests/fake_workers.py) implements it with a thread, so fault
+schedules run in milliseconds. Threads: `start`, `send_*`, `kill` are called under the handle's
+lock (any thread); `recv` only from the handle's reader thread; `recv_direct` only from the one
+thread collecting the direct run in flight; `output` from whichever of the two holds the answer;
+`close` once, after `recv` hit EOF and no direct run is being collected.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from packrat_lab.serving.messages import Ready, Reply, Resize, Resized, Run, Stop, WorkerInfo
-from packrat_lab.serving.transport import Layout, Segment, decode_message, encode_message, unlink_name
+from packrat_lab.serving.messages import Done, Ready, Reply, Resize, Resized, Run, RunError, Stop, WorkerInfo
+from packrat_lab.serving.transport import (
+    DIRECT_RECORD_MAX,
+    Layout,
+    Segment,
+    decode_message,
+    encode_message,
+    unlink_name,
+)
 from packrat_lab.serving.worker import WorkerConfig, worker_main
 
 if TYPE_CHECKING:
@@ -48,8 +58,11 @@ class WorkerChannel(Protocol):
     def start(self) -> None:
         """Start the worker; its Ready (or StartFailed, or EOF) arrives through `recv`."""
 
-    def send_run(self, req_id: int, rows: torch.Tensor) -> None:
-        """Place `rows` in the worker's input and ask it to run them (OSError/ValueError: gone)."""
+    def send_run(self, req_id: int, rows: torch.Tensor, *, direct: bool = False) -> None:
+        """Place `rows` in the worker's input and ask it to run them (OSError/ValueError: gone).
+
+        With `direct`, the answer comes through `recv_direct`, not `recv`.
+        """
 
     def send_resize(self, batch: int) -> None:
         """Ask the worker to serve a new batch slice."""
@@ -59,6 +72,9 @@ class WorkerChannel(Protocol):
 
     def recv(self) -> Reply:
         """Block for the next reply; EOFError once the worker is gone."""
+
+    def recv_direct(self, timeout: float | None) -> Done | RunError | None:
+        """The answer to the direct run in flight; None after `timeout` s; EOFError once the worker is gone."""
 
     def output(self, rows: int) -> torch.Tensor:
         """The first `rows` output rows of the last Done (valid until the next send_run)."""
@@ -84,6 +100,7 @@ class ProcessChannel:
         self._config = config
         self._process: SpawnProcess | None = None
         self._conn: Any = None
+        self._direct: Any = None  # read end of the direct pipe
         self._inp: Segment | None = None
         self._out: Segment | None = None
         self._names: set[str] = set()
@@ -106,9 +123,10 @@ class ProcessChannel:
     def start(self) -> None:
         """Spawn with the instance's runtime environment (set for the exec, so torch sees it at import)."""
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        direct_read, direct_write = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=worker_main,
-            args=(child_conn, self._config),
+            args=(child_conn, self._config, direct_write),
             daemon=True,
             name=f"packrat-worker-{self._config.worker_id}",
         )
@@ -125,15 +143,16 @@ class ProcessChannel:
                     else:
                         os.environ[key] = value
         child_conn.close()
-        self._process, self._conn = process, parent_conn
+        direct_write.close()  # the worker holds the only write end: its death is EOF here
+        self._process, self._conn, self._direct = process, parent_conn, direct_read
 
-    def send_run(self, req_id: int, rows: torch.Tensor) -> None:
+    def send_run(self, req_id: int, rows: torch.Tensor, *, direct: bool = False) -> None:
         """Copy rows into the input segment, then send the tiny Run message."""
         if self._inp is None:
             msg = "worker has no input segment (not ready)"
             raise ValueError(msg)
         self._inp.tensor[: rows.shape[0]].copy_(rows)
-        self._conn.send_bytes(encode_message(Run(req_id, int(rows.shape[0]))))
+        self._conn.send_bytes(encode_message(Run(req_id, int(rows.shape[0]), direct)))
 
     def send_resize(self, batch: int) -> None:
         """Ask for a new batch slice."""
@@ -152,6 +171,20 @@ class ProcessChannel:
         if isinstance(message, (Ready, Resized)):
             self._attach(message.info)
         return message  # type: ignore[return-value]
+
+    def recv_direct(self, timeout: float | None) -> Done | RunError | None:
+        """Wait for the one record on the direct pipe; a single read takes it whole (or nothing)."""
+        fd = self._direct.fileno()
+        if timeout is not None:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(max(0.0, timeout) * 1000.0):
+                return None
+        data = os.read(fd, DIRECT_RECORD_MAX)
+        if not data:
+            msg = f"worker {self._config.worker_id} ended"
+            raise EOFError(msg)
+        return decode_message(data)  # type: ignore[return-value]
 
     def _attach(self, info: WorkerInfo) -> None:
         for seg in (self._inp, self._out):
@@ -183,9 +216,10 @@ class ProcessChannel:
         self._inp = self._out = None
         for name in self._names:
             unlink_name(name)
-        with contextlib.suppress(OSError):
-            if self._conn is not None:
-                self._conn.close()
+        for conn in (self._conn, self._direct):
+            with contextlib.suppress(OSError):
+                if conn is not None:
+                    conn.close()
 
 
 def process_channels(ctx: SpawnContext) -> ChannelFactory:

@@ -2,8 +2,19 @@
 
 A handle owns no lifecycle decisions: when its worker becomes ready or ends it posts a
 `WorkerReady` / `WorkerExited` to the supervisor, which alone decides what happens next.
-Threads: callers (`enqueue`), the supervisor (`start`, `stop`, `resize`, `mark_hung`, `kill`) and
-the reader thread all take `_lock` briefly; the reader delivers outputs and settles jobs outside it.
+Threads: callers (`enqueue`, `enqueue_direct`, `collect_direct`), the supervisor (`start`, `stop`,
+`resize`, `mark_hung`, `kill`) and the reader thread all take `_lock` briefly; the reader delivers
+outputs and settles jobs outside it.
+
+Direct runs (the `infer` fast path): a caller that finds the worker idle sends its piece marked
+direct and then reads the answer from the worker's direct pipe itself, so the answer reaches it
+with no reader-thread hop. At most one direct run is in flight (`_direct`, under `_lock`); its
+collector owns the direct pipe until the answer is read. The collector copies the output while
+holding `_lock` (so the reader's end-of-worker accounting cannot take the piece mid-copy: whoever
+takes the lock first owns it) and settles the job after releasing it. A collector that gives up
+(its timeout, an interrupt) hands the read to a short-lived thread, so the worker's next request is
+never stuck behind an unread answer. When the worker dies, the direct pipe reads EOF and the piece
+is accounted for by the reader's `WorkerExited`, like any running piece.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 from packrat_lab.errors import DeadlineDropped, WorkerFailedError
 from packrat_lab.serving.dispatcher import Piece
@@ -88,6 +99,7 @@ class WorkerHandle:
         self.batch = instance.batch
         self.state = WorkerState.STARTING
         self.served = 0
+        self.served_direct = 0  # of `served`: answers its caller read itself (the infer fast path)
         self.run_ms = 0.0  # model time reported by the worker, summed (mean run time in stats)
         self.warm_ms: float | None = None  # the worker's own warm batch time (hang deadline base)
         self.error: str | None = None
@@ -109,6 +121,9 @@ class WorkerHandle:
         self._ended = False
         self._ids = itertools.count()
         self._reader: threading.Thread | None = None
+        self._direct: Piece | None = None  # the piece whose answer comes on the direct pipe
+        self._direct_free = threading.Event()  # clear while a direct answer is still to be read
+        self._direct_free.set()
 
     @property
     def cores(self) -> tuple[int, ...]:
@@ -151,13 +166,82 @@ class WorkerHandle:
 
         The caller fails a refused piece itself, after releasing its own locks.
         """
+        return self.enqueue_direct(piece, direct=False) != "refused"
+
+    def enqueue_direct(self, piece: Piece, *, direct: bool = True) -> Literal["direct", "queued", "refused"]:
+        """Like `enqueue`, but an idle worker's answer comes to the caller: 'direct', 'queued' or 'refused'.
+
+        After 'direct' the caller must call `collect_direct(piece, ...)` (it owns the answer).
+        """
         with self._lock:
             if self._ended or self._stop_asked:
-                return False
+                return "refused"
+            if direct and self._direct is None and self._current is None and not self._pending:
+                self._direct = piece  # `_send_next` sends it marked direct
             self._pending.append(piece)
             doomed = self._send_next()
+            sent_direct = self._direct is piece and self._current is piece
+            if sent_direct:
+                self._direct_free.clear()
+            elif self._direct is piece:  # dropped, skipped or not sent: it goes the usual way
+                self._direct = None
         _settle_all(doomed)
-        return True
+        return "direct" if sent_direct else "queued"
+
+    def collect_direct(self, piece: Piece, timeout: float | None = None) -> None:
+        """Wait for the direct run's answer on this thread and settle it (see the module docstring).
+
+        Returns when the piece is settled here, when the worker ended (the reader's end-of-worker
+        accounting settles it), or after `timeout` s (a helper thread then reads the answer).
+        """
+        try:
+            reply = self._channel.recv_direct(timeout)
+        except (EOFError, OSError):
+            self._direct_free.set()
+            return
+        except BaseException:  # an interrupt in the caller: the answer still has to be read
+            self.hand_over_direct(piece)
+            raise
+        if reply is None:
+            self.hand_over_direct(piece)
+            return
+        self._settle_direct(piece, reply)
+
+    def hand_over_direct(self, piece: Piece) -> None:
+        """Let a helper thread read the direct answer its caller stopped waiting for."""
+        threading.Thread(
+            target=self.collect_direct,
+            args=(piece, None),
+            name=f"packrat-direct-{self.config.worker_id}",
+            daemon=True,
+        ).start()
+
+    def _settle_direct(self, piece: Piece, reply: Done | RunError) -> None:
+        finished = False
+        failure: BaseException | None = None
+        with self._lock:
+            if self._direct is not piece or self._current is not piece:
+                self._direct_free.set()  # the worker's end took the piece first
+                return
+            if isinstance(reply, Done):
+                try:
+                    finished = piece.deliver(self._channel.output(piece.rows))
+                except Exception as exc:  # noqa: BLE001 - one bad answer must not stop this worker's queue
+                    failure = exc
+                self.latency.observe(piece.rows, (self._clock() - self._current_since) * 1000.0)
+                self.served += 1
+                self.served_direct += 1
+                self.run_ms += reply.run_ms
+            else:
+                failure = WorkerFailedError(f"worker {self.config.worker_id}: {reply.message}")
+            self._current = self._direct = None
+            self._direct_free.set()
+            doomed = self._send_next()
+        if failure is not None:
+            piece.fail(failure)
+        _settle_all(doomed)
+        if finished:
+            piece.job.resolve()
 
     def refusal(self) -> WorkerFailedError:
         """The error for a piece this worker refused."""
@@ -271,7 +355,7 @@ class WorkerHandle:
             self._current, self._current_since = item, now
             try:
                 if isinstance(item, Piece):
-                    self._channel.send_run(next(self._ids), item.src)
+                    self._channel.send_run(next(self._ids), item.src, direct=item is self._direct)
                 elif isinstance(item, _Stop):
                     self._stop_sent = True
                     self._channel.send_stop()
@@ -361,7 +445,7 @@ class WorkerHandle:
         with self._lock:
             running = self._current if isinstance(self._current, Piece) else None
             queued = [i for i in self._pending if isinstance(i, Piece)]
-            self._current = None
+            self._current = self._direct = None
             self._pending.clear()
             self._ended = True
             clean = self._stop_sent and self.error is None
@@ -369,6 +453,7 @@ class WorkerHandle:
             if not clean and self.error is None:
                 code = self._channel.exitcode
                 self.error = "process died" if code is None else f"process ended with code {code}"
+        self._direct_free.wait(5.0)  # a collector reads EOF on the direct pipe at once: close after it
         self._channel.close()
         self.ready.set()
         try:
@@ -408,6 +493,7 @@ class WorkerHandle:
             "setting": self.instance.setting.name,
             "backend": self.instance.backend.key,
             "served": self.served,
+            "served_direct": self.served_direct,
             "mean_run_ms": self.run_ms / self.served if self.served else None,
             "expected_ms": self.expect_ms(self.batch),
             "dropped": self.dropped,

@@ -2,7 +2,8 @@
 
 parent → worker: Run | Resize | Stop
 worker → parent: Ready | Done | RunError | Resized | StartFailed
-The hot pair (Run, Done) is packed as fixed-size structs by `transport.encode_message`; the rest
+A Run marked `direct` is answered (Done or RunError) on the worker's direct pipe instead, which
+the caller that sent it reads itself (see `handle.py`). The hot pair (Run, Done) is packed as fixed-size structs by `transport.encode_message`; the rest
 are pickled. `Reply` is what a `WorkerChannel.recv()` returns.
 """
 
@@ -35,10 +36,11 @@ class WorkerInfo(NamedTuple):
 
 
 class Run(NamedTuple):
-    """Run the model on the first `rows` rows of the input segment."""
+    """Run the model on the first `rows` rows of the input segment (`direct`: answer on the direct pipe)."""
 
     req_id: int
     rows: int
+    direct: bool = False
 
 
 class Resize(NamedTuple):

@@ -2,7 +2,9 @@
 
 Threads and what they own (the lifecycle itself is `supervisor.py`'s, see its docstring):
 - callers (`infer`, `submit`, HTTP handlers): check input, then `_dispatch` reads the serving
-  generation under `supervisor.dispatch_lock` and enqueues pieces on its workers' handles;
+  generation under `supervisor.dispatch_lock` and enqueues pieces on its workers' handles; an
+  `infer` whose batch is one piece for an idle worker then reads that worker's answer from its
+  direct pipe itself (the fast path, no reader-thread hop; handle.py says who owns what);
 - packrat-batcher: forms batches from `submit`ted samples and dispatches them: work-conserving
   (default) it sends each worker its next slice (≤ b_k) the moment that worker is free (a worker
   starting or being replaced gets none while another serves), reading the serving workers
@@ -179,6 +181,11 @@ class Pool:
     `batching="aimd"` lets the batcher's max batch follow Clipper's AIMD toward a third of the SLO (in
     auto mode that batch is the B the optimizer plans for); `cache_size=N` keeps the last N
     answers by exact input (Clipper's prediction cache).
+
+    `infer_path="direct"` (the default) is `infer`'s fast path: a batch that goes out as one piece
+    to an idle worker is answered on that worker's direct pipe, which the calling thread reads
+    itself (one thread wake-up less than a reader thread settling a future); `"reader"` sends every
+    answer through the reader thread, kept for A/B runs (benchmarks/bench_transport.py).
     """
 
     def __init__(
@@ -204,6 +211,7 @@ class Pool:
         aimd: AIMDBatchSize | None = None,
         cache_size: int = 0,
         dispatch: Literal["work-conserving", "lockstep"] = "work-conserving",
+        infer_path: Literal["direct", "reader"] = "direct",
     ) -> None:
         from packrat_lab.workloads.registry import get_workload
 
@@ -220,6 +228,9 @@ class Pool:
             raise ValueError(msg)
         if dispatch not in ("work-conserving", "lockstep"):
             msg = f"dispatch must be 'work-conserving' or 'lockstep', got {dispatch!r}; example: Pool('mlp', '2x1x4', dispatch='work-conserving')"
+            raise ValueError(msg)
+        if infer_path not in ("direct", "reader"):
+            msg = f"infer_path must be 'direct' or 'reader', got {infer_path!r}; example: Pool('mlp', '1x1x8', infer_path='direct')"
             raise ValueError(msg)
         if batching == "aimd" and slo_ms is None and aimd is None:
             msg = "batching='aimd' needs a latency objective; example: Pool('mlp', '2x1x4', batching='aimd', slo_ms=50)"
@@ -264,6 +275,7 @@ class Pool:
         self._cycle = LatencyModel()  # the batcher's dispatch-to-delivery time per batch size
         self._cycle_lock = threading.Lock()
         self.dispatch = dispatch
+        self.infer_path = infer_path
         self._batcher = DynamicBatcher(
             self._dispatch,
             self._batch_limit,
@@ -347,9 +359,11 @@ class Pool:
                 if refused is not None:
                     outcome = "rejected"
                     raise refused
-            job = self._dispatch_job(batch, deadline=deadline)
+            job, direct = self._dispatch_job(batch, deadline=deadline, direct=self.infer_path == "direct")
+            ends_at = None if timeout is None else time.monotonic() + timeout
+            _collect_direct(job, direct, ends_at)
             try:
-                out = job.future.result(timeout)
+                out = job.future.result(_left_s(ends_at))
             except TimeoutError:
                 error = RequestTimeoutError(
                     f"no answer to a {rows}-row batch within {timeout:g} s; it was withdrawn"
@@ -545,7 +559,7 @@ class Pool:
 
     def _dispatch(self, batch: torch.Tensor, *, deadline: float | None = None) -> Future[torch.Tensor]:
         """The batcher's way in: dispatch and return the batch's future."""
-        return self._dispatch_job(batch, deadline=deadline).future
+        return self._dispatch_job(batch, deadline=deadline)[0].future
 
     def _lanes(self) -> list[Lane]:
         """The batcher's lanes (work-conserving): one per serving worker, taking up to its slice b_k.
@@ -598,12 +612,21 @@ class Pool:
         if refused is not None:  # the worker stopped taking work since the lanes were read
             piece.fail(refused)
             return job.future
-        return self._dispatch_job(batch, deadline=deadline).future  # a switch moved this slot away
+        return self._dispatch_job(batch, deadline=deadline)[0].future  # a switch moved this slot away
 
-    def _dispatch_job(self, batch: torch.Tensor, *, deadline: float | None = None) -> Job:
-        """Split one batch over the serving workers; all pieces go to one generation."""
+    def _dispatch_job(
+        self, batch: torch.Tensor, *, deadline: float | None = None, direct: bool = False
+    ) -> tuple[Job, list[tuple[WorkerHandle, Piece]]]:
+        """Split one batch over the serving workers; all pieces go to one generation.
+
+        With `direct`, a batch that goes out as one piece to an idle worker is sent for the caller
+        to collect itself (`WorkerHandle.collect_direct`); the second value lists it, and the caller
+        must collect it. Only single-piece batches go direct: a caller reads one answer at a time,
+        and another worker's answer left unread would hold that worker (and trip its hang deadline).
+        """
         batch = batch.contiguous()
         refused: list[tuple[Piece, WorkerHandle]] = []
+        collect: list[tuple[WorkerHandle, Piece]] = []
         with self._supervisor.dispatch_lock:
             generation = self._supervisor.active
             if self._dispatch_closed or generation is None:
@@ -616,13 +639,18 @@ class Pool:
             parts = split_rows(int(batch.shape[0]), [slot.instance.batch for slot in slots])
             assert self._out_layout is not None
             job = Job(int(batch.shape[0]), self._out_layout, len(parts), deadline=deadline)
+            direct = direct and len(parts) == 1
             for k, start, rows in parts:
                 piece = Piece(job, batch[start : start + rows], start)
-                if not slots[k].handle.enqueue(piece):
-                    refused.append((piece, slots[k].handle))
+                handle = slots[k].handle
+                sent = handle.enqueue_direct(piece, direct=direct)
+                if sent == "refused":
+                    refused.append((piece, handle))
+                elif sent == "direct":
+                    collect.append((handle, piece))
         for piece, handle in refused:  # settled outside the lock: futures run callbacks
             piece.fail(handle.refusal())
-        return job
+        return job, collect
 
     # -- latency objectives -------------------------------------------------------------------
 
@@ -871,3 +899,24 @@ def _plannable_batch(profile: Profile | None) -> int | None:
 def _profile_max_batch(profile: Profile | None) -> int | None:
     batches = getattr(profile, "batches", None) if profile is not None else None
     return max(batches) if batches else None
+
+
+def _left_s(ends_at: float | None) -> float | None:
+    """Seconds left until `ends_at` (monotonic), never negative; None: no limit."""
+    return None if ends_at is None else max(0.0, ends_at - time.monotonic())
+
+
+def _collect_direct(job: Job, direct: list[tuple[WorkerHandle, Piece]], ends_at: float | None) -> None:
+    """Read the direct answers of `job` on this thread (the infer fast path), until it is settled.
+
+    Whatever is not collected here (the job failed early, the time ran out, an interrupt) is handed
+    to a helper thread, so every direct answer is read exactly once.
+    """
+    waiting = list(direct)
+    try:
+        while waiting and not job.future.done():
+            handle, piece = waiting.pop(0)
+            handle.collect_direct(piece, _left_s(ends_at))
+    finally:
+        for handle, piece in waiting:
+            handle.hand_over_direct(piece)

@@ -13,22 +13,25 @@ import contextlib
 import os
 import pickle
 import secrets
+import select
 import struct
 from dataclasses import dataclass
 from math import prod
 from multiprocessing import shared_memory
 from typing import TYPE_CHECKING, Any
 
-from packrat_lab.serving.messages import Done, Run
+from packrat_lab.serving.messages import Done, Run, RunError
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "DIRECT_RECORD_MAX",
     "SHM_DIR",
     "Layout",
     "Segment",
     "decode_message",
+    "encode_direct",
     "encode_message",
     "leftover_segments",
     "new_prefix",
@@ -53,13 +56,17 @@ _ITEMSIZE = {
 # always starts with the PROTO opcode 0x80. One pipe carries both; the first byte tells them apart.
 _RUN = struct.Struct("<Bqq")  # tag, request id, rows
 _DONE = struct.Struct("<Bqqd")  # tag, request id, rows, model ms
-_RUN_TAG, _DONE_TAG = 1, 2
+_RUN_TAG, _DONE_TAG, _RUN_DIRECT_TAG = 1, 2, 3
+# A direct answer is one write of at most PIPE_BUF bytes (4096 on Linux, 512 on macOS): atomic on a
+# pipe, so one read takes it whole and an interrupted read takes nothing.
+DIRECT_RECORD_MAX = select.PIPE_BUF
+_ERROR_BYTES = DIRECT_RECORD_MAX - 128  # a RunError's text is cut to this (UTF-8): it stays one record
 
 
 def encode_message(message: tuple[Any, ...]) -> bytes:
     """Bytes for one control message (hot ones packed, so a request costs no pickling)."""
     if isinstance(message, Run):
-        return _RUN.pack(_RUN_TAG, message.req_id, message.rows)
+        return _RUN.pack(_RUN_DIRECT_TAG if message.direct else _RUN_TAG, message.req_id, message.rows)
     if isinstance(message, Done):
         return _DONE.pack(_DONE_TAG, message.req_id, message.rows, message.run_ms)
     return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -68,14 +75,25 @@ def encode_message(message: tuple[Any, ...]) -> bytes:
 def decode_message(data: bytes) -> tuple[Any, ...]:
     """Inverse of encode_message."""
     tag = data[0]
-    if tag == _RUN_TAG:
+    if tag in (_RUN_TAG, _RUN_DIRECT_TAG):
         _, req_id, rows = _RUN.unpack(data)
-        return Run(req_id, rows)
+        return Run(req_id, rows, tag == _RUN_DIRECT_TAG)
     if tag == _DONE_TAG:
         _, req_id, rows, ms = _DONE.unpack(data)
         return Done(req_id, rows, ms)
     message: tuple[Any, ...] = pickle.loads(data)
     return message
+
+
+def encode_direct(reply: Done | RunError) -> bytes:
+    """One direct-pipe record (≤ DIRECT_RECORD_MAX bytes): a Done, or a RunError with its text cut short."""
+    if isinstance(reply, RunError):
+        text = reply.message.encode("utf-8")
+        if len(text) > _ERROR_BYTES:
+            reply = RunError(reply.req_id, text[:_ERROR_BYTES].decode("utf-8", "ignore") + "...")
+    data = encode_message(reply)
+    assert len(data) <= DIRECT_RECORD_MAX, f"direct record of {len(data)} bytes"
+    return data
 
 
 def new_prefix() -> str:

@@ -8,6 +8,8 @@ Protocol over one duplex Pipe (the typed messages of `serving.messages`, framed 
 `transport.encode_message`; tensors travel through `transport.Segment`):
 parent → worker: Run | Resize | Stop
 worker → parent: Ready | Done | RunError | Resized | StartFailed
+plus a one-way direct pipe: a Run marked `direct` is answered there, as one raw record
+(`transport.encode_direct`), for the caller that waits on it itself.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from packrat_lab.serving.messages import (
     Stop,
     WorkerInfo,
 )
-from packrat_lab.serving.transport import Layout, Segment, decode_message, encode_message
+from packrat_lab.serving.transport import Layout, Segment, decode_message, encode_direct, encode_message
 from packrat_lab.workloads.backends.names import EAGER_FP32, BackendChoice
 
 if TYPE_CHECKING:
@@ -200,7 +202,7 @@ def _parent_gone(config: WorkerConfig) -> bool:
     return os.getppid() != config.parent_pid
 
 
-def worker_main(conn: Connection, config: WorkerConfig) -> None:
+def worker_main(conn: Connection, config: WorkerConfig, direct: Connection | None = None) -> None:
     """Spawn entry: the profiled environment and affinity first, then torch, build, warm, serve until told."""
     from packrat_lab.child_env import ChildEnvironment
 
@@ -220,7 +222,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         gc.collect()
         gc.freeze()
         conn.send_bytes(encode_message(Ready(runner.info())))
-        _serve(conn, config, runner)
+        _serve(conn, config, runner, None if direct is None else direct.fileno())
     except Exception as exc:  # noqa: BLE001 - report any startup failure instead of dying silently
         try:
             conn.send_bytes(encode_message(StartFailed(f"{type(exc).__name__}: {exc}")))
@@ -236,8 +238,15 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     os._exit(0)
 
 
-def _serve(conn: Connection, config: WorkerConfig, runner: _Runner) -> None:
+def _serve(conn: Connection, config: WorkerConfig, runner: _Runner, direct_fd: int | None) -> None:
     """The request loop: one request at a time, parent death checked while idle."""
+
+    def answer(run: Run, reply: Done | RunError) -> None:
+        if run.direct and direct_fd is not None:
+            os.write(direct_fd, encode_direct(reply))  # one record, one write: atomic on a pipe
+        else:
+            conn.send_bytes(encode_message(reply))
+
     idle_since = time.perf_counter()
     while True:
         # With SPIN_S > 0, poll the pipe without sleeping for that long after a request (saves a
@@ -260,10 +269,10 @@ def _serve(conn: Connection, config: WorkerConfig, runner: _Runner) -> None:
             try:
                 runner.run(message.rows)
             except Exception as exc:  # noqa: BLE001 - the request fails, the worker lives on
-                conn.send_bytes(encode_message(RunError(message.req_id, f"{type(exc).__name__}: {exc}")))
+                answer(message, RunError(message.req_id, f"{type(exc).__name__}: {exc}"))
                 continue
             ms = (time.perf_counter() - start) * 1000.0
-            conn.send_bytes(encode_message(Done(message.req_id, message.rows, ms)))
+            answer(message, Done(message.req_id, message.rows, ms))
             idle_since = time.perf_counter()
         elif isinstance(message, Resize):
             runner.resize(message.batch)

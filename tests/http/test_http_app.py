@@ -415,3 +415,26 @@ def test_port_in_use_is_a_clear_error(server: Server, pool: FakePool) -> None:
         serve_pool(pool, port=server.port)
     with pytest.raises(ValueError, match="port must be 0..65535"):
         serve_pool(pool, port=70000)
+
+
+class _DeadWorkerPool(FakePool):
+    """A pool whose every inference fails the way a pool with a dead worker does."""
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        from packrat_lab import WorkerFailedError
+
+        msg = "worker 0 is failed; retry the request\nsecond line"
+        raise WorkerFailedError(msg)
+
+
+@pytest.mark.parametrize("path", ["/v2/models/mlp", "/v2/models/mlp/config"])
+def test_metadata_that_cannot_be_probed_is_a_one_line_503_naming_the_cause(path: str) -> None:
+    """The metadata probe met a dead worker: it used to answer a bare 500 with no reason."""
+    pool = _DeadWorkerPool("mlp", "2x1x4", width=16, layers=2)
+    with serve_pool(pool, token="t") as server:
+        status, _, body = call(server.url + path)
+    pool.close()
+    assert status == 503
+    error = json.loads(body)["error"]
+    assert "unavailable: WorkerFailedError: worker 0 is failed; retry the request" in error
+    assert "\n" not in error and "second line" not in error

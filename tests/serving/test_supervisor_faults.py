@@ -42,11 +42,11 @@ def test_a_send_that_raises_fails_only_its_piece_and_the_worker_serves_on() -> N
         real_send = channel.send_run
         calls = {"n": 0}
 
-        def flaky(req_id: int, src: torch.Tensor) -> None:
+        def flaky(req_id: int, src: torch.Tensor, *, direct: bool = False) -> None:
             calls["n"] += 1
             if calls["n"] == 1:
                 raise RuntimeError("copy failed")
-            real_send(req_id, src)
+            real_send(req_id, src, direct=direct)
 
         channel.send_run = flaky  # type: ignore[method-assign]
         with pytest.raises(WorkerFailedError, match="could not send: RuntimeError: copy failed"):

@@ -116,3 +116,17 @@ print(float(view.sum()))
     )
     assert done.returncode == 0 and done.stdout.strip() == "0.0"
     assert "BufferError" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_a_direct_record_is_one_pipe_write_even_for_a_long_error() -> None:
+    """Direct answers must fit one atomic pipe write; a RunError's text is cut, a Done is a fixed struct."""
+    from packrat_lab.serving.transport import DIRECT_RECORD_MAX, encode_direct
+
+    long = RunError(7, "ValueError: " + "é" * 10_000)
+    data = encode_direct(long)
+    assert len(data) <= DIRECT_RECORD_MAX
+    back = decode_message(data)
+    assert isinstance(back, RunError) and back.req_id == 7 and back.message.startswith("ValueError: éé")
+    assert decode_message(encode_direct(Done(3, 4, 1.5))) == Done(3, 4, 1.5)
+    assert decode_message(encode_message(Run(5, 2, True))) == Run(5, 2, True)
+    assert decode_message(encode_message(Run(5, 2))) == Run(5, 2, False)

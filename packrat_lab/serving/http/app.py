@@ -108,6 +108,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         reason = str(exc) if exc is not None and status_code < 500 else self._reason
+        if isinstance(exc, _Unavailable):
+            reason = exc.detail
         self.set_header("Content-Type", "application/json")
         self.finish(dumps({"error": (reason or f"HTTP {status_code}").splitlines()[0]}))
 
@@ -131,10 +133,27 @@ class BaseHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(503, reason="server is stopping") from None
         return result
 
+    async def describe(self, fn: Callable[[], T]) -> T:
+        """A metadata call (it may probe the pool): a failure of the pool's is a one-line 503, not a bare 500."""
+        try:
+            return await self.admin(fn)
+        except tornado.web.HTTPError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. the probe met a dead worker: say so in one line
+            raise _Unavailable(f"{self.route} unavailable: {type(exc).__name__}: {exc}") from exc
+
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """HTTPErrors are answers, not incidents: only unexpected exceptions are logged (with traceback)."""
         if not isinstance(value, tornado.web.HTTPError):
             super().log_exception(typ, value, tb)
+
+
+class _Unavailable(tornado.web.HTTPError):
+    """A management call failed for a reason of the pool's (a dead worker, a closed pool): 503, one line."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503)
+        self.detail = detail.splitlines()[0] if detail else "unavailable"
 
 
 class LiveHandler(BaseHandler):
@@ -165,7 +184,7 @@ class ModelMetadataHandler(BaseHandler):
     async def get(self, model: str, version: str | None = None) -> None:
         if not self.known_model(model):
             return
-        self.send_json(await self.admin(self.service.model_metadata))
+        self.send_json(await self.describe(self.service.model_metadata))
 
 
 class ModelReadyHandler(BaseHandler):
@@ -184,7 +203,7 @@ class ModelConfigHandler(BaseHandler):
     async def get(self, model: str, version: str | None = None) -> None:
         if not self.known_model(model):
             return
-        self.send_json(await self.admin(self.service.model_config))
+        self.send_json(await self.describe(self.service.model_config))
 
 
 class RepositoryIndexHandler(BaseHandler):
