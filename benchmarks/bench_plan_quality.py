@@ -7,13 +7,16 @@ For each model: profile it (grouped), then for each B
 1. DP+measure: `optimize(profile, T, B, measure_top=k)` measures its own candidates (fresh pools);
 2. the oracle: every feasible plan (every distinct configuration the profiled points can build,
    each runtime setting) is measured with its instances together, plans alternated over rounds;
-3. each choice is scored by the oracle run's median of the configuration it chose: chosen / oracle.
+3. each choice is scored by the oracle run's median of the configuration it chose: chosen / oracle,
+   and 'within noise' says whether that median's 95 % CI overlaps the best one's (then the oracle
+   run itself cannot tell the two apart, whatever the ratio).
 `convmix` is a model that is not in the zoo, defined here.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -29,6 +32,7 @@ from markdown_report import emit, head, load_line, profile_parser, this_command
 import packrat_lab
 from packrat_lab.optimizer import optimize
 from packrat_lab.optimizer.candidates import candidate_plans
+from packrat_lab.profiling.measurement import median_confidence_interval
 from packrat_lab.profiling.table import Profile
 from packrat_lab.validation import config_key, measure_plans
 from packrat_lab.workloads.registry import get_workload
@@ -75,6 +79,17 @@ def median(samples: Any) -> float:
     return float(statistics.median(samples))
 
 
+def within_noise(samples: dict[str, tuple[float, ...]], chosen: str, best: str) -> str:
+    """'yes' when the two medians' 95 % CIs (exact order statistics) overlap: the oracle cannot tell them apart."""
+    if chosen == best:
+        return "same plan"
+    lo_c, _ = median_confidence_interval(samples[chosen])
+    _, hi_b = median_confidence_interval(samples[best])
+    if not (math.isfinite(lo_c) and math.isfinite(hi_b)):
+        return "n too small"
+    return "yes" if lo_c <= hi_b else "no"
+
+
 def bench_model(name: str, args: argparse.Namespace) -> tuple[list[str], list[tuple[float, float]]]:
     """Profile, then score DP-only and DP+measure against the oracle at each B."""
     workload = workload_for(name)
@@ -93,10 +108,10 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[str], list[tu
         f"Profile: {len(profile.measurements)} points in {profile_s:.1f} s, {len(profile.noisy_points)} noisy.",
         "",
         (
-            "| B | feasible plans | oracle (measured best) | DP-only pick | DP-only / oracle | DP+measure pick "
-            "| DP+measure / oracle | expected → measured of DP pick |"
+            "| B | feasible plans | oracle (measured best) | DP-only pick | DP-only / oracle | within noise "
+            "| DP+measure pick | DP+measure / oracle | within noise | expected → measured of DP pick |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     ratios = []
     for b in batches:
@@ -120,9 +135,12 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[str], list[tu
         dp_ratio = oracle[config_key(dp)] / oracle[best_key]
         measured_ratio = oracle[config_key(measured)] / oracle[best_key]
         ratios.append((dp_ratio, measured_ratio))
+        noise_dp = within_noise(oracle_samples, config_key(dp), best_key)
+        noise_measured = within_noise(oracle_samples, config_key(measured), best_key)
         lines.append(
             f"| {b} | {len(oracle)} | {best_plan.text} ({oracle[best_key]:.1f} ms) | {dp.text} | {dp_ratio:.3f} "
-            f"| {measured.text} | {measured_ratio:.3f} | {dp.expected_latency_ms:.1f} → {oracle[config_key(dp)]:.1f} ms |"
+            f"| {noise_dp} | {measured.text} | {measured_ratio:.3f} | {noise_measured} "
+            f"| {dp.expected_latency_ms:.1f} → {oracle[config_key(dp)]:.1f} ms |"
         )
         print(lines[-1], f"load {os.getloadavg()[0]:.2f}", flush=True)
     worst_dp, worst_measured = max(r[0] for r in ratios), max(r[1] for r in ratios)

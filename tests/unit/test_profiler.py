@@ -329,3 +329,56 @@ def test_grouped_profiling_yields_the_same_points_as_one_process_per_point() -> 
         for p in g.points:
             assert by_point[(p.threads, p.batch, p.setting.name)] == p
     assert a.meta["grouped"] is True and b.meta["grouped"] is False
+
+
+def _point_children(parent: int) -> list[int]:
+    """Pids of profiling-point processes whose parent is `parent` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if ppid == parent and b"packrat_lab.profiling.point" in cmd:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_a_point_child_dies_with_its_killed_parent() -> None:
+    """A restarted kernel (SIGKILL) left its profiling child measuring for its whole time cap."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "from packrat_lab.profiling.profiler import profile\n"
+        "profile('mlp', threads=[1], batches=[1], settings=['default'], point_time_s=120.0,"
+        " precision=1e-9, max_samples=10**7)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120
+        children: list[int] = []
+        while not children and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.2)
+            children = _point_children(parent.pid)
+        assert children, "the profiler never started its point process"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        gone = time.monotonic() + 20
+        while time.monotonic() < gone and any(os.path.exists(f"/proc/{c}") for c in children):
+            time.sleep(0.1)
+        left = [c for c in children if os.path.exists(f"/proc/{c}")]
+        for c in left:  # clean up before failing, so the suite's later measurements are not disturbed
+            os.kill(c, signal.SIGKILL)
+        assert not left, f"point process {left} outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

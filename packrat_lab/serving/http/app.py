@@ -139,7 +139,7 @@ class BaseHandler(tornado.web.RequestHandler):
             return await self.admin(fn)
         except tornado.web.HTTPError:
             raise
-        except Exception as exc:  # noqa: BLE001 - e.g. the probe met a dead worker: say so in one line
+        except Exception as exc:  # e.g. the probe met a dead worker: say so in one line
             raise _Unavailable(f"{self.route} unavailable: {type(exc).__name__}: {exc}") from exc
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:

@@ -521,5 +521,6 @@ def _to_numpy(out: Any) -> np.ndarray:
     elif isinstance(out, Mapping):
         out = next(iter(out.values()))
     if hasattr(out, "detach"):
-        out = out.detach().cpu().numpy()
+        # a pool's answer is a CPU tensor outside autograd: one call, not three (per request, on the loop)
+        out = out.numpy() if out.is_cpu and not out.requires_grad else out.detach().cpu().numpy()
     return np.asarray(out)
