@@ -15,8 +15,10 @@ Back-to-back pairs, order flipped each time: our server stays up while TorchServ
 config and round (TorchServe allows one instance per machine): `default` (its defaults) and `best`
 (cpu_launcher_enable=true, workers = cores, so one pinned 1-thread worker per core, batch 1).
 Rows: saturation (closed loop, --clients concurrent), p50/p99 at fixed open-loop rates (fractions
-of our measured saturation), and a live change (TorchServe: scale workers through its management
-API; ours: PUT /packrat/plan) with failed requests, longest completion gap and p99 around the change.
+of our measured saturation), the servers' CPU per request at saturation (front end: our serve process,
+TorchServe's JVM; whole server: its whole process tree, workers included, from /proc), and a live change
+(TorchServe: scale workers through its management API; ours: PUT /packrat/plan) with failed
+requests, longest completion gap and p99 around the change.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class Run:
 
     def failed(self) -> int:
         return sum(1 for *_, ok in self.records if not ok)
+
+    def ok(self) -> int:
+        return sum(1 for *_, ok in self.records if ok)
 
     def throughput(self) -> float:
         ok = sum(1 for *_, ok in self.records if ok)
@@ -251,6 +256,41 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float, proc: subpr
     raise RuntimeError(msg)
 
 
+def tree_cpu_s(root: int, front: Callable[[int, str], bool]) -> tuple[float, float]:
+    """CPU seconds used so far by a server's process tree: (front end, all of it).
+
+    Linux /proc: every process descended from `root` by parent links (a launcher that calls setsid
+    for its workers still counts); `front(pid, comm)` picks the front-end process(es). Processes that
+    ended are not counted.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, _, rest = f.read().rpartition(")")
+        except OSError:
+            continue
+        fields = rest.split()
+        pid = int(entry)
+        parent[pid] = int(fields[1])
+        used[pid] = (head.partition("(")[2], (int(fields[11]) + int(fields[12])) / tick)  # utime + stime
+    front_s = total_s = 0.0
+    for pid, (comm, seconds) in used.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parent:
+            ancestor = parent[ancestor]
+        if ancestor != root:
+            continue
+        total_s += seconds
+        if front(pid, comm):
+            front_s += seconds
+    return front_s, total_s
+
+
 def stop_group(proc: subprocess.Popen[bytes] | None, grace: float = 20.0) -> None:
     """SIGTERM the process group we started, then SIGKILL what is left."""
     if proc is None:
@@ -400,6 +440,11 @@ class TorchServe:
             raise
         return self
 
+    def cpu_s(self) -> tuple[float, float]:
+        """CPU seconds of its front end (the JVM) and of all its processes (JVM, workers, launcher)."""
+        assert self.proc is not None
+        return tree_cpu_s(self.proc.pid, lambda pid, comm: comm == "java")
+
     def describe(self) -> list[dict[str, Any]]:
         status, body = http_get(self.mgmt, f"/models/{self.model.name}")
         return list(json.loads(body)[0]["workers"]) if status == 200 else []
@@ -489,6 +534,12 @@ class Ours:
             f"packrat {self.plan}", self.port, f"/v2/models/{meta['name']}/infer", headers, tuple(bodies)
         )
 
+    def cpu_s(self) -> tuple[float, float]:
+        """CPU seconds of its front end (the serve process) and of all its processes (with the workers)."""
+        assert self.proc is not None
+        pid = self.proc.pid
+        return tree_cpu_s(pid, lambda p, comm: p == pid)
+
     def switch(self, plan: str) -> tuple[int, float, str]:
         """PUT /packrat/plan (waits for the switch); status, seconds, answer."""
         t0 = time.perf_counter()
@@ -561,6 +612,7 @@ def bench_model(name: str, args: argparse.Namespace, ts_bin: Path, cores: int, w
     sat: dict[str, list[tuple[float, float, float, float]]] = {}  # config -> (ours, theirs, ...) per pair
     lat: dict[tuple[str, float], list[tuple[Run, Run]]] = {}
     live: list[dict[str, Any]] = []
+    cpu_per_request: dict[str, list[tuple[tuple[float, float], tuple[float, float]]]] = {}
     starts: dict[str, list[float]] = {}
     rates: list[float] = []
     with Ours(model, plan, work, args.max_queue_delay_ms) as ours:
@@ -581,13 +633,19 @@ def bench_model(name: str, args: argparse.Namespace, ts_bin: Path, cores: int, w
                     their_target = ts.target(model)
                     closed_loop(their_target, args.clients, min(2.0, args.duration))  # warm-up
                     pair: list[Run] = [Run(0, 1), Run(0, 1)]
+                    cpu: list[tuple[float, float]] = [(0.0, 0.0), (0.0, 0.0)]
                     for side in pairs(r, 0):
+                        server = (ours, ts)[side]
+                        before = server.cpu_s()
                         pair[side] = closed_loop(
                             (our_target, their_target)[side], args.clients, args.duration
                         )
+                        after, n = server.cpu_s(), max(1, pair[side].ok())
+                        cpu[side] = ((after[0] - before[0]) * 1e3 / n, (after[1] - before[1]) * 1e3 / n)
                     sat.setdefault(config, []).append(
                         (pair[0].throughput(), pair[1].throughput(), pair[0].pct(50), pair[1].pct(50))
                     )
+                    cpu_per_request.setdefault(config, []).append((cpu[0], cpu[1]))
                     print(
                         f"  saturation ours {pair[0].throughput():.2f} vs {pair[1].throughput():.2f} req/s",
                         flush=True,
@@ -622,6 +680,14 @@ def bench_model(name: str, args: argparse.Namespace, ts_bin: Path, cores: int, w
             f"{', '.join(fmt(o, 2) for o, *_ in rows)} | {', '.join(fmt(t, 2) for _, t, *_ in rows)} | "
             f"{', '.join(f'{x:.2f}×' for x in per)} | {fmt(statistics.median(per), 2) + '×' if per else 'n/a'} |"
         )
+    for config, rows_ in cpu_per_request.items():
+        for k, part in ((0, "front end"), (1, "whole server")):
+            per = [t[k] / o[k] for o, t in rows_ if o[k] > 0]
+            lines.append(
+                f"| CPU ms per request at saturation, {part} (ratio = theirs / ours, >1 means we use less) | {config} | "
+                f"{', '.join(fmt(o[k], 2) for o, _ in rows_)} | {', '.join(fmt(t[k], 2) for _, t in rows_)} | "
+                f"{', '.join(f'{x:.2f}×' for x in per)} | {fmt(statistics.median(per), 2) + '×' if per else 'n/a'} |"
+            )
     for (config, rate), pairs_ in lat.items():
         for q in (50, 99):
             per = [t.pct(q) / o.pct(q) for o, t in pairs_ if o.pct(q) > 0]
