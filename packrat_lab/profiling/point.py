@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from packrat_lab.profiling.spec import PointGroup
 
-__all__ = ["main", "measure_group"]
+__all__ = ["PARENT_PID_ENV", "main", "measure_group"]
 
 Emit = Callable[[dict[str, Any]], object]
 ACCURACY_BATCH = 8  # rows of the seeded input each backend is checked on (fewer if the group's batches are)
@@ -161,17 +161,20 @@ def _die_with_parent() -> None:
     import ctypes
     import signal
 
-    parent = os.getppid()
+    # the profiler's pid, from the environment it started us with: a parent that died before
+    # this line ran has already made getppid() the reaper's, so getppid() cannot be the reference
+    expected = int(os.environ.get(PARENT_PID_ENV, "0") or 0)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - no prctl: the point runs to its end
         return
-    if os.getppid() != parent:  # the parent died before the request took hold
+    if expected and os.getppid() != expected:  # the parent died before the request took hold
         os._exit(1)
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_PID_ENV = "PACKRAT_PROFILER_PID"  # set by the runner: the process this one must not outlive
 
 
 def main() -> int:

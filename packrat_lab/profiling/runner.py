@@ -14,6 +14,7 @@ from typing import IO
 
 from packrat_lab.errors import PackratError
 from packrat_lab.profiling.measurement import Measurement
+from packrat_lab.profiling.point import PARENT_PID_ENV
 from packrat_lab.profiling.spec import PointGroup, PointSpec
 
 __all__ = ["GroupRunner", "PointCancelled", "PointFailedError", "child_environment", "run_group", "run_point"]
@@ -42,6 +43,7 @@ def child_environment(spec: PointSpec | PointGroup) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # user modules import as they do here
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     env["TQDM_DISABLE"] = "1"
+    env[PARENT_PID_ENV] = str(os.getpid())  # the child dies with us (point.py), even if we die first
     return env
 
 

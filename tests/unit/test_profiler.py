@@ -353,6 +353,7 @@ def _point_children(parent: int) -> list[int]:
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
 def test_a_point_child_dies_with_its_killed_parent() -> None:
     """A restarted kernel (SIGKILL) left its profiling child measuring for its whole time cap."""
+    import contextlib
     import signal
     import subprocess
     import sys
@@ -370,8 +371,15 @@ def test_a_point_child_dies_with_its_killed_parent() -> None:
             time.sleep(0.2)
             children = _point_children(parent.pid)
         assert children, "the profiler never started its point process"
+        # hold the child wherever it is (before or after it asked to die with its parent), so the
+        # parent's death can come first: the race a slow host runs into
+        for c in children:
+            os.kill(c, signal.SIGSTOP)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
+        for c in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c, signal.SIGCONT)
         gone = time.monotonic() + 20
         while time.monotonic() < gone and any(os.path.exists(f"/proc/{c}") for c in children):
             time.sleep(0.1)
