@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import select
 import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
-from proc_utils import wait_for
 
 from packrat_lab import FailurePolicy, Pool, WorkerFailedError
 from packrat_lab.workloads.registry import get_workload
@@ -31,27 +30,6 @@ def served(pool: Pool) -> tuple[int, int]:
     """(answers, answers read by their caller directly) of the pool's first worker."""
     worker = pool.stats()["workers"][0]
     return int(worker["served"]), int(worker["served_direct"])
-
-
-class _Interrupted(Exception):
-    pass
-
-
-@contextmanager
-def interrupt_after(seconds: float) -> Iterator[None]:
-    """Deliver SIGINT to this (main) thread after `seconds`, raised as _Interrupted: a Ctrl-C in Jupyter."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise _Interrupted
-
-    old = signal.signal(signal.SIGINT, handler)
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        signal.signal(signal.SIGINT, old)
 
 
 @pytest.mark.parametrize("infer_path", ["direct", "reader"])
@@ -73,27 +51,55 @@ def test_infer_answers_are_the_models_on_either_path_and_only_direct_skips_the_r
     assert direct == (2 if infer_path == "direct" else 0)
 
 
-def test_an_interrupted_infer_hands_its_answer_over_and_the_worker_serves_on() -> None:
-    """A Ctrl-C while the caller waits on the direct pipe: the answer is still read, nothing is killed."""
-    policy = FailurePolicy(hang_timeout_s=60.0)
-    x = MLP.example_input(4, seed=4)
+_INTERRUPTED_INFER = """
+import os, signal, threading, time
+import torch
+from packrat_lab import FailurePolicy, Pool
+from packrat_lab.workloads.registry import get_workload
+
+if __name__ == "__main__":
+    mlp = get_workload("mlp")
+    x = mlp.example_input(4, seed=4)
     with torch.inference_mode():
-        expected = MLP.build()(x)
-    with Pool("mlp", "1x1x4", warmup=1, announce=False, policy=policy) as pool:
+        expected = mlp.build()(x)
+    with Pool("mlp", "1x1x4", warmup=1, announce=False, policy=FailurePolicy(hang_timeout_s=60.0)) as pool:
         pid = pool.stats()["workers"][0]["pid"]
-        before = served(pool)[0]
+        before = pool.stats()["workers"][0]["served"]
         os.kill(pid, signal.SIGSTOP)  # the answer cannot come before the interrupt
+        main = threading.main_thread().ident
+        threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()  # Ctrl-C
         try:
-            with interrupt_after(0.3), pytest.raises(_Interrupted):
-                pool.infer(x)
+            pool.infer(x)
+            raise SystemExit("infer returned although its worker was stopped")
+        except KeyboardInterrupt:
+            pass
         finally:
             os.kill(pid, signal.SIGCONT)
-        # the interrupted batch's answer is read by a helper, so the worker is free for the next one
-        assert wait_for(lambda: served(pool)[0] == before + 1, 30)
-        torch.testing.assert_close(pool.infer(x, timeout=30), expected, rtol=1e-5, atol=1e-5)
+        until = time.monotonic() + 30  # a helper reads the interrupted batch's answer
+        while pool.stats()["workers"][0]["served"] < before + 1 and time.monotonic() < until:
+            time.sleep(0.05)
+        out = pool.infer(x, timeout=30)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
         stats = pool.stats()
-        assert stats["workers"][0]["pid"] == pid and stats["hung_workers"] == 0
-        assert stats["worker_restarts"] == 0
+        assert stats["workers"][0]["pid"] == pid, "the worker was replaced"
+        assert stats["hung_workers"] == 0 and stats["worker_restarts"] == 0, stats
+    print("served on after the interrupt")
+"""
+
+
+def test_an_interrupted_infer_hands_its_answer_over_and_the_worker_serves_on(tmp_path: Path) -> None:
+    """A Ctrl-C while the caller waits on the direct pipe: the answer is still read, nothing is killed.
+
+    In its own interpreter, so a real SIGINT meets a plain Python process, as in a notebook kernel,
+    and not the test runner with every native library the suite has loaded.
+    """
+    script = tmp_path / "interrupted_infer.py"
+    script.write_text(_INTERRUPTED_INFER)
+    run = subprocess.run(
+        [sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=240
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "served on after the interrupt" in run.stdout
 
 
 def test_a_stopped_worker_under_a_direct_run_is_killed_and_the_batch_rerun_elsewhere() -> None:
