@@ -228,12 +228,10 @@ class WorkerHandle:
                     finished = piece.deliver(self._channel.output(piece.rows))
                 except Exception as exc:  # noqa: BLE001 - one bad answer must not stop this worker's queue
                     failure = exc
-                self.latency.observe(piece.rows, (self._clock() - self._current_since) * 1000.0)
-                self.served += 1
+                self._count_done(piece, reply)
                 self.served_direct += 1
-                self.run_ms += reply.run_ms
             else:
-                failure = WorkerFailedError(f"worker {self.config.worker_id}: {reply.message}")
+                failure = self._run_failure(reply)
             self._current = self._direct = None
             self._direct_free.set()
             doomed = self._send_next()
@@ -425,20 +423,28 @@ class WorkerHandle:
             except Exception as exc:  # noqa: BLE001 - the reader thread must outlive any one request
                 item.fail(exc)
         elif isinstance(reply, RunError) and isinstance(item, Piece):
-            item.fail(WorkerFailedError(f"worker {self.config.worker_id}: {reply.message}"))
+            item.fail(self._run_failure(reply))
         with self._lock:
-            if isinstance(reply, Done) and isinstance(item, Piece):
-                self.latency.observe(item.rows, (self._clock() - self._current_since) * 1000.0)
-            self._current = None
             if isinstance(reply, Done):
-                self.served += 1
-                self.run_ms += reply.run_ms
-            elif isinstance(reply, Resized):
+                self._count_done(item if isinstance(item, Piece) else None, reply)
+            self._current = None
+            if isinstance(reply, Resized):
                 self.warm_ms = reply.info.warm_ms
             doomed = self._send_next()
         _settle_all(doomed)
         if finished is not None:
             finished.job.resolve()
+
+    def _count_done(self, piece: Piece | None, reply: Done) -> None:
+        """Account one answered run (caller holds `_lock`): the latency model, served, model time."""
+        if piece is not None:
+            self.latency.observe(piece.rows, (self._clock() - self._current_since) * 1000.0)
+        self.served += 1
+        self.run_ms += reply.run_ms
+
+    def _run_failure(self, reply: RunError) -> WorkerFailedError:
+        """The error a piece gets when the model raised on it (the worker lives on)."""
+        return WorkerFailedError(f"worker {self.config.worker_id}: {reply.message}")
 
     def _finish(self) -> None:
         self._channel.join(5.0)

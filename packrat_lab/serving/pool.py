@@ -361,7 +361,9 @@ class Pool:
                     raise refused
             job, direct = self._dispatch_job(batch, deadline=deadline, direct=self.infer_path == "direct")
             ends_at = None if timeout is None else time.monotonic() + timeout
-            _collect_direct(job, direct, ends_at)
+            if direct is not None:  # one piece, sent for this thread to read (see handle.py)
+                handle, piece = direct
+                handle.collect_direct(piece, _left_s(ends_at))
             try:
                 out = job.future.result(_left_s(ends_at))
             except TimeoutError:
@@ -616,17 +618,17 @@ class Pool:
 
     def _dispatch_job(
         self, batch: torch.Tensor, *, deadline: float | None = None, direct: bool = False
-    ) -> tuple[Job, list[tuple[WorkerHandle, Piece]]]:
+    ) -> tuple[Job, tuple[WorkerHandle, Piece] | None]:
         """Split one batch over the serving workers; all pieces go to one generation.
 
         With `direct`, a batch that goes out as one piece to an idle worker is sent for the caller
-        to collect itself (`WorkerHandle.collect_direct`); the second value lists it, and the caller
-        must collect it. Only single-piece batches go direct: a caller reads one answer at a time,
+        to collect itself (`WorkerHandle.collect_direct`); the second value names it (else None),
+        and the caller must collect it. Only single-piece batches go direct: a caller reads one answer at a time,
         and another worker's answer left unread would hold that worker (and trip its hang deadline).
         """
         batch = batch.contiguous()
         refused: list[tuple[Piece, WorkerHandle]] = []
-        collect: list[tuple[WorkerHandle, Piece]] = []
+        collect: tuple[WorkerHandle, Piece] | None = None
         with self._supervisor.dispatch_lock:
             generation = self._supervisor.active
             if self._dispatch_closed or generation is None:
@@ -647,7 +649,7 @@ class Pool:
                 if sent == "refused":
                     refused.append((piece, handle))
                 elif sent == "direct":
-                    collect.append((handle, piece))
+                    collect = (handle, piece)
         for piece, handle in refused:  # settled outside the lock: futures run callbacks
             piece.fail(handle.refusal())
         return job, collect
@@ -904,19 +906,3 @@ def _profile_max_batch(profile: Profile | None) -> int | None:
 def _left_s(ends_at: float | None) -> float | None:
     """Seconds left until `ends_at` (monotonic), never negative; None: no limit."""
     return None if ends_at is None else max(0.0, ends_at - time.monotonic())
-
-
-def _collect_direct(job: Job, direct: list[tuple[WorkerHandle, Piece]], ends_at: float | None) -> None:
-    """Read the direct answers of `job` on this thread (the infer fast path), until it is settled.
-
-    Whatever is not collected here (the job failed early, the time ran out, an interrupt) is handed
-    to a helper thread, so every direct answer is read exactly once.
-    """
-    waiting = list(direct)
-    try:
-        while waiting and not job.future.done():
-            handle, piece = waiting.pop(0)
-            handle.collect_direct(piece, _left_s(ends_at))
-    finally:
-        for handle, piece in waiting:
-            handle.hand_over_direct(piece)
