@@ -200,14 +200,14 @@ class WorkerHandle:
             self._direct_free.set()
             return
         except BaseException:  # an interrupt in the caller: the answer still has to be read
-            self.hand_over_direct(piece)
+            self._hand_over_direct(piece)
             raise
         if reply is None:
-            self.hand_over_direct(piece)
+            self._hand_over_direct(piece)
             return
         self._settle_direct(piece, reply)
 
-    def hand_over_direct(self, piece: Piece) -> None:
+    def _hand_over_direct(self, piece: Piece) -> None:
         """Let a helper thread read the direct answer its caller stopped waiting for."""
         threading.Thread(
             target=self.collect_direct,
